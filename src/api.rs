@@ -1,0 +1,246 @@
+//! The safe Rust API: closures as callbacks, RAII subscriptions.
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::registry::{self, CallFn, Core, ReleaseFn, Stats};
+use crate::{Status, Value};
+
+/// An entry id: nonzero, never reused for the life of the registry.
+pub type Id = u64;
+
+/// A registry: the process-wide default one, or one of your own that is
+/// closed, drained and invalidated when dropped.
+pub struct Registry {
+    core: &'static Core,
+    handle: u64,
+    owned: bool,
+}
+
+/// The callback signature of the Rust API: arguments in, an optional return
+/// value out (it starts as `Value::none()`).
+pub trait Callback: Fn(&[Value], &mut Value) -> Result<(), Status> + Send + Sync + 'static {}
+impl<F: Fn(&[Value], &mut Value) -> Result<(), Status> + Send + Sync + 'static> Callback for F {}
+
+impl Registry {
+    /// The process-wide default registry that C, C++ and Python also reach.
+    pub fn global() -> Registry {
+        Registry {
+            core: registry::default_core(),
+            handle: registry::DEFAULT_HANDLE,
+            owned: false,
+        }
+    }
+
+    /// A new registry of its own.
+    pub fn new() -> Result<Registry, Status> {
+        let (handle, core) = registry::create()?;
+        Ok(Registry {
+            core,
+            handle,
+            owned: true,
+        })
+    }
+
+    /// The handle C code uses for this registry (`cbreg_registry.handle`).
+    pub fn handle(&self) -> u64 {
+        self.handle
+    }
+
+    /// Registers a persistent closure.
+    pub fn register<F: Callback>(&self, f: F) -> Result<Subscription, Status> {
+        self.register_boxed(Box::new(f), false)
+    }
+
+    /// Registers a closure that runs at most once, then unregisters itself.
+    pub fn register_once<F>(&self, f: F) -> Result<Subscription, Status>
+    where
+        F: FnOnce(&[Value], &mut Value) -> Result<(), Status> + Send + 'static,
+    {
+        // The registry runs a one-shot entry at most once, so the Mutex is
+        // only there to turn FnOnce into Fn; it is never contended.
+        let cell = std::sync::Mutex::new(Some(f));
+        let f = move |args: &[Value], ret: &mut Value| match cell
+            .lock()
+            .ok()
+            .and_then(|mut f| f.take())
+        {
+            Some(f) => f(args, ret),
+            None => Err(Status::NotFound),
+        };
+        self.register_boxed(Box::new(f), true)
+    }
+
+    fn register_boxed(&self, f: Box<dyn Callback>, once: bool) -> Result<Subscription, Status> {
+        let ctx = Box::into_raw(Box::new(f)) as *mut c_void;
+        match self
+            .core
+            .register(Some(call_closure), ctx, Some(drop_closure), once)
+        {
+            Ok(id) => Ok(Subscription {
+                handle: self.handle,
+                id,
+            }),
+            Err(e) => {
+                // SAFETY: not registered, so still ours.
+                drop(unsafe { Box::from_raw(ctx as *mut Box<dyn Callback>) });
+                Err(e)
+            }
+        }
+    }
+
+    /// Registers a raw C-style entry (what the C ABI does).
+    ///
+    /// # Safety
+    /// `call` and `release` must be safe to call with `ctx` from any thread,
+    /// `release` exactly once after the last call.
+    pub unsafe fn register_raw(
+        &self,
+        call: CallFn,
+        ctx: *mut c_void,
+        release: ReleaseFn,
+        once: bool,
+    ) -> Result<Id, Status> {
+        self.core.register(call, ctx, release, once)
+    }
+
+    /// Invokes entry `id`; returns the callback's return value.
+    #[inline]
+    pub fn invoke(&self, id: Id, args: &[Value]) -> Result<Value, Status> {
+        let mut ret = Value::none();
+        self.core.invoke(id, args, &mut ret).ok().map(|_| ret)
+    }
+
+    /// Invokes entry `id`, discarding any return value.
+    #[inline]
+    pub fn call(&self, id: Id, args: &[Value]) -> Status {
+        self.core.invoke(id, args, std::ptr::null_mut())
+    }
+
+    /// Unregisters `id`; no invocation starts after this returns.
+    pub fn unregister(&self, id: Id) -> Status {
+        self.core.unregister(id)
+    }
+
+    /// Unregisters `id` and waits for invocations in flight to return.
+    /// `WouldDeadlock` (and nothing done) when called from inside `id`.
+    pub fn unregister_wait(&self, id: Id) -> Status {
+        self.core.unregister_wait(id)
+    }
+
+    /// Unregisters every entry; returns how many.
+    pub fn clear(&self) -> usize {
+        self.core.clear()
+    }
+
+    /// Clears, then refuses new registrations with `Closed`.
+    pub fn close(&self) -> usize {
+        self.core.close()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Runs deferred releases that are ready; returns how many ran.
+    pub fn collect(&self) -> usize {
+        self.core.collect()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.core.stats()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = registry::destroy(self.handle);
+        }
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Registry({:#x})", self.handle)
+    }
+}
+
+unsafe extern "C" fn call_closure(
+    ctx: *mut c_void,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> u32 {
+    // SAFETY: ctx is the Box<dyn Callback> made in `register_boxed`; args and
+    // ret come from invoke (a valid slice, an optional out-value).
+    let f = unsafe { &*(ctx as *const Box<dyn Callback>) };
+    let args = if nargs == 0 {
+        &[][..]
+    } else {
+        unsafe { std::slice::from_raw_parts(args, nargs) }
+    };
+    let mut scratch = Value::none();
+    let out = if ret.is_null() {
+        &mut scratch
+    } else {
+        unsafe { &mut *ret }
+    };
+    match catch_unwind(AssertUnwindSafe(|| f(args, out))) {
+        Ok(Ok(())) => Status::Ok as u32,
+        Ok(Err(e)) => e as u32,
+        Err(_) => Status::CallbackFailed as u32,
+    }
+}
+
+unsafe extern "C" fn drop_closure(ctx: *mut c_void) {
+    // SAFETY: runs once, after the last call (the registry's guarantee).
+    let f = unsafe { Box::from_raw(ctx as *mut Box<dyn Callback>) };
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(f)));
+}
+
+/// Marks the calling thread real-time (or not): cbreg never runs a release
+/// on it; releases it would have run wait for the next collect elsewhere.
+pub fn set_thread_realtime(on: bool) {
+    crate::hazard::set_realtime(on);
+}
+
+/// An entry that unregisters itself when dropped.
+#[must_use = "dropping a Subscription unregisters the callback"]
+#[derive(Debug)]
+pub struct Subscription {
+    handle: u64,
+    id: Id,
+}
+
+impl Subscription {
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// Unregisters now; `NotFound` if it already went (one-shot ran, cleared).
+    pub fn unregister(mut self) -> Status {
+        let id = std::mem::take(&mut self.id);
+        unregister_by_handle(self.handle, id)
+    }
+
+    /// Keeps the entry registered past this value's life; returns its id.
+    pub fn detach(mut self) -> Id {
+        std::mem::take(&mut self.id)
+    }
+}
+
+fn unregister_by_handle(handle: u64, id: Id) -> Status {
+    match registry::lookup(handle) {
+        Ok(core) => core.unregister(id),
+        Err(e) => e,
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if self.id != 0 {
+            let _ = unregister_by_handle(self.handle, self.id);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The C ABI. Every exported function has one shape: `boundary` (a panic
+//! becomes `CBREG_STATUS_INTERNAL`), argument checks through the helpers
+//! below, then a call into the safe core. Nothing unwinds across the ABI.
+//!
+//! The doc comments here are the C reference: cbindgen copies them into
+//! `include/cbreg.h`.
+
+use std::ffi::{c_char, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::registry::{self, CallFn, Core, ReleaseFn, Stats};
+use crate::{Status, Value};
+
+/// A registry handle. Handles are values, not pointers: a handle whose
+/// registry was destroyed is detected and gets `CBREG_STATUS_INVALID_REGISTRY`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegistryHandle {
+    pub handle: u64,
+}
+
+/// `flags` for `cbreg_register`: the entry runs at most once, then
+/// unregisters itself (racing invokers that lose get `NOT_FOUND`).
+pub const CBREG_ONCE: u32 = 1;
+const KNOWN_FLAGS: u32 = CBREG_ONCE;
+
+/// The panic boundary every exported function runs its body in.
+#[inline(always)]
+pub(crate) fn boundary(body: impl FnOnce() -> Result<(), Status>) -> Status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => Status::Ok,
+        Ok(Err(e)) => e,
+        Err(_) => Status::Internal,
+    }
+}
+
+#[inline(always)]
+pub(crate) fn core_of(reg: RegistryHandle) -> Result<&'static Core, Status> {
+    registry::lookup(reg.handle)
+}
+
+#[inline(always)]
+fn valid_id(id: u64) -> Result<u64, Status> {
+    if id == 0 {
+        Err(Status::InvalidArgument)
+    } else {
+        Ok(id)
+    }
+}
+
+/// Writes through an optional out-pointer.
+fn put<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        // SAFETY: the caller passed a valid pointer or NULL.
+        unsafe { out.write(value) };
+    }
+}
+
+/// A required out-pointer.
+fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
+    // SAFETY: non-null pointers from C are taken to be valid and aligned.
+    unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)
+}
+
+/// The argument vector, checked: NULL only when empty, known tags.
+#[inline(always)]
+pub(crate) fn args_of<'a>(args: *const Value, nargs: usize) -> Result<&'a [Value], Status> {
+    if nargs == 0 {
+        return Ok(&[]);
+    }
+    if args.is_null() {
+        return Err(Status::InvalidArgument);
+    }
+    // SAFETY: non-null, and the caller promises `nargs` values.
+    let args = unsafe { std::slice::from_raw_parts(args, nargs) };
+    if args.iter().all(Value::is_well_formed) {
+        Ok(args)
+    } else {
+        Err(Status::InvalidArgument)
+    }
+}
+
+/// A static, NUL-terminated description of `status` ("unknown status" for
+/// codes cbreg does not define).
+#[no_mangle]
+pub extern "C" fn cbreg_status_str(status: u32) -> *const c_char {
+    match crate::status::ALL_STATUSES.get(status as usize) {
+        Some(s) => s.message_ptr(),
+        None => "unknown status\0".as_ptr().cast(),
+    }
+}
+
+/// The process-wide default registry, shared by every library and language
+/// in the process. It is never destroyed.
+#[no_mangle]
+pub extern "C" fn cbreg_default() -> RegistryHandle {
+    let _ = catch_unwind(registry::default_core);
+    RegistryHandle {
+        handle: registry::DEFAULT_HANDLE,
+    }
+}
+
+/// Creates a registry of its own and writes its handle to `*out`.
+#[no_mangle]
+pub extern "C" fn cbreg_registry_new(out: *mut RegistryHandle) -> Status {
+    boundary(|| {
+        let out = required(out)?;
+        let (handle, _) = registry::create()?;
+        *out = RegistryHandle { handle };
+        Ok(())
+    })
+}
+
+/// Destroys a registry made by `cbreg_registry_new`: closes it, waits for
+/// invocations in flight, runs every release, then invalidates the handle.
+/// `WOULD_DEADLOCK` from inside one of its own callbacks;
+/// `INVALID_ARGUMENT` for the default registry.
+#[no_mangle]
+pub extern "C" fn cbreg_registry_free(reg: RegistryHandle) -> Status {
+    boundary(|| registry::destroy(reg.handle).ok())
+}
+
+/// Registers an entry and writes its id (nonzero, never reused) to `*out_id`.
+///
+/// `call(ctx, args, nargs, ret)` runs on every invoke, from any thread.
+/// `release(ctx)` (may be NULL) runs exactly once after the entry is
+/// unregistered and no invocation of it is running; never under a cbreg
+/// lock, never on a thread marked real-time. `flags` is 0 or `CBREG_ONCE`.
+/// On failure nothing is kept: `ctx` still belongs to the caller.
+#[no_mangle]
+pub extern "C" fn cbreg_register(
+    reg: RegistryHandle,
+    call: CallFn,
+    ctx: *mut c_void,
+    release: ReleaseFn,
+    flags: u32,
+    out_id: *mut u64,
+) -> Status {
+    boundary(|| {
+        let core = core_of(reg)?;
+        let out_id = required(out_id)?;
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(Status::InvalidArgument);
+        }
+        *out_id = core.register(call, ctx, release, flags & CBREG_ONCE != 0)?;
+        Ok(())
+    })
+}
+
+/// Invokes entry `id` with `nargs` values at `args` (NULL when `nargs` is 0).
+/// If `ret` is not NULL it is set to none, then the callback may fill it.
+/// Lock-free and allocation-free; safe from any thread, including real-time
+/// ones. Returns the callback's status, or `NOT_FOUND` for an id that is not
+/// live (no invocation starts after `cbreg_unregister` returns).
+#[no_mangle]
+pub extern "C" fn cbreg_invoke(
+    reg: RegistryHandle,
+    id: u64,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    boundary(|| {
+        let core = core_of(reg)?;
+        let id = valid_id(id)?;
+        let args = args_of(args, nargs)?;
+        put(ret, Value::none());
+        core.invoke(id, args, ret).ok()
+    })
+}
+
+/// Unregisters `id` and returns at once: no invocation starts after it
+/// returns. The release runs here if no invocation is in flight, otherwise
+/// when the last one returns (or at the next collect point).
+#[no_mangle]
+pub extern "C" fn cbreg_unregister(reg: RegistryHandle, id: u64) -> Status {
+    boundary(|| core_of(reg)?.unregister(valid_id(id)?).ok())
+}
+
+/// Unregisters `id`, waits until invocations in flight have returned, and
+/// runs the release before returning (unless this thread is real-time).
+/// From inside a callback of `id` itself it returns `WOULD_DEADLOCK` and
+/// changes nothing.
+#[no_mangle]
+pub extern "C" fn cbreg_unregister_wait(reg: RegistryHandle, id: u64) -> Status {
+    boundary(|| core_of(reg)?.unregister_wait(valid_id(id)?).ok())
+}
+
+/// Unregisters every entry; writes how many to `*out_count` (may be NULL).
+#[no_mangle]
+pub extern "C" fn cbreg_clear(reg: RegistryHandle, out_count: *mut usize) -> Status {
+    boundary(|| {
+        put(out_count, core_of(reg)?.clear());
+        Ok(())
+    })
+}
+
+/// Clears, then refuses new registrations with `CLOSED`. Invoking what is
+/// left gets `NOT_FOUND`. `*out_count` (may be NULL): entries cleared.
+#[no_mangle]
+pub extern "C" fn cbreg_close(reg: RegistryHandle, out_count: *mut usize) -> Status {
+    boundary(|| {
+        put(out_count, core_of(reg)?.close());
+        Ok(())
+    })
+}
+
+/// Runs deferred releases whose invocations have all returned; writes how
+/// many ran to `*out_released` (may be NULL). Does nothing on a real-time
+/// thread.
+#[no_mangle]
+pub extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut usize) -> Status {
+    boundary(|| {
+        put(out_released, core_of(reg)?.collect());
+        Ok(())
+    })
+}
+
+/// Writes the registry's counters to `*out`.
+#[no_mangle]
+pub extern "C" fn cbreg_stats(reg: RegistryHandle, out: *mut Stats) -> Status {
+    boundary(|| {
+        let core = core_of(reg)?;
+        *required(out)? = core.stats();
+        Ok(())
+    })
+}
+
+/// Marks the calling thread real-time (`on` true) or not. cbreg never runs
+/// a release on a real-time thread; such releases wait for the next collect
+/// on another thread.
+#[no_mangle]
+pub extern "C" fn cbreg_thread_set_realtime(on: bool) -> Status {
+    boundary(|| {
+        crate::hazard::set_realtime(on);
+        Ok(())
+    })
+}
+
+/// For release functions of foreign runtimes: call it from inside a release
+/// that deliberately did not free its context because the runtime is
+/// finalizing. The entry is then counted as leaked instead of released.
+#[no_mangle]
+pub extern "C" fn cbreg_release_mark_leaked() {
+    registry::mark_release_leaked();
+}
+
+/// Frees what a returned value owns (calls its `drop` with its `owner`, if
+/// set) and resets it to none. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn cbreg_value_drop(value: *mut Value) {
+    // SAFETY: the caller passed a valid value or NULL.
+    if let Some(v) = unsafe { value.as_mut() } {
+        let _ = catch_unwind(AssertUnwindSafe(|| v.drop_owned()));
+    }
+}

@@ -1,0 +1,24 @@
+//! cbreg: a shutdown-safe, thread-safe callback registry for native code.
+//!
+//! A Rust core owns the table of callbacks; C, C++, Rust and Python all
+//! register into and invoke from it. Entries hold an opaque context plus a
+//! release function, and the registry decides when and where that release
+//! runs: exactly once, never under a lock, never while the entry is being
+//! invoked, never on a thread marked real-time. Invoke is lock-free and
+//! allocation-free. See `README.md` for the map and `include/cbreg.h` for the
+//! C reference.
+
+mod api;
+pub mod ffi;
+mod hazard;
+#[cfg(feature = "python")]
+pub mod python;
+mod registry;
+mod status;
+mod sync;
+mod value;
+
+pub use api::{set_thread_realtime, Id, Registry, Subscription};
+pub use registry::{CallFn, ReleaseFn, Stats};
+pub use status::Status;
+pub use value::{Payload, Tag, Value, ValueDropFn};

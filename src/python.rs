@@ -1,0 +1,1 @@
+//! The Python adapter: entries that own a Python callable (feature `python`).

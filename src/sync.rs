@@ -1,0 +1,169 @@
+//! The one place the core takes its synchronisation primitives from.
+//!
+//! Under `--cfg loom` the atomics, statics and thread-locals come from loom,
+//! so the model tests in `tests/loom.rs` check the real registry code. The
+//! two barriers of the invoke protocol live here too: the invoker pays a
+//! `light` barrier, the writer a `heavy` one, and together they order the
+//! invoker's hazard store before its state load (see `hazard.rs`).
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize,
+};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize,
+};
+
+pub(crate) use std::sync::atomic::Ordering;
+
+/// Declares a process-wide static: a plain `static` normally, a loom
+/// `lazy_static` (fresh for every model execution) under loom.
+macro_rules! global {
+    ($(#[$m:meta])* $vis:vis static $name:ident: $ty:ty = $init:expr;) => {
+        #[cfg(not(loom))]
+        $(#[$m])* $vis static $name: $ty = $init;
+        #[cfg(loom)]
+        loom::lazy_static! { $(#[$m])* $vis static ref $name: $ty = $init; }
+    };
+}
+pub(crate) use global;
+
+/// Declares a thread-local `Cell` without a destructor (no allocation and no
+/// TLS destructor registration on first use, which matters on audio threads).
+macro_rules! thread_cell {
+    ($vis:vis static $name:ident: $ty:ty = $init:expr;) => {
+        #[cfg(not(loom))]
+        std::thread_local! { $vis static $name: std::cell::Cell<$ty> = const { std::cell::Cell::new($init) }; }
+        #[cfg(loom)]
+        loom::thread_local! { $vis static $name: std::cell::Cell<$ty> = std::cell::Cell::new($init); }
+    };
+}
+pub(crate) use thread_cell;
+
+/// Spin-wait hint for loops that wait on another thread.
+pub(crate) fn backoff(round: u32) {
+    #[cfg(loom)]
+    {
+        let _ = round;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    {
+        if round < 16 {
+            std::hint::spin_loop();
+        } else if round < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+}
+
+/// Asymmetric barrier pair. With Linux `membarrier(PRIVATE_EXPEDITED)` the
+/// invoker's side is a compiler fence and the writer's side a syscall that
+/// makes every running thread of the process execute a full barrier. Without
+/// it (other kernels, loom) both sides are SeqCst fences.
+pub(crate) mod barrier {
+    use super::*;
+
+    #[cfg(all(target_os = "linux", not(loom)))]
+    mod membarrier {
+        use std::sync::atomic::{AtomicU8, Ordering};
+
+        const CMD_QUERY: libc::c_long = 0;
+        const CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+        const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+        const UNKNOWN: u8 = 0;
+        const YES: u8 = 1;
+        const NO: u8 = 2;
+        static AVAILABLE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+        fn call(cmd: libc::c_long) -> libc::c_long {
+            // SAFETY: membarrier takes integer arguments only.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_membarrier,
+                    cmd,
+                    0 as libc::c_long,
+                    0 as libc::c_long,
+                )
+            }
+        }
+
+        /// Registers the process for expedited barriers. Decided once, before
+        /// any invoke can run, because invokers and writers must agree.
+        pub(crate) fn init() {
+            if AVAILABLE.load(Ordering::Acquire) != UNKNOWN {
+                return;
+            }
+            let supported = call(CMD_QUERY);
+            let ok = supported >= 0
+                && supported & CMD_PRIVATE_EXPEDITED != 0
+                && call(CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+            let _ = AVAILABLE.compare_exchange(
+                UNKNOWN,
+                if ok { YES } else { NO },
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+
+        /// A forked child is a new memory map: register it again.
+        pub(crate) fn reinit_after_fork() {
+            if AVAILABLE.load(Ordering::Acquire) == YES && call(CMD_REGISTER_PRIVATE_EXPEDITED) != 0
+            {
+                // Cannot happen on a kernel that let the parent register;
+                // invokers would keep using compiler fences, so abort loudly
+                // rather than run unordered.
+                std::process::abort();
+            }
+        }
+
+        #[inline(always)]
+        pub(crate) fn available() -> bool {
+            AVAILABLE.load(Ordering::Relaxed) == YES
+        }
+
+        pub(crate) fn run() {
+            let rc = call(CMD_PRIVATE_EXPEDITED);
+            debug_assert_eq!(rc, 0);
+            if rc != 0 {
+                std::process::abort();
+            }
+        }
+    }
+
+    /// Called once before the first registry exists.
+    pub(crate) fn init() {
+        #[cfg(all(target_os = "linux", not(loom)))]
+        membarrier::init();
+    }
+
+    pub(crate) fn reinit_after_fork() {
+        #[cfg(all(target_os = "linux", not(loom)))]
+        membarrier::reinit_after_fork();
+    }
+
+    /// The invoker's side: orders its hazard store before its state load.
+    #[inline(always)]
+    pub(crate) fn light() {
+        #[cfg(all(target_os = "linux", not(loom)))]
+        if membarrier::available() {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            return;
+        }
+        fence(Ordering::SeqCst);
+    }
+
+    /// The writer's side: after it, every invoker either shows its hazard
+    /// cell to the writer or sees the writer's state change.
+    pub(crate) fn heavy() {
+        fence(Ordering::SeqCst);
+        #[cfg(all(target_os = "linux", not(loom)))]
+        if membarrier::available() {
+            membarrier::run();
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The typed value vector every language can build: one call signature for
+//! C, C++, Rust and Python callbacks.
+
+use std::ffi::c_void;
+
+/// The kind of a `cbreg_value`; stored in `cbreg_value.tag`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tag {
+    /// No value (`None` in Python).
+    None = 0,
+    /// `as.b`.
+    Bool = 1,
+    /// `as.i64`.
+    I64 = 2,
+    /// `as.f64`.
+    F64 = 3,
+    /// UTF-8 text: `as.str` and `len` bytes (no NUL needed).
+    Str = 4,
+    /// Bytes: `as.bytes` and `len`.
+    Bytes = 5,
+    /// `len` 64-bit integers at `as.i64s`.
+    I64Array = 6,
+    /// `len` doubles at `as.f64s`.
+    F64Array = 7,
+    /// An opaque pointer `as.ptr`, passed through untouched.
+    Ptr = 8,
+}
+
+impl Tag {
+    /// The tag for a raw `cbreg_value.tag`, if it is one.
+    pub fn from_raw(raw: u32) -> Option<Tag> {
+        use Tag::*;
+        [None, Bool, I64, F64, Str, Bytes, I64Array, F64Array, Ptr]
+            .get(raw as usize)
+            .copied()
+    }
+}
+
+/// The payload of a `cbreg_value`; `tag` says which member is set.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union Payload {
+    pub b: bool,
+    pub i64: i64,
+    pub f64: f64,
+    pub str: *const u8,
+    pub bytes: *const u8,
+    pub i64s: *const i64,
+    pub f64s: *const f64,
+    pub ptr: *mut c_void,
+}
+
+/// Releases the storage a returned value owns; receives `owner`.
+pub type ValueDropFn = Option<unsafe extern "C" fn(owner: *mut c_void)>;
+
+/// One argument or return value.
+///
+/// Arguments are borrowed by the callback for the duration of the call. A
+/// callback that returns a string, bytes or an array whose memory it must
+/// free sets `drop` and `owner`; the caller then calls `cbreg_value_drop`
+/// once it is done with the value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Value {
+    /// One of `cbreg_tag` (a `uint32_t` so a bad tag can be reported).
+    pub tag: u32,
+    /// Element count for str (bytes), bytes and arrays; 0 otherwise.
+    pub len: usize,
+    pub r#as: Payload,
+    /// Optional: frees `owner` (see above). NULL for borrowed values.
+    pub drop: ValueDropFn,
+    /// Passed to `drop`.
+    pub owner: *mut c_void,
+}
+
+// SAFETY: a Value is plain data; what its pointers may be used for is the
+// contract of the call that carries it.
+unsafe impl Send for Value {}
+unsafe impl Sync for Value {}
+
+impl Default for Value {
+    fn default() -> Self {
+        Value::none()
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SAFETY: each arm reads the member its tag names.
+        unsafe {
+            match Tag::from_raw(self.tag) {
+                Some(Tag::None) => write!(f, "None"),
+                Some(Tag::Bool) => write!(f, "Bool({})", self.r#as.b),
+                Some(Tag::I64) => write!(f, "I64({})", self.r#as.i64),
+                Some(Tag::F64) => write!(f, "F64({})", self.r#as.f64),
+                Some(Tag::Ptr) => write!(f, "Ptr({:p})", self.r#as.ptr),
+                Some(t) => write!(f, "{t:?}(len {})", self.len),
+                None => write!(f, "BadTag({})", self.tag),
+            }
+        }
+    }
+}
+
+impl Value {
+    fn with(tag: Tag, len: usize, payload: Payload) -> Self {
+        Value {
+            tag: tag as u32,
+            len,
+            r#as: payload,
+            drop: None,
+            owner: std::ptr::null_mut(),
+        }
+    }
+    pub fn none() -> Self {
+        Self::with(Tag::None, 0, Payload { i64: 0 })
+    }
+    pub fn bool(v: bool) -> Self {
+        Self::with(Tag::Bool, 0, Payload { i64: v as i64 })
+    }
+    pub fn i64(v: i64) -> Self {
+        Self::with(Tag::I64, 0, Payload { i64: v })
+    }
+    pub fn f64(v: f64) -> Self {
+        Self::with(Tag::F64, 0, Payload { f64: v })
+    }
+    /// Borrows `s`: the value must not outlive it.
+    pub fn str(s: &str) -> Self {
+        Self::with(Tag::Str, s.len(), Payload { str: s.as_ptr() })
+    }
+    /// Borrows `b`: the value must not outlive it.
+    pub fn bytes(b: &[u8]) -> Self {
+        Self::with(Tag::Bytes, b.len(), Payload { bytes: b.as_ptr() })
+    }
+    /// Borrows `v`: the value must not outlive it.
+    pub fn i64_array(v: &[i64]) -> Self {
+        Self::with(Tag::I64Array, v.len(), Payload { i64s: v.as_ptr() })
+    }
+    /// Borrows `v`: the value must not outlive it.
+    pub fn f64_array(v: &[f64]) -> Self {
+        Self::with(Tag::F64Array, v.len(), Payload { f64s: v.as_ptr() })
+    }
+    pub fn ptr(p: *mut c_void) -> Self {
+        Self::with(Tag::Ptr, 0, Payload { ptr: p })
+    }
+
+    pub fn tag(&self) -> Option<Tag> {
+        Tag::from_raw(self.tag)
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        // SAFETY: the tag says `b` is set.
+        (self.tag() == Some(Tag::Bool)).then(|| unsafe { self.r#as.b })
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        // SAFETY: the tag says `i64` is set.
+        (self.tag() == Some(Tag::I64)).then(|| unsafe { self.r#as.i64 })
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        // SAFETY: the tag says `f64` is set.
+        (self.tag() == Some(Tag::F64)).then(|| unsafe { self.r#as.f64 })
+    }
+    pub fn as_ptr(&self) -> Option<*mut c_void> {
+        // SAFETY: the tag says `ptr` is set.
+        (self.tag() == Some(Tag::Ptr)).then(|| unsafe { self.r#as.ptr })
+    }
+
+    /// # Safety
+    /// The pointer and length must still describe live memory (true for the
+    /// arguments a callback receives, during the call).
+    pub unsafe fn as_bytes(&self) -> Option<&[u8]> {
+        match self.tag() {
+            Some(Tag::Str | Tag::Bytes) => Some(raw_slice(self.r#as.bytes, self.len)),
+            _ => None,
+        }
+    }
+    /// # Safety
+    /// As for [`Value::as_bytes`]; `None` also for invalid UTF-8.
+    pub unsafe fn as_str(&self) -> Option<&str> {
+        match self.tag() {
+            Some(Tag::Str) => std::str::from_utf8(raw_slice(self.r#as.str, self.len)).ok(),
+            _ => None,
+        }
+    }
+    /// # Safety
+    /// As for [`Value::as_bytes`].
+    pub unsafe fn as_i64s(&self) -> Option<&[i64]> {
+        (self.tag() == Some(Tag::I64Array)).then(|| raw_slice(self.r#as.i64s, self.len))
+    }
+    /// # Safety
+    /// As for [`Value::as_bytes`].
+    pub unsafe fn as_f64s(&self) -> Option<&[f64]> {
+        (self.tag() == Some(Tag::F64Array)).then(|| raw_slice(self.r#as.f64s, self.len))
+    }
+
+    /// A tag cbreg knows, and a non-null pointer wherever `len` is nonzero.
+    pub fn is_well_formed(&self) -> bool {
+        match self.tag() {
+            None => false,
+            Some(Tag::Str | Tag::Bytes | Tag::I64Array | Tag::F64Array) => {
+                // SAFETY: every pointer member shares the same storage.
+                self.len == 0 || unsafe { !self.r#as.bytes.is_null() }
+            }
+            Some(_) => true,
+        }
+    }
+
+    /// Frees what a returned value owns (if anything) and resets it to none.
+    pub fn drop_owned(&mut self) {
+        if let Some(drop) = self.drop.take() {
+            // SAFETY: the producer set `drop` for exactly this `owner`.
+            unsafe { drop(self.owner) };
+        }
+        *self = Value::none();
+    }
+}
+
+unsafe fn raw_slice<'a, T>(p: *const T, len: usize) -> &'a [T] {
+    if len == 0 {
+        &[]
+    } else {
+        std::slice::from_raw_parts(p, len)
+    }
+}
