@@ -53,21 +53,8 @@ impl Registry {
     }
 
     /// Registers a closure that runs at most once, then unregisters itself.
-    pub fn register_once<F>(&self, f: F) -> Result<Subscription, Status>
-    where
-        F: FnOnce(&[Value], &mut Value) -> Result<(), Status> + Send + 'static,
-    {
-        // The registry runs a one-shot entry at most once, so the Mutex is
-        // only there to turn FnOnce into Fn; it is never contended.
-        let cell = std::sync::Mutex::new(Some(f));
-        let f = move |args: &[Value], ret: &mut Value| match cell
-            .lock()
-            .ok()
-            .and_then(|mut f| f.take())
-        {
-            Some(f) => f(args, ret),
-            None => Err(Status::NotFound),
-        };
+    /// Its captures are dropped by the release, like any entry's.
+    pub fn register_once<F: Callback>(&self, f: F) -> Result<Subscription, Status> {
         self.register_boxed(Box::new(f), true)
     }
 
