@@ -89,6 +89,7 @@ typedef uint32_t cbreg_tag;
 
 // A registry handle. Handles are values, not pointers: a handle whose
 // registry was destroyed is detected and gets `CBREG_STATUS_INVALID_REGISTRY`.
+// `handle` 0 is never valid (a zeroed handle means "no registry").
 typedef struct cbreg_registry {
   uint64_t handle;
 } cbreg_registry;
@@ -191,7 +192,8 @@ cbreg_status cbreg_register(struct cbreg_registry reg,
                             uint64_t *out_id);
 
 // Invokes entry `id` with `nargs` values at `args` (NULL when `nargs` is 0).
-// If `ret` is not NULL it is set to none, then the callback may fill it.
+// If `ret` is not NULL it is first set to none (whatever the outcome), then
+// the callback may fill it.
 // Lock-free and allocation-free; safe from any thread, including real-time
 // ones. Returns the callback's status, or `NOT_FOUND` for an id that is not
 // live (no invocation starts after `cbreg_unregister` returns).
@@ -225,12 +227,15 @@ cbreg_status cbreg_close(struct cbreg_registry reg, size_t *out_count);
 cbreg_status cbreg_collect(struct cbreg_registry reg, size_t *out_released);
 
 // Writes the registry's counters to `*out`.
-cbreg_status cbreg_stats(struct cbreg_registry reg, struct cbreg_stats *out);
+cbreg_status cbreg_stats_get(struct cbreg_registry reg, struct cbreg_stats *out);
 
 // Marks the calling thread real-time (`on` true) or not. cbreg never runs
 // a release on a real-time thread; such releases wait for the next collect
 // on another thread.
 cbreg_status cbreg_thread_set_realtime(bool on);
+
+// Whether the calling thread is marked real-time.
+bool cbreg_thread_is_realtime(void);
 
 // For release functions of foreign runtimes: call it from inside a release
 // that deliberately did not free its context because the runtime is

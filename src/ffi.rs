@@ -13,6 +13,7 @@ use crate::{Status, Value};
 
 /// A registry handle. Handles are values, not pointers: a handle whose
 /// registry was destroyed is detected and gets `CBREG_STATUS_INVALID_REGISTRY`.
+/// `handle` 0 is never valid (a zeroed handle means "no registry").
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegistryHandle {
@@ -148,7 +149,8 @@ pub extern "C" fn cbreg_register(
 }
 
 /// Invokes entry `id` with `nargs` values at `args` (NULL when `nargs` is 0).
-/// If `ret` is not NULL it is set to none, then the callback may fill it.
+/// If `ret` is not NULL it is first set to none (whatever the outcome), then
+/// the callback may fill it.
 /// Lock-free and allocation-free; safe from any thread, including real-time
 /// ones. Returns the callback's status, or `NOT_FOUND` for an id that is not
 /// live (no invocation starts after `cbreg_unregister` returns).
@@ -160,11 +162,11 @@ pub extern "C" fn cbreg_invoke(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
+    put(ret, Value::none());
     boundary(|| {
         let core = core_of(reg)?;
         let id = valid_id(id)?;
         let args = args_of(args, nargs)?;
-        put(ret, Value::none());
         core.invoke(id, args, ret).ok()
     })
 }
@@ -218,7 +220,7 @@ pub extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut usize) -
 
 /// Writes the registry's counters to `*out`.
 #[no_mangle]
-pub extern "C" fn cbreg_stats(reg: RegistryHandle, out: *mut Stats) -> Status {
+pub extern "C" fn cbreg_stats_get(reg: RegistryHandle, out: *mut Stats) -> Status {
     boundary(|| {
         let core = core_of(reg)?;
         *required(out)? = core.stats();
@@ -235,6 +237,12 @@ pub extern "C" fn cbreg_thread_set_realtime(on: bool) -> Status {
         crate::hazard::set_realtime(on);
         Ok(())
     })
+}
+
+/// Whether the calling thread is marked real-time.
+#[no_mangle]
+pub extern "C" fn cbreg_thread_is_realtime() -> bool {
+    crate::hazard::local().realtime
 }
 
 /// For release functions of foreign runtimes: call it from inside a release

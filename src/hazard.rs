@@ -14,12 +14,15 @@ use crate::sync::global;
 use crate::sync::{barrier, thread_cell, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Hazard cells per thread: nesting depth served without shared writes.
+#[cfg(not(loom))]
 pub(crate) const CELLS: usize = 6;
+#[cfg(loom)]
+pub(crate) const CELLS: usize = 2;
 /// Threads served by records at once; more fall back to slot counters.
 #[cfg(not(loom))]
 pub(crate) const RECORDS: usize = 256;
 #[cfg(loom)]
-pub(crate) const RECORDS: usize = 4;
+pub(crate) const RECORDS: usize = 3;
 /// Registries whose invocation counts are kept per thread (no shared write).
 pub(crate) const COUNTED_REGISTRIES: usize = 8;
 

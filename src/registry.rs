@@ -123,6 +123,9 @@ pub struct Stats {
 }
 
 const NO_COUNTER: usize = usize::MAX;
+const COLLECTOR_IDLE: u32 = 0;
+const COLLECTOR_RUNNING: u32 = 1;
+const COLLECTOR_REQUESTED: u32 = 2;
 
 /// Aligns the field after it to a new pair of cache lines.
 #[derive(Default)]
@@ -145,8 +148,8 @@ pub(crate) struct Core {
     free_head: AtomicU64,
     /// Head of the pending list (index + 1; 0 = empty).
     pending_head: AtomicU32,
-    collecting: AtomicBool,
-    collect_requested: AtomicBool,
+    /// `COLLECTOR_IDLE`, `_RUNNING`, or `_REQUESTED` (run another round).
+    collector: AtomicU32,
     invoked_base: AtomicU64,
     shared_invoked: AtomicU64,
     registered: AtomicU64,
@@ -174,8 +177,7 @@ impl Core {
             next_unused: AtomicUsize::new(0),
             free_head: AtomicU64::new(0),
             pending_head: AtomicU32::new(0),
-            collecting: AtomicBool::new(false),
-            collect_requested: AtomicBool::new(false),
+            collector: AtomicU32::new(COLLECTOR_IDLE),
             closed: AtomicBool::new(false),
             counter: AtomicUsize::new(NO_COUNTER),
             invoked_base: AtomicU64::new(0),
@@ -306,6 +308,7 @@ impl Core {
         // SeqCst store/load pairs with `close`: either close's clear sees
         // this entry, or this sees `closed` and takes the entry back.
         slot.state.store(state, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if self.closed.load(Ordering::SeqCst)
             && slot
                 .state
@@ -351,7 +354,6 @@ impl Core {
 
         let state = slot.state.load(Ordering::Acquire);
         let mut claimed_once = false;
-        let mut called = false;
         let status = if generation(state) != gen || state & LIVE == 0 {
             Status::NotFound
         } else if state & ONCE != 0
@@ -363,7 +365,6 @@ impl Core {
             Status::NotFound
         } else {
             claimed_once = state & ONCE != 0;
-            called = true;
             let counter = self.counter_index();
             match record {
                 Some(r) if counter != NO_COUNTER => r.count_invoke(counter),
@@ -390,11 +391,14 @@ impl Core {
         if claimed_once {
             self.retired.fetch_add(1, Ordering::Relaxed);
             self.retire(slot);
-        } else if called && !local.realtime {
-            // If the entry was retired while we were inside, we may be the
-            // last use: drain so its release runs here, not later.
+        } else if !local.realtime {
+            // A writer that saw our hazard deferred a release of this slot:
+            // we may be its last use, so drain now rather than later. The
+            // barrier pairs with the writer's heavy one (either it saw our
+            // cell cleared, or we see its state change).
             crate::sync::barrier::light();
-            if slot.state.load(Ordering::Relaxed) != state {
+            let now = slot.state.load(Ordering::Relaxed);
+            if now != state || now & LIVE == 0 {
                 self.collect();
             }
         }
@@ -504,24 +508,41 @@ impl Core {
 
     /// Runs every deferred release whose invocations have all returned.
     /// Returns how many this call finished. Never runs on a real-time thread.
+    ///
+    /// Not a lock: a thread that finds a collection running leaves a request
+    /// in the same word (so the collector runs another round that sees what
+    /// this thread did before) and returns at once.
     pub(crate) fn collect(&self) -> usize {
         if hazard::local().realtime {
             return 0;
         }
-        let mut finished = 0;
-        self.collect_requested.store(true, Ordering::SeqCst);
+        let mut seen = self.collector.load(Ordering::Acquire);
         loop {
-            // Not a lock: a thread that finds a collection running leaves its
-            // request for that collector and returns at once.
-            if self.collecting.swap(true, Ordering::SeqCst) {
-                return finished;
+            let (next, leader) = match seen {
+                COLLECTOR_IDLE => (COLLECTOR_RUNNING, true),
+                COLLECTOR_RUNNING => (COLLECTOR_REQUESTED, false),
+                _ => return 0,
+            };
+            match self
+                .collector
+                .compare_exchange(seen, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if leader => break,
+                Ok(_) => return 0,
+                Err(s) => seen = s,
             }
-            while self.collect_requested.swap(false, Ordering::SeqCst) {
-                finished += self.collect_round();
-            }
-            self.collecting.store(false, Ordering::SeqCst);
-            if !self.collect_requested.load(Ordering::SeqCst) {
-                return finished;
+        }
+        let mut finished = 0;
+        loop {
+            finished += self.collect_round();
+            match self.collector.compare_exchange(
+                COLLECTOR_RUNNING,
+                COLLECTOR_IDLE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return finished,
+                Err(_) => self.collector.store(COLLECTOR_RUNNING, Ordering::Release),
             }
         }
     }
@@ -683,7 +704,7 @@ impl Core {
         self.close();
         let mut round = 0;
         while self.pending_head.load(Ordering::Acquire) != 0
-            || self.collecting.load(Ordering::Acquire)
+            || self.collector.load(Ordering::Acquire) != COLLECTOR_IDLE
         {
             self.collect();
             crate::sync::backoff(round);
@@ -920,8 +941,7 @@ pub(crate) fn after_fork_in_child() {
             if !p.is_null() {
                 // SAFETY: cores in the table are never freed.
                 let core = unsafe { &*p };
-                core.collecting.store(false, Ordering::SeqCst);
-                core.collect_requested.store(true, Ordering::SeqCst);
+                core.collector.store(COLLECTOR_IDLE, Ordering::SeqCst);
             }
         }
     }

@@ -20,11 +20,11 @@ pub(crate) use std::sync::atomic::Ordering;
 /// Declares a process-wide static: a plain `static` normally, a loom
 /// `lazy_static` (fresh for every model execution) under loom.
 macro_rules! global {
-    ($(#[$m:meta])* $vis:vis static $name:ident: $ty:ty = $init:expr;) => {
+    ($(#[$m:meta])* static $name:ident: $ty:ty = $init:expr;) => {
         #[cfg(not(loom))]
-        $(#[$m])* $vis static $name: $ty = $init;
+        $(#[$m])* static $name: $ty = $init;
         #[cfg(loom)]
-        loom::lazy_static! { $(#[$m])* $vis static ref $name: $ty = $init; }
+        loom::lazy_static! { $(#[$m])* static ref $name: $ty = $init; }
     };
 }
 pub(crate) use global;

@@ -1,0 +1,235 @@
+//! The C ABI from Rust: every bad input gets its status, and the committed
+//! header matches what cbindgen generates.
+
+use std::ffi::{c_void, CStr};
+use std::ptr::{null, null_mut};
+
+use cbreg::ffi::*;
+use cbreg::{Stats, Status, Value};
+
+unsafe extern "C" fn add_one(
+    _ctx: *mut c_void,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> u32 {
+    let args = std::slice::from_raw_parts(args, nargs);
+    if !ret.is_null() {
+        *ret = Value::i64(args[0].as_i64().unwrap() + 1);
+    }
+    0
+}
+
+unsafe extern "C" fn returns_unknown_code(
+    _: *mut c_void,
+    _: *const Value,
+    _: usize,
+    _: *mut Value,
+) -> u32 {
+    999
+}
+
+fn registered(reg: RegistryHandle) -> u64 {
+    let mut id = 0;
+    assert_eq!(
+        cbreg_register(reg, Some(add_one), null_mut(), None, 0, &mut id),
+        Status::Ok
+    );
+    id
+}
+
+#[test]
+fn header_is_current() {
+    let generated = include_str!(concat!(env!("OUT_DIR"), "/cbreg.h"));
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/cbreg.h")).unwrap();
+    assert!(
+        generated == committed,
+        "include/cbreg.h is stale: run `make header` and commit it"
+    );
+}
+
+#[test]
+fn every_status_has_a_message() {
+    for code in 0..9u32 {
+        let msg = unsafe { CStr::from_ptr(cbreg_status_str(code)) }
+            .to_str()
+            .unwrap();
+        assert!(!msg.is_empty() && msg != "unknown status", "code {code}");
+    }
+    let msg = unsafe { CStr::from_ptr(cbreg_status_str(1234)) };
+    assert_eq!(msg.to_str().unwrap(), "unknown status");
+}
+
+#[test]
+fn register_rejects_bad_input() {
+    let reg = cbreg_default();
+    let mut id = 0;
+    assert_eq!(
+        cbreg_register(reg, None, null_mut(), None, 0, &mut id),
+        Status::InvalidArgument,
+        "null call"
+    );
+    assert_eq!(
+        cbreg_register(reg, Some(add_one), null_mut(), None, 0, null_mut()),
+        Status::InvalidArgument,
+        "null out_id"
+    );
+    assert_eq!(
+        cbreg_register(reg, Some(add_one), null_mut(), None, 0x80, &mut id),
+        Status::InvalidArgument,
+        "unknown flag"
+    );
+    let bogus = RegistryHandle { handle: 0 };
+    assert_eq!(
+        cbreg_register(bogus, Some(add_one), null_mut(), None, 0, &mut id),
+        Status::InvalidRegistry
+    );
+    let unknown = RegistryHandle {
+        handle: 7 << 32 | 4000,
+    };
+    assert_eq!(
+        cbreg_register(unknown, Some(add_one), null_mut(), None, 0, &mut id),
+        Status::InvalidRegistry
+    );
+    assert_eq!(id, 0, "nothing written on failure");
+}
+
+#[test]
+fn invoke_rejects_bad_input() {
+    let reg = cbreg_default();
+    let id = registered(reg);
+    let mut ret = Value::none();
+    assert_eq!(
+        cbreg_invoke(reg, 0, null(), 0, &mut ret),
+        Status::InvalidArgument,
+        "id 0"
+    );
+    assert_eq!(
+        cbreg_invoke(reg, id, null(), 1, &mut ret),
+        Status::InvalidArgument,
+        "null args"
+    );
+    let mut bad = Value::i64(1);
+    bad.tag = 77;
+    assert_eq!(
+        cbreg_invoke(reg, id, &bad, 1, &mut ret),
+        Status::InvalidArgument,
+        "bad tag"
+    );
+    let mut dangling = Value::str("x");
+    dangling.r#as.str = null();
+    assert_eq!(
+        cbreg_invoke(reg, id, &dangling, 1, &mut ret),
+        Status::InvalidArgument,
+        "null str"
+    );
+    assert_eq!(
+        cbreg_invoke(reg, 12345 << 32 | 3, null(), 0, &mut ret),
+        Status::NotFound,
+        "unknown id"
+    );
+    assert_eq!(
+        cbreg_invoke(reg, 1 << 32 | 0xFFFF_FFF0, null(), 0, &mut ret),
+        Status::NotFound,
+        "index past capacity"
+    );
+    let arg = Value::i64(41);
+    assert_eq!(cbreg_invoke(reg, id, &arg, 1, &mut ret), Status::Ok);
+    assert_eq!(ret.as_i64(), Some(42));
+    assert_eq!(
+        cbreg_invoke(reg, id, &arg, 1, null_mut()),
+        Status::Ok,
+        "ret may be NULL"
+    );
+    assert_eq!(cbreg_unregister(reg, id), Status::Ok);
+}
+
+#[test]
+fn unknown_callback_codes_become_callback_failed() {
+    let reg = cbreg_default();
+    let mut id = 0;
+    assert_eq!(
+        cbreg_register(
+            reg,
+            Some(returns_unknown_code),
+            null_mut(),
+            None,
+            0,
+            &mut id
+        ),
+        Status::Ok
+    );
+    assert_eq!(
+        cbreg_invoke(reg, id, null(), 0, null_mut()),
+        Status::CallbackFailed
+    );
+    assert_eq!(cbreg_unregister(reg, id), Status::Ok);
+}
+
+#[test]
+fn removal_calls_reject_bad_input() {
+    let reg = cbreg_default();
+    assert_eq!(cbreg_unregister(reg, 0), Status::InvalidArgument);
+    assert_eq!(cbreg_unregister_wait(reg, 0), Status::InvalidArgument);
+    assert_eq!(cbreg_unregister(reg, 99 << 32 | 1), Status::NotFound);
+    assert_eq!(cbreg_unregister_wait(reg, 99 << 32 | 1), Status::NotFound);
+    assert_eq!(cbreg_stats_get(reg, null_mut()), Status::InvalidArgument);
+    assert_eq!(cbreg_registry_new(null_mut()), Status::InvalidArgument);
+    assert_eq!(
+        cbreg_registry_free(reg),
+        Status::InvalidArgument,
+        "the default registry is never freed"
+    );
+}
+
+#[test]
+fn destroyed_registry_gets_invalid_registry_everywhere() {
+    let mut reg = RegistryHandle { handle: 0 };
+    assert_eq!(cbreg_registry_new(&mut reg), Status::Ok);
+    let id = registered(reg);
+    assert_eq!(cbreg_registry_free(reg), Status::Ok);
+    let mut stats = Stats::default();
+    assert_eq!(
+        cbreg_invoke(reg, id, null(), 0, null_mut()),
+        Status::InvalidRegistry
+    );
+    assert_eq!(cbreg_unregister(reg, id), Status::InvalidRegistry);
+    assert_eq!(cbreg_unregister_wait(reg, id), Status::InvalidRegistry);
+    assert_eq!(cbreg_clear(reg, null_mut()), Status::InvalidRegistry);
+    assert_eq!(cbreg_close(reg, null_mut()), Status::InvalidRegistry);
+    assert_eq!(cbreg_collect(reg, null_mut()), Status::InvalidRegistry);
+    assert_eq!(cbreg_stats_get(reg, &mut stats), Status::InvalidRegistry);
+    assert_eq!(cbreg_registry_free(reg), Status::InvalidRegistry);
+}
+
+#[test]
+fn returned_values_are_freed_by_value_drop() {
+    unsafe extern "C" fn free_box(owner: *mut c_void) {
+        drop(Box::from_raw(owner as *mut String));
+        FREED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    static FREED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    unsafe extern "C" fn greet(_: *mut c_void, _: *const Value, _: usize, ret: *mut Value) -> u32 {
+        let s = Box::new(String::from("hello"));
+        let mut v = Value::str(&s);
+        v.owner = Box::into_raw(s) as *mut c_void;
+        v.drop = Some(free_box);
+        *ret = v;
+        0
+    }
+    let reg = cbreg_default();
+    let mut id = 0;
+    assert_eq!(
+        cbreg_register(reg, Some(greet), null_mut(), None, 0, &mut id),
+        Status::Ok
+    );
+    let mut ret = Value::none();
+    assert_eq!(cbreg_invoke(reg, id, null(), 0, &mut ret), Status::Ok);
+    assert_eq!(unsafe { ret.as_str() }, Some("hello"));
+    cbreg_value_drop(&mut ret);
+    assert!(FREED.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(ret.tag, 0, "reset to none");
+    cbreg_value_drop(null_mut());
+    assert_eq!(cbreg_unregister(reg, id), Status::Ok);
+}

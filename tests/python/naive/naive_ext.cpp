@@ -1,0 +1,80 @@
+// Control extension: the callback pattern from DESIGN.md section 1, kept
+// wrong on purpose. The subprocess exit-code tests run the same scenarios
+// against this module and against cbreg; this one must exit non-zero, which
+// proves those tests can fail. Do not "fix" anything here.
+#include <nanobind/nanobind.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+namespace nb = nanobind;
+
+// The bug: a C++ static that owns Python references. Its destructor runs
+// after Py_Finalize, so it decrefs objects of a dead interpreter.
+static std::unordered_map<int, nb::callable> g_callbacks;
+
+static nb::callable lookup(int id) {
+    auto it = g_callbacks.find(id);
+    if (it == g_callbacks.end())
+        throw nb::key_error(std::to_string(id).c_str());
+    return it->second;
+}
+
+NB_MODULE(naive_ext, m) {
+    m.doc() = "Naive callback registry (control for the exit-code tests).";
+
+    // NAIVE_EXT_NO_LEAK_WARNINGS=1 turns nanobind's exit-time leak report
+    // off, to check whether it changes the outcome.
+    if (const char *v = std::getenv("NAIVE_EXT_NO_LEAK_WARNINGS"); v && *v == '1')
+        nb::set_leak_warnings(false);
+
+    m.def("register", [](int id, nb::callable cb) { g_callbacks[id] = std::move(cb); },
+          nb::arg("id"), nb::arg("callback"));
+
+    m.def("unregister", [](int id) { return g_callbacks.erase(id) != 0; }, nb::arg("id"));
+
+    m.def("clear", [] { g_callbacks.clear(); });
+
+    m.def("fire", [](int id, nb::args args) { return lookup(id)(*args); }, nb::arg("id"),
+          nb::arg("args"));
+
+    m.def("count", [] { return g_callbacks.size(); });
+
+    // A careless audio engine: a detached native thread that fires the
+    // callback `hz` times per second forever, taking the GIL for each call,
+    // with no check that the interpreter is still alive. The callback gets
+    // (tick, time_seconds). Only the lookup and the copy of the callable are
+    // done under the GIL, so refcounts themselves never race here; what
+    // fails is the exit path.
+    m.def(
+        "start_engine",
+        [](int id, double hz) {
+            using clock = std::chrono::steady_clock;
+            auto period = std::chrono::duration_cast<clock::duration>(
+                std::chrono::duration<double>(hz > 0 ? 1.0 / hz : 0.0));
+            std::thread([id, period] {
+                const auto t0 = clock::now();
+                for (long long tick = 0;; ++tick) {
+                    {
+                        nb::gil_scoped_acquire gil;
+                        auto it = g_callbacks.find(id);
+                        if (it != g_callbacks.end()) {
+                            nb::callable cb = it->second;
+                            double t = std::chrono::duration<double>(clock::now() - t0).count();
+                            try {
+                                cb(tick, t);
+                            } catch (nb::python_error &e) {
+                                e.discard_as_unraisable("naive_ext engine callback");
+                            }
+                        }
+                    }
+                    if (period.count() > 0)
+                        std::this_thread::sleep_for(period);
+                }
+            }).detach();
+        },
+        nb::arg("id"), nb::arg("hz"));
+}
