@@ -246,6 +246,56 @@ void cbreg_release_mark_leaked(void);
 // set) and resets it to none. NULL is ignored.
 void cbreg_value_drop(struct cbreg_value *value);
 
+#if defined(CBREG_PYTHON)
+// Registers the Python callable `callable` (a `PyObject *`) in `reg` and
+// writes its id to `*out_id`. The caller holds the GIL. `flags` is 0 or
+// `CBREG_ONCE`.
+//
+// The entry takes a strong reference, dropped (GIL taken) on release; if
+// the interpreter is finalizing by then, the reference is deliberately
+// leaked and counted in `cbreg_stats.leaked`.
+//
+// Invoking it from any thread: when the interpreter is finalizing (or the
+// atexit hook has run and the caller lacks the GIL) it returns `CLOSED`
+// without touching Python; otherwise it takes the GIL, converts the
+// arguments (invalid UTF-8 in a string: `INVALID_ARGUMENT`, nothing
+// called) and calls. A returned None, bool, int (64-bit), float, str or
+// bytes fills `ret` (str and bytes own the Python object: release them
+// with `cbreg_value_drop`); other results leave it none. If the callback
+// raises: a caller that held the GIL (fired from Python) gets
+// `CALLBACK_FAILED` with the exception still set, to re-raise; any other
+// caller gets `CALLBACK_FAILED` and the exception goes to
+// `sys.unraisablehook`.
+//
+// `CLOSED` after `cbreg_py_atexit_clear` has run.
+cbreg_status cbreg_py_register(struct cbreg_registry reg,
+                               void *callable,
+                               uint32_t flags,
+                               uint64_t *out_id);
+#endif
+
+#if defined(CBREG_PYTHON)
+// The exit hook: closes Python registration process-wide (later
+// `cbreg_py_register` calls get `CLOSED`), stops native threads from
+// entering Python (waiting, GIL released, up to a few seconds for those
+// already inside), then clears the default registry and runs the
+// releases while the interpreter is still whole. Call it with the GIL
+// held; `cbreg_py_install_atexit` arranges that. Idempotent.
+cbreg_status cbreg_py_atexit_clear(void);
+#endif
+
+#if defined(CBREG_PYTHON)
+// Registers `cbreg_py_atexit_clear` with Python's `atexit` module, once
+// per process however many extension modules call it (the flag lives in
+// this library). Call it with the GIL held, typically from module init.
+cbreg_status cbreg_py_install_atexit(void);
+#endif
+
+#if defined(CBREG_PYTHON)
+// Whether Python registration is closed (`cbreg_py_atexit_clear` ran).
+bool cbreg_py_is_closed(void);
+#endif
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -242,7 +242,7 @@ pub extern "C" fn cbreg_thread_set_realtime(on: bool) -> Status {
 /// Whether the calling thread is marked real-time.
 #[no_mangle]
 pub extern "C" fn cbreg_thread_is_realtime() -> bool {
-    crate::hazard::local().realtime
+    crate::hazard::is_realtime()
 }
 
 /// For release functions of foreign runtimes: call it from inside a release

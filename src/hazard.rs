@@ -101,20 +101,17 @@ impl Pool {
     }
 }
 
-/// Per-thread state the owner alone reads and writes.
-#[derive(Clone, Copy)]
-pub(crate) struct Local {
-    /// Index + 1 of this thread's record; 0 = none yet, `NO_RECORD` = pool full.
-    pub record: usize,
-    /// The record itself when `record` names one.
-    pub ptr: *const ThreadRecord,
-    pub depth: usize,
-    pub realtime: bool,
-}
+// Per-thread state the owner alone reads and writes: separate cells, so the
+// invoke path touches only the words it needs.
+// This thread's record address; `NONE_YET` before the first invoke,
+// `NO_RECORD` when the pool was full.
+thread_cell! { static RECORD: usize = NONE_YET; }
+// Invocations this thread is inside (nesting depth).
+thread_cell! { static DEPTH: usize = 0; }
+thread_cell! { static REALTIME: bool = false; }
 
-const NO_RECORD: usize = usize::MAX;
-
-thread_cell! { static LOCAL: Local = Local { record: 0, ptr: std::ptr::null(), depth: 0, realtime: false }; }
+const NONE_YET: usize = 0;
+const NO_RECORD: usize = 1;
 
 /// Makes sure the pool (and the barrier choice) exist before any invoke.
 pub(crate) fn init() {
@@ -122,41 +119,42 @@ pub(crate) fn init() {
 }
 
 #[inline(always)]
-pub(crate) fn local() -> Local {
-    LOCAL.with(|l| l.get())
+pub(crate) fn depth() -> usize {
+    DEPTH.with(|d| d.get())
 }
 
 #[inline(always)]
 pub(crate) fn set_depth(depth: usize) {
-    LOCAL.with(|l| {
-        let mut v = l.get();
-        v.depth = depth;
-        l.set(v)
-    })
+    DEPTH.with(|d| d.set(depth))
+}
+
+#[inline(always)]
+pub(crate) fn is_realtime() -> bool {
+    REALTIME.with(|r| r.get())
 }
 
 pub(crate) fn set_realtime(on: bool) {
-    LOCAL.with(|l| {
-        let mut v = l.get();
-        v.realtime = on;
-        l.set(v)
-    })
+    REALTIME.with(|r| r.set(on))
+}
+
+fn has_record() -> bool {
+    RECORD.with(|r| r.get()) > NO_RECORD
 }
 
 /// This thread's record, claiming one on first use. `None` when the pool is
 /// exhausted: the caller uses the slot counter instead.
 #[inline(always)]
-pub(crate) fn record(local: &mut Local) -> Option<&'static ThreadRecord> {
-    match local.record {
-        0 => claim(local),
+pub(crate) fn record() -> Option<&'static ThreadRecord> {
+    match RECORD.with(|r| r.get()) {
+        NONE_YET => claim(),
         NO_RECORD => None,
-        // SAFETY: `ptr` points into the pool, which is never freed.
-        _ => Some(unsafe { &*local.ptr }),
+        // SAFETY: the address of a record in the pool, which is never freed.
+        addr => Some(unsafe { &*(addr as *const ThreadRecord) }),
     }
 }
 
 #[cold]
-fn claim(local: &mut Local) -> Option<&'static ThreadRecord> {
+fn claim() -> Option<&'static ThreadRecord> {
     let pool = pool();
     for (i, rec) in pool.records.iter().enumerate() {
         if rec
@@ -166,19 +164,16 @@ fn claim(local: &mut Local) -> Option<&'static ThreadRecord> {
         {
             pool.high_water.fetch_max(i + 1, Ordering::SeqCst);
             pool.claimed.fetch_add(1, Ordering::SeqCst);
-            // Pairs with the fence in `heavy_unless_alone`: a writer that did
-            // not count this record is seen by this thread's first state load.
+            // Pairs with the fence in `heavy_barrier`: a writer that did not
+            // count this record is seen by this thread's first state load.
             crate::sync::fence(Ordering::SeqCst);
-            local.record = i + 1;
-            local.ptr = rec;
-            LOCAL.with(|l| l.set(*local));
+            RECORD.with(|r| r.set(rec as *const ThreadRecord as usize));
             #[cfg(not(loom))]
             register_thread_exit(i + 1);
             return Some(rec);
         }
     }
-    local.record = NO_RECORD;
-    LOCAL.with(|l| l.set(*local));
+    RECORD.with(|r| r.set(NO_RECORD));
     None
 }
 
@@ -210,7 +205,7 @@ pub(crate) fn invoked_total(counter: usize) -> u64 {
 pub(crate) fn heavy_barrier() {
     let pool = pool();
     crate::sync::fence(Ordering::SeqCst);
-    let mine = usize::from(matches!(local().record, r if r != 0 && r != NO_RECORD));
+    let mine = usize::from(has_record());
     if pool.claimed.load(Ordering::SeqCst) > mine {
         barrier::heavy();
     }
@@ -244,6 +239,10 @@ static EXIT_KEY: std::sync::OnceLock<libc::pthread_key_t> = std::sync::OnceLock:
 
 #[cfg(not(loom))]
 extern "C" fn on_thread_exit(value: *mut libc::c_void) {
+    // Code that runs later in this thread's exit (another key's destructor)
+    // may still invoke: it must not write into a record another thread can
+    // now claim, so from here on it uses the slot counters.
+    RECORD.with(|r| r.set(NO_RECORD));
     release_record(value as usize);
 }
 
@@ -274,10 +273,11 @@ fn register_thread_exit(index: usize) {
 #[cfg(not(loom))]
 extern "C" fn after_fork_in_child() {
     barrier::reinit_after_fork();
-    let mine = local().record;
     let pool = pool();
+    let mine = RECORD.with(|r| r.get());
     for i in 1..=pool.high_water.load(Ordering::Acquire) {
-        if i != mine && pool.records[i - 1].claimed.load(Ordering::Acquire) {
+        let rec = &pool.records[i - 1];
+        if rec as *const ThreadRecord as usize != mine && rec.claimed.load(Ordering::Acquire) {
             release_record(i);
         }
     }

@@ -19,6 +19,6 @@ mod sync;
 mod value;
 
 pub use api::{set_thread_realtime, Id, Registry, Subscription};
-pub use registry::{CallFn, ReleaseFn, Stats};
+pub use registry::{CallFn, ReleaseFn, Stats, ENTRY_BYTES};
 pub use status::Status;
 pub use value::{Payload, Tag, Value, ValueDropFn};

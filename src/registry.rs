@@ -52,6 +52,9 @@ const FIRST: usize = 1 << FIRST_SHIFT;
 /// Slots a registry can hold: segment k has `FIRST << k` slots.
 pub(crate) const CAPACITY: usize = FIRST * ((1 << SEGMENTS) - 1);
 
+/// Bytes of registry storage per entry (one slot).
+pub const ENTRY_BYTES: usize = std::mem::size_of::<Slot>();
+
 /// One entry: exactly one cache line.
 #[repr(C, align(64))]
 pub(crate) struct Slot {
@@ -336,10 +339,9 @@ impl Core {
             return Status::NotFound;
         };
         let addr = slot.addr();
-        let mut local = hazard::local();
-        let depth = local.depth;
+        let depth = hazard::depth();
         let record = if depth < CELLS {
-            hazard::record(&mut local)
+            hazard::record()
         } else {
             None
         };
@@ -391,7 +393,7 @@ impl Core {
         if claimed_once {
             self.retired.fetch_add(1, Ordering::Relaxed);
             self.retire(slot);
-        } else if !local.realtime {
+        } else if !hazard::is_realtime() {
             // A writer that saw our hazard deferred a release of this slot:
             // we may be its last use, so drain now rather than later. The
             // barrier pairs with the writer's heavy one (either it saw our
@@ -443,7 +445,7 @@ impl Core {
     /// Releases a slot this thread owns, now if nothing is inside it and this
     /// thread may run releases, else through the pending list.
     fn retire(&self, slot: &Slot) {
-        if hazard::local().realtime {
+        if hazard::is_realtime() {
             self.push_pending(slot);
             return;
         }
@@ -501,7 +503,7 @@ impl Core {
     }
 
     fn drain_if_pending(&self) {
-        if self.pending_head.load(Ordering::Relaxed) != 0 && !hazard::local().realtime {
+        if self.pending_head.load(Ordering::Relaxed) != 0 && !hazard::is_realtime() {
             self.collect();
         }
     }
@@ -513,7 +515,7 @@ impl Core {
     /// in the same word (so the collector runs another round that sees what
     /// this thread did before) and returns at once.
     pub(crate) fn collect(&self) -> usize {
-        if hazard::local().realtime {
+        if hazard::is_realtime() {
             return 0;
         }
         let mut seen = self.collector.load(Ordering::Acquire);
@@ -601,7 +603,7 @@ impl Core {
             crate::sync::backoff(round);
             round += 1;
         }
-        if hazard::local().realtime {
+        if hazard::is_realtime() {
             self.push_pending(slot);
         } else {
             self.finish(slot);
@@ -610,12 +612,11 @@ impl Core {
     }
 
     fn inside_on_this_thread(&self, matches: impl Fn(usize) -> bool) -> bool {
-        let mut local = hazard::local();
-        if local.depth == 0 {
+        let depth = hazard::depth();
+        if depth == 0 {
             return false;
         }
-        let depth = local.depth;
-        match hazard::record(&mut local) {
+        match hazard::record() {
             Some(r) => (0..CELLS.min(depth)).any(|d| r.cell(d).map_or(false, &matches)),
             None => false,
         }
@@ -641,7 +642,7 @@ impl Core {
         }
         self.retired.fetch_add(won.len() as u64, Ordering::Relaxed);
         let count = won.len();
-        if hazard::local().realtime {
+        if hazard::is_realtime() {
             won.into_iter().for_each(|s| self.push_pending(s));
             return count;
         }

@@ -1,0 +1,48 @@
+# cbreg: `make test` runs every test, `make demo` the demo, `make bench` the
+# benchmarks. Everything it needs beyond cargo, a C/C++ compiler and python3
+# it installs itself (Python packages into .venv/).
+
+CARGO ?= cargo
+CARGO_STATICLIB := target/release/libcbreg.a
+LOOM_TARGET_DIR := target/loom
+
+.PHONY: all build header test rust-test loom demo native-demo bench clean
+
+all: build
+
+build: $(CARGO_STATICLIB)
+
+# Cargo decides what is stale; the file is the handle other rules depend on.
+$(CARGO_STATICLIB): FORCE
+	$(CARGO) build --release --lib
+
+FORCE:
+
+include mk/c.mk
+include mk/cpp.mk
+include mk/python.mk
+
+## Regenerate the committed C header from src/ (cbindgen, via build.rs).
+header:
+	CBREG_WRITE_HEADER=1 $(CARGO) build --lib
+
+rust-test:
+	$(CARGO) test
+
+## Loom models of the invoke / unregister / clear / collect protocol.
+loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) test --release --test loom
+
+test: rust-test loom c-test c-test-asan cpp-test cpp-test-asan
+
+native-demo:
+	$(CARGO) run --release --example native_demo
+
+demo: native-demo
+
+bench:
+	$(CARGO) bench --bench invoke
+
+clean:
+	$(CARGO) clean
+	rm -rf build
