@@ -1,8 +1,8 @@
 //! Per-thread hazard cells: how an invoker announces "I am inside slot S".
 //!
 //! Each thread that invokes claims one `ThreadRecord` from a fixed pool that
-//! lives in static memory, so the first invoke on a new thread allocates
-//! nothing. The record holds a few cells (one per nesting level) written only
+//! is allocated once, when the first registry is created, so the first
+//! invoke on a new thread allocates nothing. The record holds a few cells (one per nesting level) written only
 //! by its owner; writers scan all records after a heavy barrier before they
 //! release an entry or reuse its slot. A thread that finds the pool empty, or
 //! nests deeper than the cells allow, falls back to the slot's shared

@@ -48,6 +48,14 @@ fn entry(reg: &Registry, probe: &Arc<Probe>, once: bool) -> u64 {
     sub.unwrap().detach()
 }
 
+/// A registry holding one entry, and the probe that entry reports to.
+fn setup(once: bool) -> (Arc<Registry>, Arc<Probe>, u64) {
+    let reg = Arc::new(Registry::new().unwrap());
+    let probe = Arc::new(Probe::default());
+    let id = entry(&reg, &probe, once);
+    (reg, probe, id)
+}
+
 fn check(probe: &Probe) {
     assert_eq!(
         probe.releases.load(SeqCst),
@@ -71,9 +79,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 #[test]
 fn invoke_racing_unregister() {
     model(|| {
-        let reg = Arc::new(Registry::new().unwrap());
-        let probe = Arc::new(Probe::default());
-        let id = entry(&reg, &probe, false);
+        let (reg, probe, id) = setup(false);
         let r = reg.clone();
         let invoker = thread::spawn(move || r.call(id, &[]));
         assert_eq!(reg.unregister(id), Status::Ok);
@@ -92,9 +98,7 @@ fn invoke_racing_unregister() {
 #[test]
 fn invoke_racing_clear() {
     model(|| {
-        let reg = Arc::new(Registry::new().unwrap());
-        let probe = Arc::new(Probe::default());
-        let id = entry(&reg, &probe, false);
+        let (reg, probe, id) = setup(false);
         let r = reg.clone();
         let invoker = thread::spawn(move || r.call(id, &[]));
         assert_eq!(reg.clear(), 1);
@@ -107,9 +111,7 @@ fn invoke_racing_clear() {
 #[test]
 fn two_invokers_racing_on_a_one_shot() {
     model(|| {
-        let reg = Arc::new(Registry::new().unwrap());
-        let probe = Arc::new(Probe::default());
-        let id = entry(&reg, &probe, true);
+        let (reg, probe, id) = setup(true);
         let r = reg.clone();
         let other = thread::spawn(move || r.call(id, &[]));
         let mine = reg.call(id, &[]);
@@ -125,9 +127,7 @@ fn two_invokers_racing_on_a_one_shot() {
 #[test]
 fn collect_racing_an_invoke_in_flight() {
     model(|| {
-        let reg = Arc::new(Registry::new().unwrap());
-        let probe = Arc::new(Probe::default());
-        let id = entry(&reg, &probe, false);
+        let (reg, probe, id) = setup(false);
         let r = reg.clone();
         let invoker = thread::spawn(move || r.call(id, &[]));
         let r = reg.clone();
