@@ -177,6 +177,7 @@ fn claim() -> Option<&'static ThreadRecord> {
     None
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 fn release_record(index: usize) {
     let pool = pool();
     let rec = &pool.records[index - 1];

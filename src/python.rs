@@ -40,7 +40,12 @@ static ATEXIT_INSTALLED: AtomicBool = AtomicBool::new(false);
 /// How long the atexit hook waits for native threads inside Python.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A native thread's pass through the gate; leaving on drop.
+thread_local! {
+    /// This thread is running the atexit hook (its own releases may pass).
+    static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A pass through the gate, taken before touching Python; leaving on drop.
 struct GatePass;
 
 impl GatePass {
@@ -49,7 +54,10 @@ impl GatePass {
     fn enter(for_release: bool) -> Option<GatePass> {
         GATE_INSIDE.fetch_add(1, SeqCst);
         let state = GATE_STATE.load(SeqCst);
-        if state == GATE_OPEN || (state == GATE_DRAINING && for_release) {
+        if state == GATE_OPEN
+            || (state == GATE_DRAINING && for_release)
+            || IN_HOOK.with(|h| h.get())
+        {
             Some(GatePass)
         } else {
             GATE_INSIDE.fetch_sub(1, SeqCst);
@@ -110,8 +118,8 @@ struct Gil(Option<py::PyGILState_STATE>);
 
 impl Gil {
     /// # Safety
-    /// The interpreter is alive and, for a thread without the GIL, a
-    /// `GatePass` is held for as long as this value.
+    /// The interpreter is alive and a `GatePass` is held for as long as
+    /// this value.
     unsafe fn ensure(have_it: bool) -> Gil {
         Gil((!have_it).then(|| py::PyGILState_Ensure()))
     }
@@ -128,18 +136,19 @@ impl Drop for Gil {
 
 /// Runs `f` with the GIL when Python may be entered from this thread;
 /// otherwise returns `None` without touching Python.
+///
+/// The pass comes first, for every caller: while it is held the atexit
+/// hook cannot finish, so finalization cannot have started behind our
+/// back and `PyGILState_Check` (which answers 1 once its TSS key is gone
+/// late in finalization) can be trusted.
 fn with_python<R>(for_release: bool, f: impl FnOnce(bool) -> R) -> Option<R> {
+    let _pass = GatePass::enter(for_release)?;
     if !interpreter_alive() {
         return None;
     }
     // SAFETY: the interpreter is initialized; callable without the GIL.
     let have_gil = unsafe { py::PyGILState_Check() } != 0;
-    let _pass = if have_gil {
-        None
-    } else {
-        Some(GatePass::enter(for_release)?)
-    };
-    // SAFETY: alive, and the pass (if needed) is held across the call.
+    // SAFETY: alive, and the pass is held across the call.
     let _gil = unsafe { Gil::ensure(have_gil) };
     Some(f(have_gil))
 }
@@ -219,7 +228,8 @@ unsafe fn store_result(result: PyObj, ret: &mut Value) {
     } else if py::PyLong_Check(result) != 0 {
         let mut overflow = 0;
         let n = py::PyLong_AsLongLongAndOverflow(result, &mut overflow);
-        if overflow == 0 && !(n == -1 && !py::PyErr_Occurred().is_null()) {
+        let failed = n == -1 && !py::PyErr_Occurred().is_null();
+        if overflow == 0 && !failed {
             *ret = Value::i64(n);
         }
         py::PyErr_Clear();
@@ -381,6 +391,11 @@ unsafe fn install_hook() -> Result<(), Status> {
 
 // ---- the C ABI ----
 
+fn write_id(out_id: *mut u64, id: u64) {
+    // SAFETY: checked non-null by the caller; C passes a valid pointer.
+    unsafe { out_id.write(id) };
+}
+
 /// Registers the Python callable `callable` (a `PyObject *`) in `reg` and
 /// writes its id to `*out_id`. The caller holds the GIL. `flags` is 0 or
 /// `CBREG_ONCE`.
@@ -422,8 +437,7 @@ pub extern "C" fn cbreg_py_register(
         let once = flags & CBREG_ONCE != 0;
         match core.register(Some(call_python), callable, Some(release_python), once) {
             Ok(id) => {
-                // SAFETY: checked non-null above.
-                unsafe { *out_id = id };
+                write_id(out_id, id);
                 Ok(())
             }
             Err(e) => {
@@ -458,12 +472,14 @@ pub extern "C" fn cbreg_py_atexit_clear() -> Status {
                 gate_shut(state);
             }
         };
+        IN_HOOK.with(|h| h.set(true));
         drain(GATE_DRAINING); // no new calls from native threads
         core.clear();
         drain(GATE_DRAINING); // releases deferred to invokers run there
         core.collect();
         drain(GATE_CLOSED);
         core.collect();
+        IN_HOOK.with(|h| h.set(false));
         Ok(())
     })
 }

@@ -16,9 +16,7 @@
 use std::ffi::c_void;
 
 use crate::hazard::{self, CELLS, COUNTED_REGISTRIES};
-use crate::sync::{
-    fence, global, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
-};
+use crate::sync::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::value::Value;
 use crate::Status;
 
@@ -761,25 +759,43 @@ const MAX_REGISTRIES: usize = 4096;
 const MAX_REGISTRIES: usize = 2;
 
 struct Table {
-    cores: Vec<AtomicPtr<Core>>,
+    /// Registries by handle index; a core, once installed, is never freed.
+    cores: [AtomicPtr<Core>; MAX_REGISTRIES],
     counters_in_use: AtomicU32,
 }
 
-global! {
-    static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+#[cfg(not(loom))]
+impl Table {
+    const fn new() -> Self {
+        #[allow(clippy::declare_interior_mutable_const)]
+        const EMPTY: AtomicPtr<Core> = AtomicPtr::new(std::ptr::null_mut());
+        Table {
+            cores: [EMPTY; MAX_REGISTRIES],
+            counters_in_use: AtomicU32::new(1), // counter 0 is the default registry's
+        }
+    }
 }
 
+#[cfg(loom)]
+use crate::sync::global;
+
+#[cfg(not(loom))]
+static TABLE: Table = Table::new();
+
+#[inline(always)]
 fn table() -> &'static Table {
     #[cfg(not(loom))]
-    let t = &TABLE;
+    return &TABLE;
     #[cfg(loom)]
-    let t: &'static std::sync::OnceLock<Table> = &*TABLE;
-    t.get_or_init(|| Table {
-        cores: (0..MAX_REGISTRIES)
-            .map(|_| AtomicPtr::new(std::ptr::null_mut()))
-            .collect(),
-        counters_in_use: AtomicU32::new(1), // counter 0 is the default registry's
-    })
+    {
+        global! {
+            static TABLE: Table = Table {
+                cores: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+                counters_in_use: AtomicU32::new(1),
+            };
+        }
+        &*TABLE
+    }
 }
 
 /// Handle of the process-wide default registry (index 0, generation 1).
@@ -936,8 +952,8 @@ pub(crate) fn destroy(handle: u64) -> Status {
 /// longer exists must not block collection forever.
 #[cfg(not(loom))]
 pub(crate) fn after_fork_in_child() {
-    if let Some(t) = TABLE.get() {
-        for cell in &t.cores {
+    {
+        for cell in &table().cores {
             let p = cell.load(Ordering::Acquire);
             if !p.is_null() {
                 // SAFETY: cores in the table are never freed.

@@ -19,6 +19,7 @@ pub(crate) use std::sync::atomic::Ordering;
 
 /// Declares a process-wide static: a plain `static` normally, a loom
 /// `lazy_static` (fresh for every model execution) under loom.
+#[cfg_attr(not(loom), allow(unused_macros))]
 macro_rules! global {
     ($(#[$m:meta])* static $name:ident: $ty:ty = $init:expr;) => {
         #[cfg(not(loom))]
@@ -27,6 +28,7 @@ macro_rules! global {
         loom::lazy_static! { $(#[$m])* static ref $name: $ty = $init; }
     };
 }
+#[cfg_attr(not(loom), allow(unused_imports))]
 pub(crate) use global;
 
 /// Declares a thread-local `Cell` without a destructor (no allocation and no
@@ -111,6 +113,7 @@ pub(crate) mod barrier {
         }
 
         /// A forked child is a new memory map: register it again.
+        #[cfg_attr(loom, allow(dead_code))]
         pub(crate) fn reinit_after_fork() {
             if AVAILABLE.load(Ordering::Acquire) == YES && call(CMD_REGISTER_PRIVATE_EXPEDITED) != 0
             {
@@ -141,6 +144,7 @@ pub(crate) mod barrier {
         membarrier::init();
     }
 
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn reinit_after_fork() {
         #[cfg(all(target_os = "linux", not(loom)))]
         membarrier::reinit_after_fork();
