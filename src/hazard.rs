@@ -52,11 +52,19 @@ impl ThreadRecord {
         self.cells[depth].store(0, Ordering::Release);
     }
 
+    /// This thread's invocation counter for a counted registry.
+    #[inline(always)]
+    pub(crate) fn invoked(&self, counter: usize) -> Option<&AtomicU64> {
+        self.invoked.get(counter)
+    }
+
     /// Owner-only increment: a plain load and store, no read-modify-write.
     #[inline(always)]
-    pub(crate) fn count_invoke(&self, counter: usize) {
-        let c = &self.invoked[counter];
-        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    pub(crate) fn bump(count: &AtomicU64) {
+        count.store(
+            count.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// The slot published at nesting level `depth`, if any.

@@ -330,13 +330,10 @@ impl Core {
 
     #[inline]
     pub(crate) fn invoke(&self, id: u64, args: &[Value], ret: *mut Value) -> Status {
-        let Some((gen, index)) = split(id) else {
+        // Index 0 wraps past CAPACITY; generation 0 never matches a live state.
+        let Some(slot) = self.slot((id as u32 as usize).wrapping_sub(1)) else {
             return Status::NotFound;
         };
-        let Some(slot) = self.slot(index) else {
-            return Status::NotFound;
-        };
-        let addr = slot.addr();
         let depth = hazard::depth();
         let record = if depth < CELLS {
             hazard::record()
@@ -344,7 +341,7 @@ impl Core {
             None
         };
         match record {
-            Some(r) => r.publish(depth, addr),
+            Some(r) => r.publish(depth, slot.addr()),
             None => {
                 slot.inflight.fetch_add(1, Ordering::SeqCst);
             }
@@ -353,22 +350,17 @@ impl Core {
         crate::sync::barrier::light();
 
         let state = slot.state.load(Ordering::Acquire);
-        let mut claimed_once = false;
-        let status = if generation(state) != gen || state & LIVE == 0 {
-            Status::NotFound
-        } else if state & ONCE != 0
+        let live = state & !ONCE == (id >> 32) << 32 | LIVE;
+        let claimed_once = live
+            && state & ONCE != 0
             && slot
                 .state
                 .compare_exchange(state, state & !LIVE, Ordering::SeqCst, Ordering::Relaxed)
-                .is_err()
-        {
-            Status::NotFound
-        } else {
-            claimed_once = state & ONCE != 0;
-            let counter = self.counter_index();
-            match record {
-                Some(r) if counter != NO_COUNTER => r.count_invoke(counter),
-                _ => {
+                .is_ok();
+        let status = if live && (claimed_once || state & ONCE == 0) {
+            match record.and_then(|r| r.invoked(self.counter_index())) {
+                Some(count) => hazard::ThreadRecord::bump(count),
+                None => {
                     self.shared_invoked.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -377,8 +369,9 @@ impl Core {
             let call: unsafe extern "C" fn(*mut c_void, *const Value, usize, *mut Value) -> u32 =
                 unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
             let ctx = slot.ctx.load(Ordering::Relaxed);
-            let code = unsafe { call(ctx, args.as_ptr(), args.len(), ret) };
-            Status::from_code(code)
+            Status::from_code(unsafe { call(ctx, args.as_ptr(), args.len(), ret) })
+        } else {
+            Status::NotFound
         };
 
         match record {
@@ -391,14 +384,14 @@ impl Core {
         if claimed_once {
             self.retired.fetch_add(1, Ordering::Relaxed);
             self.retire(slot);
-        } else if !hazard::is_realtime() {
+        } else {
             // A writer that saw our hazard deferred a release of this slot:
             // we may be its last use, so drain now rather than later. The
             // barrier pairs with the writer's heavy one (either it saw our
             // cell cleared, or we see its state change).
             crate::sync::barrier::light();
             let now = slot.state.load(Ordering::Relaxed);
-            if now != state || now & LIVE == 0 {
+            if (now != state || now & LIVE == 0) && !hazard::is_realtime() {
                 self.collect();
             }
         }
@@ -846,16 +839,27 @@ pub(crate) fn default_core() -> &'static Core {
 }
 
 /// The registry a handle names, if it is alive.
-#[inline]
+#[inline(always)]
 pub(crate) fn lookup(handle: u64) -> Result<&'static Core, Status> {
-    if handle == DEFAULT_HANDLE {
-        return Ok(default_core());
+    let index = (handle as u32 as usize).wrapping_sub(1);
+    if let Some(cell) = table().cores.get(index) {
+        let p = cell.load(Ordering::Acquire);
+        // SAFETY: cores in the table are never freed.
+        if let Some(core) = unsafe { p.as_ref() } {
+            // Alive with the handle's generation (generations start at 1, so
+            // a handle with generation 0 never matches).
+            if core.handle_state.load(Ordering::Acquire) == (handle >> 32) << 1 | 1 {
+                return Ok(core);
+            }
+        }
     }
-    let (gen, index) = split(handle).ok_or(Status::InvalidRegistry)?;
-    let core = core_at(index).ok_or(Status::InvalidRegistry)?;
-    let hs = core.handle_state.load(Ordering::Acquire);
-    if hs & 1 == 1 && hs >> 1 == gen {
-        Ok(core)
+    lookup_slow(handle)
+}
+
+#[cold]
+fn lookup_slow(handle: u64) -> Result<&'static Core, Status> {
+    if handle == DEFAULT_HANDLE {
+        Ok(default_core()) // first use: create it
     } else {
         Err(Status::InvalidRegistry)
     }

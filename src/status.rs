@@ -43,7 +43,11 @@ pub(crate) const ALL_STATUSES: [Status; 9] = [
 impl Status {
     /// The status for a raw code returned by a foreign callback; codes cbreg
     /// does not know become `CallbackFailed`.
+    #[inline(always)]
     pub fn from_code(code: u32) -> Status {
+        if code == 0 {
+            return Status::Ok;
+        }
         ALL_STATUSES
             .get(code as usize)
             .copied()

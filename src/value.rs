@@ -193,15 +193,17 @@ impl Value {
     }
 
     /// A tag cbreg knows, and a non-null pointer wherever `len` is nonzero.
+    #[inline(always)]
     pub fn is_well_formed(&self) -> bool {
-        match self.tag() {
-            None => false,
-            Some(Tag::Str | Tag::Bytes | Tag::I64Array | Tag::F64Array) => {
-                // SAFETY: every pointer member shares the same storage.
-                self.len == 0 || unsafe { !self.r#as.bytes.is_null() }
-            }
-            Some(_) => true,
-        }
+        const BORROWS: u32 = 1 << Tag::Str as u32
+            | 1 << Tag::Bytes as u32
+            | 1 << Tag::I64Array as u32
+            | 1 << Tag::F64Array as u32;
+        // SAFETY: every pointer member shares the same storage.
+        self.tag <= Tag::Ptr as u32
+            && (BORROWS >> self.tag & 1 == 0
+                || self.len == 0
+                || unsafe { !self.r#as.bytes.is_null() })
     }
 
     /// Frees what a returned value owns (if anything) and resets it to none.
