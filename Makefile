@@ -6,7 +6,7 @@ CARGO ?= cargo
 CARGO_STATICLIB := target/release/libcbreg.a
 LOOM_TARGET_DIR := target/loom
 
-.PHONY: all build header test rust-test loom demo native-demo bench clean
+.PHONY: all build header test rust-test loom demo native-demo bench python-bench clean
 
 all: build
 
@@ -33,16 +33,16 @@ rust-test:
 loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) test --release --test loom
 
-test: rust-test loom c-test c-test-asan cpp-test cpp-test-asan
+test: rust-test loom c-test c-test-asan cpp-test cpp-test-asan python-test
 
 native-demo:
 	$(CARGO) run --release --example native_demo
 
-demo: native-demo
+demo: python-demo
 
-bench:
+bench: python-bench
 	$(CARGO) bench --bench invoke
 
 clean:
 	$(CARGO) clean
-	rm -rf build
+	rm -rf build .venv

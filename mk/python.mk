@@ -7,6 +7,15 @@
 #   make naive-ext            build tests/python/naive into build/naive/
 #   make python-scenarios     run the exit-time scenarios against it
 #                             (SCENARIO_RUNS=20 each, in subprocesses)
+#   make python-install       pip install . (the cbreg package: cargo builds
+#                             libcbreg.so, CMake the nanobind extension)
+#   make python-engine        build tests/python/engine (cbreg_engine,
+#                             cbreg_peer) against the installed package
+#   make python-test          all of the above, then pytest tests/python
+#                             (CBREG_SHUTDOWN_RUNS=200 runs per exit scenario)
+#   make python-demo          examples/python_demo.py: cbreg vs the naive
+#                             control with a native engine firing at exit
+#   make python-bench         benches/python_fire.py: cbreg vs GIL + direct call
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +26,11 @@ PY_REQUIREMENTS := python/requirements-dev.txt
 NAIVE_EXT_DIR := build/naive
 SCENARIO_RUNS ?= 20
 
-.PHONY: venv naive-ext python-scenarios venv-clean
+ENGINE_EXT_DIR := build/engine
+CBREG_SHUTDOWN_RUNS ?= 200
+
+.PHONY: venv naive-ext python-scenarios venv-clean python-install python-engine \
+	python-test python-demo python-bench
 
 venv: $(VENV_STAMP)
 
@@ -35,5 +48,24 @@ python-scenarios: naive-ext
 	CBREG_TEST_EXT_DIR=$(CURDIR)/$(NAIVE_EXT_DIR) \
 	  $(VENV_PY) tests/python/scenarios/run_matrix.py --runs $(SCENARIO_RUNS)
 
+# --no-build-isolation: build with the venv's scikit-build-core, nanobind,
+# cmake and ninja (offline, and incremental through build/py/). A fresh
+# `pip install .` works too; it fetches those into an isolated env.
+python-install: $(VENV_STAMP)
+	$(VENV_PY) -m pip install --disable-pip-version-check -q --no-build-isolation \
+	  -C build-dir=build/py/{wheel_tag} .
+
+python-engine: python-install
+	VENV_PY=$(VENV_PY) tests/python/engine/build.sh $(ENGINE_EXT_DIR)
+
+python-test: python-engine naive-ext
+	CBREG_SHUTDOWN_RUNS=$(CBREG_SHUTDOWN_RUNS) $(VENV_PY) -m pytest -q tests/python
+
+python-demo: python-engine naive-ext
+	$(VENV_PY) examples/python_demo.py
+
+python-bench: python-engine
+	$(VENV_PY) benches/python_fire.py
+
 venv-clean:
-	rm -rf $(VENV) $(NAIVE_EXT_DIR)
+	rm -rf $(VENV) $(NAIVE_EXT_DIR) $(ENGINE_EXT_DIR) build/py

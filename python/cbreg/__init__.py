@@ -1,0 +1,148 @@
+"""cbreg: a shutdown-safe, thread-safe callback registry.
+
+Python callables registered here live in cbreg's process-wide default
+registry, the same table C, C++ and Rust code (including other extension
+modules linked against :func:`get_library`) register into and invoke from,
+from any thread. The table is owned by Rust and never destroyed at exit;
+importing this package installs an ``atexit`` hook that clears it while the
+interpreter is still whole, so callbacks still registered at exit, and
+native threads still firing them, cannot crash the interpreter's shutdown.
+
+    import cbreg
+
+    with cbreg.register(print) as sub:
+        cbreg.invoke(sub.id, "hello", 440.0)
+
+Arguments and return values: None, bool, int (64-bit), float, str, bytes,
+and lists of ints or floats.
+"""
+import os as _os
+from dataclasses import dataclass as _dataclass
+
+from . import _core
+from ._errors import (CallbackFailed, Closed, Error, InternalError, InvalidArgument,
+                      InvalidRegistry, NoMemory, NotFound, WouldDeadlock)
+
+__all__ = [
+    "register", "invoke", "unregister", "clear", "close", "collect", "stats", "is_closed",
+    "Subscription", "Stats", "get_include", "get_library",
+    "Error", "NotFound", "Closed", "InvalidArgument", "InvalidRegistry", "CallbackFailed",
+    "WouldDeadlock", "NoMemory", "InternalError",
+]
+
+__version__ = "0.1.0"
+
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+
+
+class Subscription:
+    """A registered callback. Use it as a context manager, or call
+    :meth:`unregister`. Dropping the object does *not* unregister (a
+    registration is kept until unregistered, cleared or Python exits)."""
+
+    __slots__ = ("_id", "_once")
+
+    def __init__(self, id: int, once: bool = False):
+        self._id = id
+        self._once = once
+
+    @property
+    def id(self) -> int:
+        """The entry id (nonzero, never reused); pass it to native code."""
+        return self._id
+
+    @property
+    def once(self) -> bool:
+        """Whether this is a one-shot entry."""
+        return self._once
+
+    def unregister(self) -> bool:
+        """Unregisters; False if it was already gone (ran once, cleared)."""
+        return _core.unregister(self._id)
+
+    def __call__(self, *args):
+        """Same as ``invoke(self.id, *args)``."""
+        return _core.invoke(self._id, *args)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unregister()
+
+    def __repr__(self) -> str:
+        kind = ", once=True" if self._once else ""
+        return f"Subscription(id={self._id:#x}{kind})"
+
+
+@_dataclass(frozen=True)
+class Stats:
+    """Counters of the default registry (see ``cbreg_stats`` in cbreg.h)."""
+
+    live: int
+    registered: int
+    invoked: int
+    released: int
+    deferred: int
+    pending: int
+    leaked: int
+
+
+def register(fn, *, once: bool = False) -> Subscription:
+    """Registers callable ``fn``; the registry holds a strong reference until
+    the entry is released. ``once=True``: it runs at most once, then
+    unregisters itself. Raises :class:`Closed` once Python is exiting."""
+    if not callable(fn):
+        raise TypeError(f"cbreg.register: {fn!r} is not callable")
+    return Subscription(_core.register(fn, once), once)
+
+
+def invoke(id: int, *args):
+    """Invokes entry ``id`` on this thread and returns its return value. An
+    exception raised by a Python callback propagates; other failures raise
+    the :class:`Error` subclass for the status (e.g. :class:`NotFound`)."""
+    return _core.invoke(id, *args)
+
+
+def unregister(id: int) -> bool:
+    """Unregisters entry ``id``; no invocation starts after this returns.
+    Returns False if there was no such live entry."""
+    return _core.unregister(id)
+
+
+def clear() -> int:
+    """Unregisters every entry of the default registry (native ones too);
+    returns how many."""
+    return _core.clear()
+
+
+def close() -> int:
+    """Clears, then makes the default registry refuse registrations with
+    :class:`Closed` for the rest of the process. Returns entries cleared."""
+    return _core.close()
+
+
+def collect() -> int:
+    """Runs deferred releases that are ready; returns how many ran."""
+    return _core.collect()
+
+
+def stats() -> Stats:
+    """The default registry's counters."""
+    return Stats(**_core.stats())
+
+
+def is_closed() -> bool:
+    """Whether Python registration is closed (the atexit hook has run)."""
+    return _core.is_closed()
+
+
+def get_include() -> str:
+    """Directory holding cbreg.h, cbreg.hpp and cbreg_nanobind.hpp."""
+    return _os.path.join(_HERE, "include")
+
+
+def get_library() -> str:
+    """Path of the libcbreg.so this package uses. Link other extension
+    modules against it (RPATH its directory) to share the default registry."""
+    return _os.path.join(_HERE, "libcbreg.so")

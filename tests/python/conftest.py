@@ -1,0 +1,63 @@
+"""Shared helpers for the Python tests.
+
+Built artefacts (made by `make python-test`):
+  build/naive/   naive_ext, the control that keeps callbacks the wrong way
+  build/engine/  cbreg_engine and cbreg_peer, built against the installed
+                 cbreg package's libcbreg.so
+Environment: CBREG_SHUTDOWN_RUNS (default 200) runs per exit scenario,
+CBREG_TEST_JOBS (default 4) subprocesses at once.
+"""
+import collections
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SCENARIOS = os.path.join(ROOT, "tests", "python", "scenarios")
+NAIVE_DIR = os.environ.get("CBREG_NAIVE_DIR", os.path.join(ROOT, "build", "naive"))
+ENGINE_DIR = os.environ.get("CBREG_ENGINE_DIR", os.path.join(ROOT, "build", "engine"))
+RUNS = int(os.environ.get("CBREG_SHUTDOWN_RUNS", "200"))
+JOBS = int(os.environ.get("CBREG_TEST_JOBS", "4"))
+
+if ENGINE_DIR not in sys.path:
+    sys.path.insert(0, ENGINE_DIR)
+
+
+def _has_module(directory, name):
+    return os.path.isdir(directory) and any(f.startswith(name + ".") for f in os.listdir(directory))
+
+
+need_naive = pytest.mark.skipif(not _has_module(NAIVE_DIR, "naive_ext"),
+                                reason="naive_ext not built (make naive-ext)")
+need_engine = pytest.mark.skipif(not _has_module(ENGINE_DIR, "cbreg_engine"),
+                                 reason="cbreg_engine not built (make python-engine)")
+
+
+def run_scenario(name, module, runs, env=None, timeout=60):
+    """Runs scenarios/<name>.py `runs` times in fresh interpreters, JOBS at a
+    time; returns (Counter of exit codes, list of (code, stdout, stderr))."""
+    ext_dir = NAIVE_DIR if module == "naive_ext" else ENGINE_DIR
+    full_env = dict(os.environ, CBREG_TEST_EXT_DIR=ext_dir, CBREG_TEST_EXT_MODULE=module,
+                    PYTHONUNBUFFERED="1", **(env or {}))
+    script = os.path.join(SCENARIOS, name + ".py")
+
+    def once(_):
+        try:
+            p = subprocess.run([sys.executable, script], env=full_env, capture_output=True,
+                               text=True, timeout=timeout)
+            return p.returncode, p.stdout, p.stderr
+        except subprocess.TimeoutExpired:
+            return "timeout", "", ""
+
+    with ThreadPoolExecutor(JOBS) as pool:
+        results = list(pool.map(once, range(runs)))
+    return collections.Counter(r[0] for r in results), results
+
+
+def describe(codes, results):
+    bad = [r for r in results if r[0] != 0][:1]
+    detail = f"\nfirst failure stdout:\n{bad[0][1]}\nstderr:\n{bad[0][2]}" if bad else ""
+    return f"exit codes {dict(codes)}{detail}"

@@ -1,0 +1,196 @@
+// cbreg_engine: a native test "audio engine" built outside the cbreg package
+// against its libcbreg.so. Its threads call cbreg_invoke on the default
+// registry and never touch Python themselves; cbreg decides whether and how
+// Python is entered. It also offers the naive_ext API (register, fire,
+// start_engine, ...) over cbreg, so the exit-time scenarios that crash the
+// naive control run unchanged against cbreg.
+#include "cbreg_nanobind.hpp"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+
+namespace nb = nanobind;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+// Plain atomics only: nothing here owns a Python object, so nothing can
+// outlive the interpreter.
+std::array<std::atomic<std::uint64_t>, 256> g_ids{};  // naive_ext id -> cbreg id
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_running{0};
+std::atomic<std::uint64_t> g_fired{0}, g_ok{0}, g_closed{0}, g_not_found{0}, g_failed{0};
+
+cbreg_registry reg() { return cbreg_default(); }
+
+std::atomic<std::uint64_t>& slot(int id) {
+    if (id < 0 || id >= static_cast<int>(g_ids.size())) throw nb::index_error("id must be in [0, 256)");
+    return g_ids[static_cast<std::size_t>(id)];
+}
+
+void count(cbreg_status s) {
+    g_fired.fetch_add(1, std::memory_order_relaxed);
+    switch (s) {
+        case CBREG_STATUS_OK: g_ok.fetch_add(1, std::memory_order_relaxed); break;
+        case CBREG_STATUS_CLOSED: g_closed.fetch_add(1, std::memory_order_relaxed); break;
+        case CBREG_STATUS_NOT_FOUND: g_not_found.fetch_add(1, std::memory_order_relaxed); break;
+        default: g_failed.fetch_add(1, std::memory_order_relaxed); break;
+    }
+}
+
+clock_type::duration period_of(double hz) {
+    return std::chrono::duration_cast<clock_type::duration>(
+        std::chrono::duration<double>(hz > 0 ? 1.0 / hz : 0.0));
+}
+
+// One engine thread: fires `args_of(tick, t)` at `hz` (0: flat out) until
+// stop(), or forever if left running at exit. `id_of()` is re-read per tick.
+template <class IdOf, class Fire>
+void spawn(IdOf id_of, double hz, Fire fire) {
+    auto period = period_of(hz);
+    g_running.fetch_add(1);
+    std::thread([=] {
+        const auto t0 = clock_type::now();
+        for (std::int64_t tick = 0; !g_stop.load(std::memory_order_relaxed); ++tick) {
+            double t = std::chrono::duration<double>(clock_type::now() - t0).count();
+            count(fire(id_of(), tick, t));
+            if (period.count() > 0) std::this_thread::sleep_for(period);
+        }
+        g_running.fetch_sub(1);
+    }).detach();
+}
+
+}  // namespace
+
+NB_MODULE(cbreg_engine, m) {
+    m.doc() = "Native test engine over cbreg's default registry.";
+    cbreg::nb::install_atexit();
+
+    // ---- the engine proper: cbreg ids ----
+    m.def("subscribe", [](nb::callable cb, bool once) {
+        return cbreg::nb::subscribe(cb, once ? cbreg::once : cbreg::persistent).release();
+    }, nb::arg("callback"), nb::arg("once") = false,
+       "Registers through this module's own link to libcbreg.so; returns the cbreg id.");
+
+    m.def("start", [](std::uint64_t id, double hz) {
+        g_stop.store(false);
+        spawn([id] { return id; }, hz, [](std::uint64_t id, std::int64_t tick, double) {
+            static const char note[] = "A4";
+            const cbreg_value args[3] = {cbreg::value::i64(tick), cbreg::value::f64(440.0),
+                                         cbreg::value::str(note)};
+            return cbreg_invoke(reg(), id, args, 3, nullptr);
+        });
+    }, nb::arg("id"), nb::arg("hz") = 0.0,
+       "Starts a native thread firing cbreg entry `id` with (tick, 440.0, 'A4').");
+
+    m.def("stop", [] {
+        g_stop.store(true);
+        nb::gil_scoped_release unlocked;
+        while (g_running.load() != 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }, "Stops every engine thread and waits for them.");
+
+    m.def("engine_stats", [] {
+        nb::dict d;
+        d["fired"] = g_fired.load();
+        d["ok"] = g_ok.load();
+        d["closed"] = g_closed.load();
+        d["not_found"] = g_not_found.load();
+        d["failed"] = g_failed.load();
+        d["running"] = g_running.load();
+        return d;
+    });
+
+    m.def("fire_on_thread", [](std::uint64_t id, nb::args args) {
+        cbreg::nb::arg_pack pack(args);
+        cbreg_status s = CBREG_STATUS_OK;
+        nb::gil_scoped_release unlocked;
+        std::thread([&] { s = cbreg_invoke(reg(), id, pack.data(), pack.size(), nullptr); }).join();
+        return static_cast<std::uint32_t>(s);
+    }, nb::arg("id"), nb::arg("args"),
+       "Invokes `id` once from a fresh native thread; returns the raw status code.");
+
+    m.def("fire_raw_str", [](std::uint64_t id, nb::bytes raw) {
+        cbreg_value v = cbreg::value::none();
+        v.tag = CBREG_TAG_STR;  // whatever bytes, claimed to be UTF-8
+        v.len = raw.size();
+        v.as.str = reinterpret_cast<const std::uint8_t*>(raw.c_str());
+        return static_cast<std::uint32_t>(cbreg_invoke(reg(), id, &v, 1, nullptr));
+    }, nb::arg("id"), nb::arg("raw"), "Invokes `id` with a STR argument holding `raw`.");
+
+    m.def("bench", [](std::uint64_t id, nb::callable fn, std::int64_t n) {
+        // Both loops run on a native thread while this one waits without
+        // the GIL: the same work through cbreg, and by hand.
+        double ns_cbreg = 0, ns_direct = 0;
+        PyObject* f = fn.ptr();
+        {
+        nb::gil_scoped_release unlocked;
+        std::thread([&] {
+            static const char note[] = "A4";
+            auto t0 = clock_type::now();
+            for (std::int64_t i = 0; i < n; ++i) {
+                const cbreg_value args[3] = {cbreg::value::i64(i), cbreg::value::f64(440.0),
+                                             cbreg::value::str(note)};
+                (void)cbreg_invoke(reg(), id, args, 3, nullptr);
+            }
+            auto t1 = clock_type::now();
+            for (std::int64_t i = 0; i < n; ++i) {
+                PyGILState_STATE g = PyGILState_Ensure();
+                PyObject* a = PyTuple_New(3);
+                PyTuple_SET_ITEM(a, 0, PyLong_FromLongLong(i));
+                PyTuple_SET_ITEM(a, 1, PyFloat_FromDouble(440.0));
+                PyTuple_SET_ITEM(a, 2, PyUnicode_FromStringAndSize(note, 2));
+                PyObject* r = PyObject_Call(f, a, nullptr);
+                Py_DECREF(a);
+                if (r) Py_DECREF(r); else PyErr_WriteUnraisable(f);
+                PyGILState_Release(g);
+            }
+            auto t2 = clock_type::now();
+            ns_cbreg = std::chrono::duration<double, std::nano>(t1 - t0).count() / n;
+            ns_direct = std::chrono::duration<double, std::nano>(t2 - t1).count() / n;
+        }).join();
+        }
+        return nb::make_tuple(ns_cbreg, ns_direct);
+    }, nb::arg("id"), nb::arg("fn"), nb::arg("n"),
+       "ns per call from a native thread: (through cbreg entry `id`, GIL + direct call of `fn`).");
+
+    // ---- the naive_ext API, over cbreg ----
+    m.def("register", [](int id, nb::callable cb) {
+        std::uint64_t fresh = cbreg::nb::subscribe(cb).release();
+        std::uint64_t old = slot(id).exchange(fresh);
+        if (old) (void)cbreg_unregister(reg(), old);
+    }, nb::arg("id"), nb::arg("callback"));
+
+    m.def("unregister", [](int id) {
+        std::uint64_t old = slot(id).exchange(0);
+        return old != 0 && cbreg_unregister(reg(), old) == CBREG_STATUS_OK;
+    }, nb::arg("id"));
+
+    m.def("clear", [] {
+        for (auto& s : g_ids)
+            if (std::uint64_t old = s.exchange(0)) (void)cbreg_unregister(reg(), old);
+    });
+
+    m.def("count", [] {
+        std::size_t n = 0;
+        for (auto& s : g_ids) n += s.load() != 0;
+        return n;
+    });
+
+    m.def("fire", [](int id, nb::args args) { return cbreg::nb::invoke(slot(id).load(), args); },
+          nb::arg("id"), nb::arg("args"));
+
+    m.def("start_engine", [](int id, double hz) {
+        g_stop.store(false);
+        std::atomic<std::uint64_t>* s = &slot(id);
+        spawn([s] { return s->load(std::memory_order_relaxed); }, hz,
+              [](std::uint64_t cid, std::int64_t tick, double t) {
+                  const cbreg_value args[2] = {cbreg::value::i64(tick), cbreg::value::f64(t)};
+                  return cbreg_invoke(reg(), cid, args, 2, nullptr);
+              });
+    }, nb::arg("id"), nb::arg("hz"),
+       "naive_ext.start_engine over cbreg: fires (tick, t) forever from a native thread.");
+}

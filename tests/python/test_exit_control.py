@@ -1,0 +1,19 @@
+"""The control: the naive extension (callbacks in a C++ static map) must
+crash at exit. This proves the exit-code tests can fail. Only the variants
+that fail reliably are asserted, and only "non-zero" (134 or 139 vary)."""
+import pytest
+
+from conftest import describe, need_naive, run_scenario
+
+CONTROL_RUNS = 3
+
+
+@need_naive
+@pytest.mark.parametrize("name, env", [
+    ("holds_print", {}),
+    ("holds_instance", {}),
+    ("engine_at_exit", {"CBREG_TEST_ENGINE_CALLBACK": "builtin"}),
+], ids=["held_print", "held_instance", "engine_builtin"])
+def test_naive_control_crashes_at_exit(name, env):
+    codes, results = run_scenario(name, "naive_ext", CONTROL_RUNS, env)
+    assert all(c != 0 for c in codes.elements()), describe(codes, results)
