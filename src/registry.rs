@@ -328,12 +328,75 @@ impl Core {
 
     // ---- invoke: the hot path ----
 
+    /// The fast path: a persistent live entry, invoked by a thread with a
+    /// record (claimed on first use) and a free hazard cell. Everything else takes
+    /// `invoke_general`, which implements the same protocol for every case.
     #[inline]
     pub(crate) fn invoke(&self, id: u64, args: &[Value], ret: *mut Value) -> Status {
         // Index 0 wraps past CAPACITY; generation 0 never matches a live state.
         let Some(slot) = self.slot((id as u32 as usize).wrapping_sub(1)) else {
             return Status::NotFound;
         };
+        let depth = hazard::depth();
+        let Some(record) = (if depth < CELLS {
+            hazard::record()
+        } else {
+            None
+        }) else {
+            return self.invoke_general(slot, id, args, ret);
+        };
+        record.publish(depth, slot.addr());
+        hazard::set_depth(depth + 1);
+        crate::sync::barrier::light();
+        let state = slot.state.load(Ordering::Acquire);
+        if state != (id >> 32) << 32 | LIVE {
+            record.retract(depth);
+            hazard::set_depth(depth);
+            return self.invoke_general(slot, id, args, ret);
+        }
+        match record.invoked(self.counter_index()) {
+            Some(count) => hazard::ThreadRecord::bump(count),
+            None => self.count_shared(),
+        }
+        // SAFETY: `call` was stored from a `CallFn` before the state store we
+        // acquired, and the hazard keeps ctx alive.
+        let call: unsafe extern "C" fn(*mut c_void, *const Value, usize, *mut Value) -> u32 =
+            unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
+        let code = unsafe {
+            call(
+                slot.ctx.load(Ordering::Relaxed),
+                args.as_ptr(),
+                args.len(),
+                ret,
+            )
+        };
+        record.retract(depth);
+        hazard::set_depth(depth);
+        // See `invoke_general`: drain if the entry was retired meanwhile.
+        crate::sync::barrier::light();
+        if slot.state.load(Ordering::Relaxed) != state {
+            self.after_retired_invoke();
+        }
+        Status::from_code(code)
+    }
+
+    #[cold]
+    fn count_shared(&self) {
+        self.shared_invoked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn after_retired_invoke(&self) {
+        if !hazard::is_realtime() {
+            self.collect();
+        }
+    }
+
+    /// Every case of invoke: nesting past the hazard cells or a full pool
+    /// (slot counter), one-shot entries, and ids that are not live.
+    #[cold]
+    #[inline(never)]
+    fn invoke_general(&self, slot: &Slot, id: u64, args: &[Value], ret: *mut Value) -> Status {
         let depth = hazard::depth();
         let record = if depth < CELLS {
             hazard::record()
@@ -360,9 +423,7 @@ impl Core {
         let status = if live && (claimed_once || state & ONCE == 0) {
             match record.and_then(|r| r.invoked(self.counter_index())) {
                 Some(count) => hazard::ThreadRecord::bump(count),
-                None => {
-                    self.shared_invoked.fetch_add(1, Ordering::Relaxed);
-                }
+                None => self.count_shared(),
             }
             // SAFETY: `call` was stored from a `CallFn` before the state
             // store we acquired, and the hazard keeps ctx alive.
@@ -391,8 +452,8 @@ impl Core {
             // cell cleared, or we see its state change).
             crate::sync::barrier::light();
             let now = slot.state.load(Ordering::Relaxed);
-            if (now != state || now & LIVE == 0) && !hazard::is_realtime() {
-                self.collect();
+            if now != state || now & LIVE == 0 {
+                self.after_retired_invoke();
             }
         }
         status
