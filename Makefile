@@ -6,7 +6,7 @@ CARGO ?= cargo
 CARGO_STATICLIB := target/release/libcbreg.a
 LOOM_TARGET_DIR := target/loom
 
-.PHONY: all build header test rust-test loom demo native-demo bench python-bench clean
+.PHONY: all build header test rust-test loom demo native-demo bench bench-instructions python-bench clean
 
 all: build
 
@@ -40,8 +40,14 @@ native-demo:
 
 demo: python-demo
 
-bench: python-bench
+bench: python-bench bench-instructions
 	$(CARGO) bench --bench invoke
+
+## Instructions per invoke (callgrind): a figure that machine noise cannot move.
+bench-instructions: $(CARGO_STATICLIB)
+	mkdir -p build/bench
+	$(CC) -std=c99 -O2 -Iinclude benches/invoke_loop.c $(CARGO_STATICLIB) -lpthread -ldl -lm -o build/bench/invoke_loop
+	benches/instructions.sh build/bench/invoke_loop
 
 clean:
 	$(CARGO) clean
