@@ -538,7 +538,8 @@ impl Core {
         let release = slot.release.swap(0, Ordering::Relaxed);
         let ctx = slot.ctx.swap(std::ptr::null_mut(), Ordering::Relaxed);
         slot.call.store(0, Ordering::Relaxed);
-        RELEASE_LEAKED.with(|c| c.set(false));
+        // A release may re-enter and finish another entry: keep the marks apart.
+        let outer_mark = RELEASE_LEAKED.with(|c| c.replace(false));
         if release != 0 {
             // SAFETY: stored from a `ReleaseFn`; we own the retired entry and
             // no invoker is inside it.
@@ -546,7 +547,7 @@ impl Core {
                 unsafe { std::mem::transmute(release) };
             unsafe { release(ctx) };
         }
-        if RELEASE_LEAKED.with(|c| c.replace(false)) {
+        if RELEASE_LEAKED.with(|c| c.replace(outer_mark)) {
             self.leaked.fetch_add(1, Ordering::Relaxed);
         } else {
             self.released.fetch_add(1, Ordering::Relaxed);
