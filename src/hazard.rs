@@ -30,6 +30,8 @@ pub(crate) const COUNTED_REGISTRIES: usize = 8;
 pub(crate) struct ThreadRecord {
     /// Slot addresses this thread is invoking, innermost last; 0 = empty.
     cells: [AtomicUsize; CELLS],
+    /// Cells in use (owner-only; beyond `CELLS` nesting uses slot counters).
+    depth: AtomicUsize,
     claimed: AtomicBool,
     /// Invocations per counted registry, written only by the owner.
     invoked: [AtomicU64; COUNTED_REGISTRIES],
@@ -39,17 +41,30 @@ impl ThreadRecord {
     fn new() -> Self {
         Self {
             cells: std::array::from_fn(|_| AtomicUsize::new(0)),
+            depth: AtomicUsize::new(0),
             claimed: AtomicBool::new(false),
             invoked: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
-    pub(crate) fn publish(&self, depth: usize, slot: usize) {
-        self.cells[depth].store(slot, Ordering::Relaxed);
+    /// Cells in use: the index of the next free cell.
+    #[inline(always)]
+    pub(crate) fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn retract(&self, depth: usize) {
+    /// Publishes `slot` in cell `depth` (the next free one).
+    #[inline(always)]
+    pub(crate) fn enter(&self, depth: usize, slot: usize) {
+        self.cells[depth].store(slot, Ordering::Relaxed);
+        self.depth.store(depth + 1, Ordering::Relaxed);
+    }
+
+    /// Clears cell `depth` again.
+    #[inline(always)]
+    pub(crate) fn leave(&self, depth: usize) {
         self.cells[depth].store(0, Ordering::Release);
+        self.depth.store(depth, Ordering::Relaxed);
     }
 
     /// This thread's invocation counter for a counted registry.
@@ -114,8 +129,6 @@ impl Pool {
 // This thread's record address; `NONE_YET` before the first invoke,
 // `NO_RECORD` when the pool was full.
 thread_cell! { static RECORD: usize = NONE_YET; }
-// Invocations this thread is inside (nesting depth).
-thread_cell! { static DEPTH: usize = 0; }
 thread_cell! { static REALTIME: bool = false; }
 
 const NONE_YET: usize = 0;
@@ -124,16 +137,6 @@ const NO_RECORD: usize = 1;
 /// Makes sure the pool (and the barrier choice) exist before any invoke.
 pub(crate) fn init() {
     let _ = pool();
-}
-
-#[inline(always)]
-pub(crate) fn depth() -> usize {
-    DEPTH.with(|d| d.get())
-}
-
-#[inline(always)]
-pub(crate) fn set_depth(depth: usize) {
-    DEPTH.with(|d| d.set(depth))
 }
 
 #[inline(always)]
@@ -192,6 +195,7 @@ fn release_record(index: usize) {
     for c in &rec.cells {
         c.store(0, Ordering::Release);
     }
+    rec.depth.store(0, Ordering::Relaxed);
     for (total, mine) in pool.retired_invoked.iter().zip(&rec.invoked) {
         total.fetch_add(mine.swap(0, Ordering::Relaxed), Ordering::Relaxed);
     }

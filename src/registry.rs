@@ -337,21 +337,15 @@ impl Core {
         let Some(slot) = self.slot((id as u32 as usize).wrapping_sub(1)) else {
             return Status::NotFound;
         };
-        let depth = hazard::depth();
-        let Some(record) = (if depth < CELLS {
-            hazard::record()
-        } else {
-            None
-        }) else {
+        let Some(record) = hazard::record().filter(|r| r.depth() < CELLS) else {
             return self.invoke_general(slot, id, args, ret);
         };
-        record.publish(depth, slot.addr());
-        hazard::set_depth(depth + 1);
+        let depth = record.depth();
+        record.enter(depth, slot.addr());
         crate::sync::barrier::light();
         let state = slot.state.load(Ordering::Acquire);
         if state != (id >> 32) << 32 | LIVE {
-            record.retract(depth);
-            hazard::set_depth(depth);
+            record.leave(depth);
             return self.invoke_general(slot, id, args, ret);
         }
         match record.invoked(self.counter_index()) {
@@ -370,8 +364,7 @@ impl Core {
                 ret,
             )
         };
-        record.retract(depth);
-        hazard::set_depth(depth);
+        record.leave(depth);
         // See `invoke_general`: drain if the entry was retired meanwhile.
         crate::sync::barrier::light();
         if slot.state.load(Ordering::Relaxed) != state {
@@ -397,19 +390,14 @@ impl Core {
     #[cold]
     #[inline(never)]
     fn invoke_general(&self, slot: &Slot, id: u64, args: &[Value], ret: *mut Value) -> Status {
-        let depth = hazard::depth();
-        let record = if depth < CELLS {
-            hazard::record()
-        } else {
-            None
-        };
+        let record = hazard::record().filter(|r| r.depth() < CELLS);
+        let depth = record.map_or(0, |r| r.depth());
         match record {
-            Some(r) => r.publish(depth, slot.addr()),
+            Some(r) => r.enter(depth, slot.addr()),
             None => {
                 slot.inflight.fetch_add(1, Ordering::SeqCst);
             }
         }
-        hazard::set_depth(depth + 1);
         crate::sync::barrier::light();
 
         let state = slot.state.load(Ordering::Acquire);
@@ -436,12 +424,11 @@ impl Core {
         };
 
         match record {
-            Some(r) => r.retract(depth),
+            Some(r) => r.leave(depth),
             None => {
                 slot.inflight.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        hazard::set_depth(depth);
         if claimed_once {
             self.retired.fetch_add(1, Ordering::Relaxed);
             self.retire(slot);
@@ -665,12 +652,8 @@ impl Core {
     }
 
     fn inside_on_this_thread(&self, matches: impl Fn(usize) -> bool) -> bool {
-        let depth = hazard::depth();
-        if depth == 0 {
-            return false;
-        }
         match hazard::record() {
-            Some(r) => (0..CELLS.min(depth)).any(|d| r.cell(d).map_or(false, &matches)),
+            Some(r) => (0..r.depth()).any(|d| r.cell(d).map_or(false, &matches)),
             None => false,
         }
     }
