@@ -42,7 +42,7 @@ $(VENV_STAMP): $(PY_REQUIREMENTS)
 # CMake and Ninja do the up-to-date checks, so a rebuild with nothing
 # changed is a no-op of well under a second.
 naive-ext: $(VENV_STAMP)
-	VENV_PY=$(VENV_PY) tests/python/naive/build.sh $(NAIVE_EXT_DIR)
+	VENV_PY=$(VENV_PY) tests/python/build_ext.sh tests/python/naive $(NAIVE_EXT_DIR)
 
 python-scenarios: naive-ext
 	CBREG_TEST_EXT_DIR=$(CURDIR)/$(NAIVE_EXT_DIR) \
@@ -56,7 +56,7 @@ python-install: $(VENV_STAMP)
 	  -C build-dir=build/py/{wheel_tag} .
 
 python-engine: python-install
-	VENV_PY=$(VENV_PY) tests/python/engine/build.sh $(ENGINE_EXT_DIR)
+	VENV_PY=$(VENV_PY) tests/python/build_ext.sh tests/python/engine $(ENGINE_EXT_DIR)
 
 python-test: python-engine naive-ext
 	CBREG_SHUTDOWN_RUNS=$(CBREG_SHUTDOWN_RUNS) $(VENV_PY) -m pytest -q tests/python
