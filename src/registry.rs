@@ -196,14 +196,28 @@ impl Core {
 
     #[inline(always)]
     fn slot(&self, index: usize) -> Option<&Slot> {
-        if index >= CAPACITY {
+        u32::try_from(index + 1)
+            .ok()
+            .and_then(|index1| self.slot_of_id(index1 as u64))
+    }
+
+    /// The slot an id (or any value whose low 32 bits are index + 1) names,
+    /// if its segment exists.
+    #[inline(always)]
+    fn slot_of_id(&self, id: u64) -> Option<&Slot> {
+        let index1 = id as u32 as usize;
+        if index1 == 0 {
             return None;
         }
-        let (seg, off) = locate(index);
-        let base = self.segments[seg].load(Ordering::Acquire);
+        let v = index1 + (FIRST - 1); // = index + FIRST, no overflow
+        let seg = (usize::BITS - 1 - v.leading_zeros() - FIRST_SHIFT) as usize;
+        let base = self.segments.get(seg)?.load(Ordering::Acquire);
         // SAFETY: segments are never freed while the core exists, and
-        // segment `seg` holds `FIRST << seg` slots.
-        (!base.is_null()).then(|| unsafe { &*base.add(off) })
+        // segment `seg` holds `FIRST << seg` slots, of which this is one.
+        unsafe {
+            base.as_ref()
+                .map(|b| &*(b as *const Slot).add(v - (FIRST << seg)))
+        }
     }
 
     fn owns(&self, addr: usize) -> bool {
@@ -333,8 +347,8 @@ impl Core {
     /// `invoke_general`, which implements the same protocol for every case.
     #[inline]
     pub(crate) fn invoke(&self, id: u64, args: &[Value], ret: *mut Value) -> Status {
-        // Index 0 wraps past CAPACITY; generation 0 never matches a live state.
-        let Some(slot) = self.slot((id as u32 as usize).wrapping_sub(1)) else {
+        // Generation 0 never matches a live state.
+        let Some(slot) = self.slot_of_id(id) else {
             return Status::NotFound;
         };
         let Some(record) = hazard::record().filter(|r| r.depth() < CELLS) else {
