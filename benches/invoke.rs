@@ -14,7 +14,7 @@ use std::time::Instant;
 use cbreg::ffi::{
     cbreg_clear, cbreg_invoke, cbreg_register, cbreg_registry_new, cbreg_unregister, RegistryHandle,
 };
-use cbreg::{Status, Value};
+use cbreg::{Registry, Status, Value};
 
 const ITERS: u64 = 5_000_000;
 const ROUNDS: usize = 7;
@@ -132,6 +132,19 @@ fn main() {
     let two_same = best_ns(2, |_| invoke(shared_id));
     let two_distinct = best_ns(2, |t| invoke(ids[t]));
 
+    // The same entry through the safe Rust API: no handle lookup, typed args.
+    let rust_reg = Registry::global();
+    let rust_ctx = leak_ctx() as *const Padded as *mut c_void;
+    // SAFETY: the callback only reads its leaked, never-freed context.
+    let rust_id =
+        unsafe { rust_reg.register_raw(Some(native_callback), rust_ctx, None, false) }.unwrap();
+    let rust_one = best_ns(1, |_| {
+        let reg = Registry::global();
+        Box::new(move || {
+            black_box(reg.call(black_box(rust_id), std::slice::from_ref(&arg)));
+        })
+    });
+
     // What users write today: a mutex around a map of boxed closures.
     type Map = Mutex<HashMap<u64, Box<dyn Fn(&[Value]) + Send>>>;
     let map: Arc<Map> = Arc::new(Mutex::new(HashMap::new()));
@@ -165,6 +178,10 @@ fn main() {
     println!(
         "  cbreg_invoke, 1 thread                 {one:7.2} ns   {:5.2}x direct   (target <= 1.5x)",
         one / direct
+    );
+    println!(
+        "  Registry::call (Rust API), 1 thread    {rust_one:7.2} ns   {:5.2}x direct",
+        rust_one / direct
     );
     println!("  cbreg_invoke, 2 threads, same id       {two_same:7.2} ns   {:5.2}x 1 thread (target <= 1.5x)", two_same / one);
     println!(
