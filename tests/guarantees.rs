@@ -20,6 +20,17 @@ fn counted(releases: &Arc<AtomicUsize>) -> DropCounter {
     DropCounter(releases.clone())
 }
 
+/// Registers a no-op entry whose release bumps `releases`; returns its id.
+fn register_counted(reg: &Registry, releases: &Arc<AtomicUsize>) -> u64 {
+    let guard = counted(releases);
+    reg.register(move |_: &[Value], _: &mut Value| {
+        let _ = &guard;
+        Ok(())
+    })
+    .unwrap()
+    .detach()
+}
+
 #[test]
 fn ids_are_nonzero_and_never_reused() {
     let reg = Registry::new().unwrap();
@@ -318,13 +329,7 @@ fn callback_may_clear_and_close_its_own_registry() {
     let reg = Arc::new(Registry::new().unwrap());
     let releases = Arc::new(AtomicUsize::new(0));
     for _ in 0..3 {
-        let g = counted(&releases);
-        reg.register(move |_: &[Value], _: &mut Value| {
-            let _ = &g;
-            Ok(())
-        })
-        .unwrap()
-        .detach();
+        register_counted(&reg, &releases);
     }
     let r = reg.clone();
     let g = counted(&releases);
@@ -466,14 +471,7 @@ fn unregister_wait_returns_after_the_invocation_in_flight_and_its_release() {
 fn register_after_close_is_closed() {
     let reg = Registry::new().unwrap();
     let releases = Arc::new(AtomicUsize::new(0));
-    let g = counted(&releases);
-    let id = reg
-        .register(move |_: &[Value], _: &mut Value| {
-            let _ = &g;
-            Ok(())
-        })
-        .unwrap()
-        .detach();
+    let id = register_counted(&reg, &releases);
     assert_eq!(reg.close(), 1);
     assert_eq!(releases.load(SeqCst), 1);
     assert_eq!(reg.call(id, &[]), Status::NotFound);
