@@ -59,7 +59,8 @@ python-engine: python-install
 	VENV_PY=$(VENV_PY) tests/python/build_ext.sh tests/python/engine $(ENGINE_EXT_DIR)
 
 python-test: python-engine naive-ext
-	CBREG_SHUTDOWN_RUNS=$(CBREG_SHUTDOWN_RUNS) $(VENV_PY) -m pytest -q tests/python
+	CBREG_REQUIRE_BUILT=1 CBREG_SHUTDOWN_RUNS=$(CBREG_SHUTDOWN_RUNS) \
+	  $(VENV_PY) -m pytest -q tests/python
 
 python-demo: python-engine naive-ext
 	$(VENV_PY) examples/python_demo.py

@@ -5,7 +5,8 @@ Built artefacts (made by `make python-test`):
   build/engine/  cbreg_engine and cbreg_peer, built against the installed
                  cbreg package's libcbreg.so
 Environment: CBREG_SHUTDOWN_RUNS (default 200) runs per exit scenario,
-CBREG_TEST_JOBS (default 4) subprocesses at once.
+CBREG_TEST_JOBS (default 4) subprocesses at once, CBREG_REQUIRE_BUILT=1 (set
+by `make python-test`) to fail rather than skip when an artefact is missing.
 """
 import collections
 import os
@@ -30,9 +31,11 @@ def _has_module(directory, name):
     return os.path.isdir(directory) and any(f.startswith(name + ".") for f in os.listdir(directory))
 
 
-need_naive = pytest.mark.skipif(not _has_module(NAIVE_DIR, "naive_ext"),
+REQUIRE_BUILT = os.environ.get("CBREG_REQUIRE_BUILT") == "1"
+
+need_naive = pytest.mark.skipif(not REQUIRE_BUILT and not _has_module(NAIVE_DIR, "naive_ext"),
                                 reason="naive_ext not built (make naive-ext)")
-need_engine = pytest.mark.skipif(not _has_module(ENGINE_DIR, "cbreg_engine"),
+need_engine = pytest.mark.skipif(not REQUIRE_BUILT and not _has_module(ENGINE_DIR, "cbreg_engine"),
                                  reason="cbreg_engine not built (make python-engine)")
 
 
