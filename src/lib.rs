@@ -7,6 +7,21 @@
 //! invoked, never on a thread marked real-time. Invoke is lock-free and
 //! allocation-free. See `README.md` for the map and `include/cbreg.h` for the
 //! C reference.
+//!
+//! ```
+//! # fn main() -> Result<(), cbreg::Status> {
+//! let reg = cbreg::Registry::global();
+//! let sub = reg.register(|args: &[cbreg::Value], ret: &mut cbreg::Value| {
+//!     *ret = cbreg::Value::f64(args[0].as_f64().unwrap_or(0.0) * 2.0);
+//!     Ok(())
+//! })?;
+//! assert_eq!(reg.invoke(sub.id(), &[cbreg::Value::f64(220.0)])?.as_f64(), Some(440.0));
+//! let id = sub.id();
+//! drop(sub); // unregisters
+//! assert_eq!(reg.invoke(id, &[]).unwrap_err(), cbreg::Status::NotFound);
+//! # Ok(())
+//! # }
+//! ```
 
 mod api;
 pub mod ffi;
