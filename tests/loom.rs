@@ -140,3 +140,48 @@ fn collect_racing_an_invoke_in_flight() {
         check(&probe);
     });
 }
+
+loom::thread_local! {
+    static ON_REALTIME_THREAD: std::cell::Cell<bool> = std::cell::Cell::new(false);
+}
+
+#[test]
+fn release_never_runs_on_a_realtime_invoker() {
+    model(|| {
+        let reg = Arc::new(Registry::new().unwrap());
+        let released_on_rt = Arc::new(AtomicUsize::new(0));
+        let releases = Arc::new(AtomicUsize::new(0));
+        struct RtGuard(Arc<AtomicUsize>, Arc<AtomicUsize>);
+        impl Drop for RtGuard {
+            fn drop(&mut self) {
+                if ON_REALTIME_THREAD.with(|c| c.get()) {
+                    self.0.fetch_add(1, SeqCst);
+                }
+                self.1.fetch_add(1, SeqCst);
+            }
+        }
+        let guard = RtGuard(released_on_rt.clone(), releases.clone());
+        let id = reg
+            .register(move |_: &[Value], _: &mut Value| {
+                let _ = &guard;
+                Ok(())
+            })
+            .unwrap()
+            .detach();
+        let r = reg.clone();
+        let audio = thread::spawn(move || {
+            ON_REALTIME_THREAD.with(|c| c.set(true));
+            cbreg::set_thread_realtime(true);
+            r.call(id, &[])
+        });
+        assert_eq!(reg.unregister(id), Status::Ok);
+        audio.join().unwrap();
+        reg.collect();
+        assert_eq!(releases.load(SeqCst), 1);
+        assert_eq!(
+            released_on_rt.load(SeqCst),
+            0,
+            "a release ran on the real-time thread"
+        );
+    });
+}
