@@ -25,9 +25,9 @@ struct Padded {
     value: u64,
 }
 
-type RawCall = unsafe extern "C" fn(*mut c_void, *const Value, usize, *mut Value) -> u32;
+type RawCall = unsafe extern "C-unwind" fn(*mut c_void, *const Value, usize, *mut Value) -> u32;
 
-unsafe extern "C" fn native_callback(
+unsafe extern "C-unwind" fn native_callback(
     ctx: *mut c_void,
     args: *const Value,
     nargs: usize,

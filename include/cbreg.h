@@ -31,13 +31,15 @@ enum cbreg_status
   // No live entry has this id (never registered, unregistered, cleared,
   // a one-shot that already ran, or a stale id from an older entry).
   CBREG_STATUS_NOT_FOUND = 1,
-  // The registry is closed, or the callback's runtime is finalizing.
+  // The registry is closed; from invoke: the callback's runtime is
+  // finalizing (the callback returned this code itself).
   CBREG_STATUS_CLOSED = 2,
   // A null pointer, id 0, unknown flags, a bad value tag or invalid UTF-8.
   CBREG_STATUS_INVALID_ARGUMENT = 3,
   // The registry handle is unknown or was destroyed.
   CBREG_STATUS_INVALID_REGISTRY = 4,
-  // The callback reported failure (or raised an exception or panicked).
+  // The callback reported failure (returned a nonzero code, raised an
+  // exception or panicked); `cbreg_last_callback_code` gives its code.
   CBREG_STATUS_CALLBACK_FAILED = 5,
   // Waiting would wait for the calling thread itself.
   CBREG_STATUS_WOULD_DEADLOCK = 6,
@@ -228,6 +230,10 @@ cbreg_status cbreg_collect(struct cbreg_registry reg, size_t *out_released);
 
 // Writes the registry's counters to `*out`.
 cbreg_status cbreg_stats_get(struct cbreg_registry reg, struct cbreg_stats *out);
+
+// The code returned by the last callback that failed on this thread (the
+// code behind a `CBREG_STATUS_CALLBACK_FAILED`); 0 if none has failed.
+uint32_t cbreg_last_callback_code(void);
 
 // Marks the calling thread real-time (`on` true) or not. cbreg never runs
 // a release on a real-time thread; such releases wait for the next collect

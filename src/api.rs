@@ -153,7 +153,7 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-unsafe extern "C" fn call_closure(
+unsafe extern "C-unwind" fn call_closure(
     ctx: *mut c_void,
     args: *const Value,
     nargs: usize,
@@ -180,7 +180,7 @@ unsafe extern "C" fn call_closure(
     }
 }
 
-unsafe extern "C" fn drop_closure(ctx: *mut c_void) {
+unsafe extern "C-unwind" fn drop_closure(ctx: *mut c_void) {
     // SAFETY: runs once, after the last call (the registry's guarantee).
     let f = unsafe { Box::from_raw(ctx as *mut Box<dyn Callback>) };
     #[cfg(loom)]

@@ -228,6 +228,13 @@ pub extern "C" fn cbreg_stats_get(reg: RegistryHandle, out: *mut Stats) -> Statu
     })
 }
 
+/// The code returned by the last callback that failed on this thread (the
+/// code behind a `CBREG_STATUS_CALLBACK_FAILED`); 0 if none has failed.
+#[no_mangle]
+pub extern "C" fn cbreg_last_callback_code() -> u32 {
+    crate::status::last_callback_code()
+}
+
 /// Marks the calling thread real-time (`on` true) or not. cbreg never runs
 /// a release on a real-time thread; such releases wait for the next collect
 /// on another thread.

@@ -32,8 +32,9 @@ mod registry;
 mod status;
 mod sync;
 mod value;
+mod wait;
 
 pub use api::{set_thread_realtime, Id, Registry, Subscription};
 pub use registry::{CallFn, ReleaseFn, Stats, ENTRY_BYTES};
-pub use status::Status;
+pub use status::{last_callback_code, Status};
 pub use value::{Payload, Tag, Value, ValueDropFn};

@@ -211,7 +211,7 @@ unsafe fn list_of<T>(items: &[T], make: impl Fn(&T) -> PyObj) -> Result<PyObj, S
 }
 
 /// Drops a returned str/bytes: its `owner` is the Python object.
-unsafe extern "C" fn drop_returned(owner: *mut c_void) {
+unsafe extern "C-unwind" fn drop_returned(owner: *mut c_void) {
     let obj = owner as PyObj;
     // Finalizing: the object is left to the interpreter.
     let _ = with_python(true, |_| py::Py_DecRef(obj));
@@ -268,7 +268,7 @@ unsafe fn store_result(result: PyObj, ret: &mut Value) {
 
 // ---- the entry: call and release ----
 
-unsafe extern "C" fn call_python(
+unsafe extern "C-unwind" fn call_python(
     ctx: *mut c_void,
     args: *const Value,
     nargs: usize,
@@ -329,7 +329,7 @@ unsafe fn call_with_gil(
     Status::Ok
 }
 
-unsafe extern "C" fn release_python(ctx: *mut c_void) {
+unsafe extern "C-unwind" fn release_python(ctx: *mut c_void) {
     let callable = ctx as PyObj;
     let released = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: GIL held; we own this reference.

@@ -23,7 +23,7 @@ use crate::Status;
 /// A callback: `ctx` as registered, the argument vector, an optional return
 /// slot. Returns a status code (`CBREG_STATUS_OK` on success).
 pub type CallFn = Option<
-    unsafe extern "C" fn(
+    unsafe extern "C-unwind" fn(
         ctx: *mut c_void,
         args: *const Value,
         nargs: usize,
@@ -32,7 +32,7 @@ pub type CallFn = Option<
 >;
 /// Frees an entry's `ctx`; runs exactly once, never during an invocation.
 /// May be NULL where nothing needs freeing.
-pub type ReleaseFn = Option<unsafe extern "C" fn(ctx: *mut c_void)>;
+pub type ReleaseFn = Option<unsafe extern "C-unwind" fn(ctx: *mut c_void)>;
 
 const LIVE: u64 = 1;
 const ONCE: u64 = 2;
@@ -368,7 +368,7 @@ impl Core {
         }
         // SAFETY: `call` was stored from a `CallFn` before the state store we
         // acquired, and the hazard keeps ctx alive.
-        let call: unsafe extern "C" fn(*mut c_void, *const Value, usize, *mut Value) -> u32 =
+        let call: unsafe extern "C-unwind" fn(*mut c_void, *const Value, usize, *mut Value) -> u32 =
             unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
         let code = unsafe {
             call(
@@ -384,7 +384,7 @@ impl Core {
         if slot.state.load(Ordering::Relaxed) != state {
             self.after_retired_invoke();
         }
-        Status::from_code(code)
+        Status::from_callback_code(code)
     }
 
     #[cold]
@@ -429,10 +429,14 @@ impl Core {
             }
             // SAFETY: `call` was stored from a `CallFn` before the state
             // store we acquired, and the hazard keeps ctx alive.
-            let call: unsafe extern "C" fn(*mut c_void, *const Value, usize, *mut Value) -> u32 =
-                unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
+            let call: unsafe extern "C-unwind" fn(
+                *mut c_void,
+                *const Value,
+                usize,
+                *mut Value,
+            ) -> u32 = unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
             let ctx = slot.ctx.load(Ordering::Relaxed);
-            Status::from_code(unsafe { call(ctx, args.as_ptr(), args.len(), ret) })
+            Status::from_callback_code(unsafe { call(ctx, args.as_ptr(), args.len(), ret) })
         } else {
             Status::NotFound
         };
@@ -544,7 +548,7 @@ impl Core {
         if release != 0 {
             // SAFETY: stored from a `ReleaseFn`; we own the retired entry and
             // no invoker is inside it.
-            let release: unsafe extern "C" fn(*mut c_void) =
+            let release: unsafe extern "C-unwind" fn(*mut c_void) =
                 unsafe { std::mem::transmute(release) };
             unsafe { release(ctx) };
         }
@@ -648,15 +652,17 @@ impl Core {
             Ok(s) => s,
             Err(e) => return e,
         };
-        let mut round = 0;
-        loop {
-            hazard::heavy_barrier();
-            if !Self::in_flight(slot) {
-                break;
+        crate::wait::blocking(|| {
+            let mut round = 0;
+            loop {
+                hazard::heavy_barrier();
+                if !Self::in_flight(slot) {
+                    break;
+                }
+                crate::sync::backoff(round);
+                round += 1;
             }
-            crate::sync::backoff(round);
-            round += 1;
-        }
+        });
         if hazard::is_realtime() {
             self.push_pending(slot);
         } else {
@@ -717,6 +723,42 @@ impl Core {
         count
     }
 
+    /// Unregisters every live entry whose `release` is `release` and whose
+    /// context `matches`; returns how many this call retired. The releases
+    /// run as for `unregister` (deferred while an invocation is in flight).
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
+    pub(crate) fn retire_matching(
+        &self,
+        release: ReleaseFn,
+        matches: &dyn Fn(*mut c_void) -> bool,
+    ) -> usize {
+        let want = release.map_or(0, |f| f as usize);
+        let used = self.next_unused.load(Ordering::Acquire).min(CAPACITY);
+        let mut count = 0;
+        for index in 0..used {
+            let Some(slot) = self.slot(index) else {
+                continue;
+            };
+            let state = slot.state.load(Ordering::SeqCst);
+            if state & LIVE == 0
+                || slot.release.load(Ordering::Relaxed) != want
+                || !matches(slot.ctx.load(Ordering::Relaxed))
+            {
+                continue;
+            }
+            if slot
+                .state
+                .compare_exchange(state, state & !LIVE, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.retired.fetch_add(1, Ordering::Relaxed);
+                self.retire(slot);
+                count += 1;
+            }
+        }
+        count
+    }
+
     pub(crate) fn close(&self) -> usize {
         self.closed.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
@@ -753,14 +795,16 @@ impl Core {
             return Status::WouldDeadlock;
         }
         self.close();
-        let mut round = 0;
-        while self.pending_head.load(Ordering::Acquire) != 0
-            || self.collector.load(Ordering::Acquire) != COLLECTOR_IDLE
-        {
-            self.collect();
-            crate::sync::backoff(round);
-            round += 1;
-        }
+        crate::wait::blocking(|| {
+            let mut round = 0;
+            while self.pending_head.load(Ordering::Acquire) != 0
+                || self.collector.load(Ordering::Acquire) != COLLECTOR_IDLE
+            {
+                self.collect();
+                crate::sync::backoff(round);
+                round += 1;
+            }
+        });
         Status::Ok
     }
 
@@ -1009,6 +1053,20 @@ pub(crate) fn destroy(handle: u64) -> Status {
             .fetch_and(!(1 << counter), Ordering::AcqRel);
     }
     Status::Ok
+}
+
+/// `Core::retire_matching` on every live registry, the default one included;
+/// returns how many entries were retired.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub(crate) fn retire_matching_everywhere(
+    release: ReleaseFn,
+    matches: &dyn Fn(*mut c_void) -> bool,
+) -> usize {
+    (0..MAX_REGISTRIES)
+        .filter_map(core_at)
+        .filter(|core| core.handle_state.load(Ordering::Acquire) & 1 == 1)
+        .map(|core| core.retire_matching(release, matches))
+        .sum()
 }
 
 /// In a forked child, a collector that was running in a thread that no

@@ -11,13 +11,15 @@ pub enum Status {
     /// No live entry has this id (never registered, unregistered, cleared,
     /// a one-shot that already ran, or a stale id from an older entry).
     NotFound = 1,
-    /// The registry is closed, or the callback's runtime is finalizing.
+    /// The registry is closed; from invoke: the callback's runtime is
+    /// finalizing (the callback returned this code itself).
     Closed = 2,
     /// A null pointer, id 0, unknown flags, a bad value tag or invalid UTF-8.
     InvalidArgument = 3,
     /// The registry handle is unknown or was destroyed.
     InvalidRegistry = 4,
-    /// The callback reported failure (or raised an exception or panicked).
+    /// The callback reported failure (returned a nonzero code, raised an
+    /// exception or panicked); `cbreg_last_callback_code` gives its code.
     CallbackFailed = 5,
     /// Waiting would wait for the calling thread itself.
     WouldDeadlock = 6,
@@ -41,19 +43,19 @@ pub(crate) const ALL_STATUSES: [Status; 9] = [
 ];
 
 impl Status {
-    /// The status for a raw code returned by a foreign callback; codes cbreg
-    /// does not know become `CallbackFailed`.
+    /// The status an invoke reports for a callback's own return code: 0 is
+    /// `Ok`; `CBREG_STATUS_CLOSED` means "my runtime is closed" (an adapter
+    /// for a finalizing interpreter returns it) and passes through; every
+    /// other code is `CallbackFailed`, and the code itself is kept for
+    /// `cbreg_last_callback_code` on this thread.
     #[inline(always)]
-    pub fn from_code(code: u32) -> Status {
+    pub(crate) fn from_callback_code(code: u32) -> Status {
         if code == 0 {
-            return Status::Ok;
+            Status::Ok
+        } else {
+            callback_failed(code)
         }
-        ALL_STATUSES
-            .get(code as usize)
-            .copied()
-            .unwrap_or(Status::CallbackFailed)
     }
-
     /// A short English description, NUL-terminated for C.
     pub fn message(self) -> &'static str {
         match self {
@@ -80,6 +82,24 @@ impl Status {
             e => Err(e),
         }
     }
+}
+
+#[cold]
+fn callback_failed(code: u32) -> Status {
+    LAST_CALLBACK_CODE.with(|c| c.set(code));
+    if code == Status::Closed as u32 {
+        Status::Closed
+    } else {
+        Status::CallbackFailed
+    }
+}
+
+crate::sync::thread_cell! { static LAST_CALLBACK_CODE: u32 = 0; }
+
+/// The code the last callback that failed on this thread returned (0 if
+/// none has): what `CallbackFailed` hides.
+pub fn last_callback_code() -> u32 {
+    LAST_CALLBACK_CODE.with(|c| c.get())
 }
 
 impl std::fmt::Display for Status {

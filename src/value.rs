@@ -52,7 +52,7 @@ pub union Payload {
 }
 
 /// Releases the storage a returned value owns; receives `owner`.
-pub type ValueDropFn = Option<unsafe extern "C" fn(owner: *mut c_void)>;
+pub type ValueDropFn = Option<unsafe extern "C-unwind" fn(owner: *mut c_void)>;
 
 /// One argument or return value.
 ///

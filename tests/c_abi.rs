@@ -7,7 +7,7 @@ use std::ptr::{null, null_mut};
 use cbreg::ffi::*;
 use cbreg::{Stats, Status, Value};
 
-unsafe extern "C" fn add_one(
+unsafe extern "C-unwind" fn add_one(
     _ctx: *mut c_void,
     args: *const Value,
     nargs: usize,
@@ -20,7 +20,7 @@ unsafe extern "C" fn add_one(
     0
 }
 
-unsafe extern "C" fn returns_unknown_code(
+unsafe extern "C-unwind" fn returns_unknown_code(
     _: *mut c_void,
     _: *const Value,
     _: usize,
@@ -167,6 +167,49 @@ fn unknown_callback_codes_become_callback_failed() {
     assert_eq!(cbreg_unregister(reg, id), Status::Ok);
 }
 
+unsafe extern "C-unwind" fn returns_code_in_ctx(
+    ctx: *mut c_void,
+    _: *const Value,
+    _: usize,
+    _: *mut Value,
+) -> u32 {
+    ctx as usize as u32
+}
+
+#[test]
+fn a_callbacks_own_codes_are_callback_failed_and_kept_apart() {
+    let reg = cbreg_default();
+    for code in [1u32, 4, 6, 7, 8, 9] {
+        let mut id = 0;
+        let ctx = code as usize as *mut c_void;
+        assert_eq!(
+            cbreg_register(reg, Some(returns_code_in_ctx), ctx, None, 0, &mut id),
+            Status::Ok
+        );
+        assert_eq!(
+            cbreg_invoke(reg, id, null(), 0, null_mut()),
+            Status::CallbackFailed,
+            "callback code {code}"
+        );
+        assert_eq!(cbreg_last_callback_code(), code);
+        assert_eq!(cbreg_unregister(reg, id), Status::Ok);
+        assert_eq!(cbreg_invoke(reg, id, null(), 0, null_mut()), Status::NotFound);
+    }
+}
+
+#[test]
+fn a_callback_reporting_its_runtime_closed_passes_closed_through() {
+    let reg = cbreg_default();
+    let mut id = 0;
+    let ctx = Status::Closed as usize as *mut c_void;
+    assert_eq!(
+        cbreg_register(reg, Some(returns_code_in_ctx), ctx, None, 0, &mut id),
+        Status::Ok
+    );
+    assert_eq!(cbreg_invoke(reg, id, null(), 0, null_mut()), Status::Closed);
+    assert_eq!(cbreg_unregister(reg, id), Status::Ok);
+}
+
 #[test]
 fn removal_calls_reject_bad_input() {
     let reg = cbreg_default();
@@ -205,12 +248,17 @@ fn destroyed_registry_gets_invalid_registry_everywhere() {
 
 #[test]
 fn returned_values_are_freed_by_value_drop() {
-    unsafe extern "C" fn free_box(owner: *mut c_void) {
+    unsafe extern "C-unwind" fn free_box(owner: *mut c_void) {
         drop(Box::from_raw(owner as *mut String));
         FREED.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     static FREED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    unsafe extern "C" fn greet(_: *mut c_void, _: *const Value, _: usize, ret: *mut Value) -> u32 {
+    unsafe extern "C-unwind" fn greet(
+        _: *mut c_void,
+        _: *const Value,
+        _: usize,
+        ret: *mut Value,
+    ) -> u32 {
         let s = Box::new(String::from("hello"));
         let mut v = Value::str(&s);
         v.owner = Box::into_raw(s) as *mut c_void;
