@@ -20,6 +20,9 @@
 // unregisters itself (racing invokers that lose get `NOT_FOUND`).
 #define CBREG_ONCE 1
 
+// The most arguments one invoke may carry; more is `INVALID_ARGUMENT`.
+#define CBREG_MAX_ARGS 64
+
 // Outcome of every cbreg call. `CBREG_STATUS_OK` is 0.
 enum cbreg_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -28,13 +31,14 @@ enum cbreg_status
  {
   // Success.
   CBREG_STATUS_OK = 0,
-  // No live entry has this id (never registered, unregistered, cleared,
+  // No live entry has this id (id 0, never registered, unregistered, cleared,
   // a one-shot that already ran, or a stale id from an older entry).
   CBREG_STATUS_NOT_FOUND = 1,
   // The registry is closed; from invoke: the callback's runtime is
   // finalizing (the callback returned this code itself).
   CBREG_STATUS_CLOSED = 2,
-  // A null pointer, id 0, unknown flags, a bad value tag or invalid UTF-8.
+  // A null pointer, unknown flags, a bad value tag, a BOOL byte other
+  // than 0 or 1, more than `CBREG_MAX_ARGS` arguments, or invalid UTF-8.
   CBREG_STATUS_INVALID_ARGUMENT = 3,
   // The registry handle is unknown or was destroyed.
   CBREG_STATUS_INVALID_REGISTRY = 4,

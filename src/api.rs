@@ -92,16 +92,26 @@ impl Registry {
     }
 
     /// Invokes entry `id`; returns the callback's return value.
+    /// `InvalidArgument` for more than `CBREG_MAX_ARGS` values or one that
+    /// is not well formed (a bad tag, a BOOL byte other than 0 or 1).
     #[inline]
     pub fn invoke(&self, id: Id, args: &[Value]) -> Result<Value, Status> {
         let mut ret = Value::none();
-        self.core.invoke(id, args, &mut ret).ok().map(|_| ret)
+        self.call_into(id, args, &mut ret).ok().map(|_| ret)
     }
 
     /// Invokes entry `id`, discarding any return value.
     #[inline]
     pub fn call(&self, id: Id, args: &[Value]) -> Status {
-        self.core.invoke(id, args, std::ptr::null_mut())
+        self.call_into(id, args, std::ptr::null_mut())
+    }
+
+    #[inline(always)]
+    fn call_into(&self, id: Id, args: &[Value], ret: *mut Value) -> Status {
+        if !crate::value::args_acceptable(args) {
+            return Status::InvalidArgument;
+        }
+        self.core.invoke(id, args, ret)
     }
 
     /// Unregisters `id`; no invocation starts after this returns.

@@ -40,15 +40,6 @@ pub(crate) fn core_of(reg: RegistryHandle) -> Result<&'static Core, Status> {
     registry::lookup(reg.handle)
 }
 
-#[inline(always)]
-fn valid_id(id: u64) -> Result<u64, Status> {
-    if id == 0 {
-        Err(Status::InvalidArgument)
-    } else {
-        Ok(id)
-    }
-}
-
 /// Writes through an optional out-pointer.
 fn put<T>(out: *mut T, value: T) {
     if !out.is_null() {
@@ -63,18 +54,22 @@ fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
     unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)
 }
 
-/// The argument vector, checked: NULL only when empty, known tags.
+/// The most arguments one invoke may carry; more is `INVALID_ARGUMENT`.
+pub const CBREG_MAX_ARGS: usize = 64;
+
+/// The argument vector, checked: NULL only when empty, at most
+/// `CBREG_MAX_ARGS`, known tags, BOOL bytes 0 or 1.
 #[inline(always)]
 pub(crate) fn args_of<'a>(args: *const Value, nargs: usize) -> Result<&'a [Value], Status> {
     if nargs == 0 {
         return Ok(&[]);
     }
-    if args.is_null() {
+    if args.is_null() || nargs > CBREG_MAX_ARGS {
         return Err(Status::InvalidArgument);
     }
     // SAFETY: non-null, and the caller promises `nargs` values.
     let args = unsafe { std::slice::from_raw_parts(args, nargs) };
-    if args.iter().all(Value::is_well_formed) {
+    if crate::value::args_acceptable(args) {
         Ok(args)
     } else {
         Err(Status::InvalidArgument)
@@ -165,7 +160,6 @@ pub extern "C" fn cbreg_invoke(
     put(ret, Value::none());
     boundary(|| {
         let core = core_of(reg)?;
-        let id = valid_id(id)?;
         let args = args_of(args, nargs)?;
         core.invoke(id, args, ret).ok()
     })
@@ -176,7 +170,7 @@ pub extern "C" fn cbreg_invoke(
 /// when the last one returns (or at the next collect point).
 #[no_mangle]
 pub extern "C" fn cbreg_unregister(reg: RegistryHandle, id: u64) -> Status {
-    boundary(|| core_of(reg)?.unregister(valid_id(id)?).ok())
+    boundary(|| core_of(reg)?.unregister(id).ok())
 }
 
 /// Unregisters `id`, waits until invocations in flight have returned, and
@@ -185,7 +179,7 @@ pub extern "C" fn cbreg_unregister(reg: RegistryHandle, id: u64) -> Status {
 /// changes nothing.
 #[no_mangle]
 pub extern "C" fn cbreg_unregister_wait(reg: RegistryHandle, id: u64) -> Status {
-    boundary(|| core_of(reg)?.unregister_wait(valid_id(id)?).ok())
+    boundary(|| core_of(reg)?.unregister_wait(id).ok())
 }
 
 /// Unregisters every entry; writes how many to `*out_count` (may be NULL).
@@ -264,8 +258,9 @@ pub extern "C" fn cbreg_release_mark_leaked() {
 /// set) and resets it to none. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn cbreg_value_drop(value: *mut Value) {
-    // SAFETY: the caller passed a valid value or NULL.
+    // SAFETY: the caller passed a valid value or NULL, whose `drop` and
+    // `owner` came from the callback that produced it.
     if let Some(v) = unsafe { value.as_mut() } {
-        let _ = catch_unwind(AssertUnwindSafe(|| v.drop_owned()));
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { v.drop_owned() }));
     }
 }

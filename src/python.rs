@@ -163,7 +163,7 @@ unsafe fn to_python(v: &Value) -> Result<PyObj, Status> {
             py::Py_IncRef(none);
             none
         }
-        Tag::Bool => py::PyBool_FromLong(v.r#as.b as _),
+        Tag::Bool => py::PyBool_FromLong(v.as_bool().ok_or(Status::InvalidArgument)? as _),
         Tag::I64 => py::PyLong_FromLongLong(v.r#as.i64),
         Tag::F64 => py::PyFloat_FromDouble(v.r#as.f64),
         Tag::Str => {

@@ -8,13 +8,14 @@ use std::ffi::c_char;
 pub enum Status {
     /// Success.
     Ok = 0,
-    /// No live entry has this id (never registered, unregistered, cleared,
+    /// No live entry has this id (id 0, never registered, unregistered, cleared,
     /// a one-shot that already ran, or a stale id from an older entry).
     NotFound = 1,
     /// The registry is closed; from invoke: the callback's runtime is
     /// finalizing (the callback returned this code itself).
     Closed = 2,
-    /// A null pointer, id 0, unknown flags, a bad value tag or invalid UTF-8.
+    /// A null pointer, unknown flags, a bad value tag, a BOOL byte other
+    /// than 0 or 1, more than `CBREG_MAX_ARGS` arguments, or invalid UTF-8.
     InvalidArgument = 3,
     /// The registry handle is unknown or was destroyed.
     InvalidRegistry = 4,

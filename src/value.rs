@@ -91,7 +91,7 @@ impl std::fmt::Debug for Value {
         unsafe {
             match Tag::from_raw(self.tag) {
                 Some(Tag::None) => write!(f, "None"),
-                Some(Tag::Bool) => write!(f, "Bool({})", self.r#as.b),
+                Some(Tag::Bool) => write!(f, "Bool({})", self.bool_byte()),
                 Some(Tag::I64) => write!(f, "I64({})", self.r#as.i64),
                 Some(Tag::F64) => write!(f, "F64({})", self.r#as.f64),
                 Some(Tag::Ptr) => write!(f, "Ptr({:p})", self.r#as.ptr),
@@ -147,9 +147,12 @@ impl Value {
     pub fn tag(&self) -> Option<Tag> {
         Tag::from_raw(self.tag)
     }
+    /// `None` also for a BOOL whose byte is neither 0 nor 1.
     pub fn as_bool(&self) -> Option<bool> {
-        // SAFETY: the tag says `b` is set.
-        (self.tag() == Some(Tag::Bool)).then(|| unsafe { self.r#as.b })
+        match (self.tag(), self.bool_byte()) {
+            (Some(Tag::Bool), b @ (0 | 1)) => Some(b == 1),
+            _ => None,
+        }
     }
     pub fn as_i64(&self) -> Option<i64> {
         // SAFETY: the tag says `i64` is set.
@@ -199,21 +202,42 @@ impl Value {
             | 1 << Tag::Bytes as u32
             | 1 << Tag::I64Array as u32
             | 1 << Tag::F64Array as u32;
-        // SAFETY: every pointer member shares the same storage.
+        // SAFETY: every pointer member shares the same storage, and its
+        // first byte is `b` (read as a byte: a bool other than 0/1 is UB).
         self.tag <= Tag::Ptr as u32
             && (BORROWS >> self.tag & 1 == 0
                 || self.len == 0
                 || unsafe { !self.r#as.bytes.is_null() })
+            && (self.tag != Tag::Bool as u32 || self.bool_byte() <= 1)
+    }
+
+    /// The raw byte of `as.b`, whatever C stored there.
+    #[inline(always)]
+    fn bool_byte(&self) -> u8 {
+        // SAFETY: the payload is at least one byte of plain data.
+        unsafe { *(&self.r#as as *const Payload as *const u8) }
     }
 
     /// Frees what a returned value owns (if anything) and resets it to none.
-    pub fn drop_owned(&mut self) {
+    ///
+    /// # Safety
+    /// `drop` and `owner` are what the value's producer set (a callback's
+    /// return value): `drop(owner)` is then sound to call once. The fields
+    /// are public, so safe code could have put any function there.
+    pub unsafe fn drop_owned(&mut self) {
         if let Some(drop) = self.drop.take() {
-            // SAFETY: the producer set `drop` for exactly this `owner`.
+            // SAFETY: the caller's promise above.
             unsafe { drop(self.owner) };
         }
         *self = Value::none();
     }
+}
+
+/// An argument vector cbreg accepts: at most `CBREG_MAX_ARGS` values, each
+/// well formed. The one rule the C ABI and the Rust API both apply.
+#[inline(always)]
+pub(crate) fn args_acceptable(args: &[Value]) -> bool {
+    args.len() <= crate::ffi::CBREG_MAX_ARGS && args.iter().all(Value::is_well_formed)
 }
 
 unsafe fn raw_slice<'a, T>(p: *const T, len: usize) -> &'a [T] {

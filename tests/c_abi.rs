@@ -102,8 +102,26 @@ fn invoke_rejects_bad_input() {
     let mut ret = Value::none();
     assert_eq!(
         cbreg_invoke(reg, 0, null(), 0, &mut ret),
-        Status::InvalidArgument,
+        Status::NotFound,
         "id 0"
+    );
+    let mut two = Value::bool(true);
+    two.r#as.i64 = 2;
+    assert_eq!(
+        cbreg_invoke(reg, id, &two, 1, &mut ret),
+        Status::InvalidArgument,
+        "BOOL byte 2"
+    );
+    let many = vec![Value::i64(1); CBREG_MAX_ARGS + 1];
+    assert_eq!(
+        cbreg_invoke(reg, id, many.as_ptr(), many.len(), &mut ret),
+        Status::InvalidArgument,
+        "nargs over CBREG_MAX_ARGS"
+    );
+    assert_eq!(
+        cbreg_invoke(reg, id, many.as_ptr(), usize::MAX, &mut ret),
+        Status::InvalidArgument,
+        "absurd nargs"
     );
     assert_eq!(
         cbreg_invoke(reg, id, null(), 1, &mut ret),
@@ -193,7 +211,10 @@ fn a_callbacks_own_codes_are_callback_failed_and_kept_apart() {
         );
         assert_eq!(cbreg_last_callback_code(), code);
         assert_eq!(cbreg_unregister(reg, id), Status::Ok);
-        assert_eq!(cbreg_invoke(reg, id, null(), 0, null_mut()), Status::NotFound);
+        assert_eq!(
+            cbreg_invoke(reg, id, null(), 0, null_mut()),
+            Status::NotFound
+        );
     }
 }
 
@@ -213,8 +234,8 @@ fn a_callback_reporting_its_runtime_closed_passes_closed_through() {
 #[test]
 fn removal_calls_reject_bad_input() {
     let reg = cbreg_default();
-    assert_eq!(cbreg_unregister(reg, 0), Status::InvalidArgument);
-    assert_eq!(cbreg_unregister_wait(reg, 0), Status::InvalidArgument);
+    assert_eq!(cbreg_unregister(reg, 0), Status::NotFound, "id 0");
+    assert_eq!(cbreg_unregister_wait(reg, 0), Status::NotFound, "id 0");
     assert_eq!(cbreg_unregister(reg, 99 << 32 | 1), Status::NotFound);
     assert_eq!(cbreg_unregister_wait(reg, 99 << 32 | 1), Status::NotFound);
     assert_eq!(cbreg_stats_get(reg, null_mut()), Status::InvalidArgument);
