@@ -134,7 +134,10 @@ typedef struct cbreg_value {
 } cbreg_value;
 
 // A callback: `ctx` as registered, the argument vector, an optional return
-// slot. Returns a status code (`CBREG_STATUS_OK` on success).
+// slot. Returns 0 on success; any other code is a failure, reported as
+// `CBREG_STATUS_CALLBACK_FAILED` (the code itself through
+// `cbreg_last_callback_code`), except `CBREG_STATUS_CLOSED`, which a
+// callback returns when its runtime is finalizing.
 typedef uint32_t (*cbreg_call_fn)(void *ctx,
                                   const struct cbreg_value *args,
                                   size_t nargs,
@@ -146,7 +149,8 @@ typedef void (*cbreg_release_fn)(void *ctx);
 
 // Counters reported by `stats`.
 typedef struct cbreg_stats {
-  // Entries registered and not yet unregistered.
+  // Entries registered and not yet unregistered (a one-shot stops being
+  // live when its call starts).
   uint64_t live;
   // Entries ever registered.
   uint64_t registered;

@@ -11,6 +11,10 @@ pub type Id = u64;
 
 /// A registry: the process-wide default one, or one of your own that is
 /// closed, drained and invalidated when dropped.
+///
+/// Every method goes through the handle, so a registry freed behind this
+/// value's back (through the C ABI) is never confused with a newer one:
+/// methods then report `InvalidRegistry` (or 0 / empty stats).
 pub struct Registry {
     core: &'static Core,
     handle: u64,
@@ -34,7 +38,8 @@ impl Registry {
 
     /// A new registry of its own.
     pub fn new() -> Result<Registry, Status> {
-        let (handle, core) = registry::create()?;
+        let handle = registry::create()?;
+        let core = registry::lookup(handle)?;
         Ok(Registry {
             core,
             handle,
@@ -61,8 +66,8 @@ impl Registry {
     fn register_boxed(&self, f: Box<dyn Callback>, once: bool) -> Result<Subscription, Status> {
         let ctx = Box::into_raw(Box::new(f)) as *mut c_void;
         match self
-            .core
-            .register(Some(call_closure), ctx, Some(drop_closure), once)
+            .pinned()
+            .and_then(|core| core.register(Some(call_closure), ctx, Some(drop_closure), once))
         {
             Ok(id) => Ok(Subscription {
                 handle: self.handle,
@@ -88,7 +93,11 @@ impl Registry {
         release: ReleaseFn,
         once: bool,
     ) -> Result<Id, Status> {
-        self.core.register(call, ctx, release, once)
+        self.pinned()?.register(call, ctx, release, once)
+    }
+
+    fn pinned(&self) -> Result<registry::Pinned, Status> {
+        registry::pin(self.handle)
     }
 
     /// Invokes entry `id`; returns the callback's return value.
@@ -111,41 +120,45 @@ impl Registry {
         if !crate::value::args_acceptable(args) {
             return Status::InvalidArgument;
         }
-        self.core.invoke(id, args, ret)
+        self.core.invoke(self.handle, id, args, ret)
     }
 
     /// Unregisters `id`; no invocation starts after this returns.
     pub fn unregister(&self, id: Id) -> Status {
-        self.core.unregister(id)
+        self.pinned().map_or_else(|e| e, |core| core.unregister(id))
     }
 
-    /// Unregisters `id` and waits for invocations in flight to return.
-    /// `WouldDeadlock` (and nothing done) when called from inside `id`.
+    /// Unregisters `id` and returns once no invocation of it runs anywhere
+    /// and its release has finished, whoever unregistered it: `Ok` if this
+    /// call did, `NotFound` if it was already gone. `WouldDeadlock` (nothing
+    /// done) from inside `id`, at any depth; also when the wait would close
+    /// a cycle of threads waiting on each other.
     pub fn unregister_wait(&self, id: Id) -> Status {
-        self.core.unregister_wait(id)
+        self.pinned()
+            .map_or_else(|e| e, |core| core.unregister_wait(id))
     }
 
     /// Unregisters every entry; returns how many.
     pub fn clear(&self) -> usize {
-        self.core.clear()
+        self.pinned().map_or(0, |core| core.clear())
     }
 
     /// Clears, then refuses new registrations with `Closed`.
     pub fn close(&self) -> usize {
-        self.core.close()
+        self.pinned().map_or(0, |core| core.close())
     }
 
     pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
+        self.pinned().map_or(true, |core| core.is_closed())
     }
 
     /// Runs deferred releases that are ready; returns how many ran.
     pub fn collect(&self) -> usize {
-        self.core.collect()
+        self.pinned().map_or(0, |core| core.collect())
     }
 
     pub fn stats(&self) -> Stats {
-        self.core.stats()
+        self.pinned().map_or(Stats::default(), |core| core.stats())
     }
 }
 
@@ -231,7 +244,7 @@ impl Subscription {
 }
 
 fn unregister_by_handle(handle: u64, id: Id) -> Status {
-    match registry::lookup(handle) {
+    match registry::pin(handle) {
         Ok(core) => core.unregister(id),
         Err(e) => e,
     }

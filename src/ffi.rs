@@ -8,7 +8,7 @@
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::registry::{self, CallFn, Core, ReleaseFn, Stats};
+use crate::registry::{self, CallFn, Pinned, ReleaseFn, Stats};
 use crate::{Status, Value};
 
 /// A registry handle. Handles are values, not pointers: a handle whose
@@ -35,9 +35,12 @@ pub(crate) fn boundary(body: impl FnOnce() -> Result<(), Status>) -> Status {
     }
 }
 
+/// The registry a handle names, pinned for the duration of the call (a
+/// concurrent `cbreg_registry_free` waits for it; a freed handle is
+/// `INVALID_REGISTRY`).
 #[inline(always)]
-pub(crate) fn core_of(reg: RegistryHandle) -> Result<&'static Core, Status> {
-    registry::lookup(reg.handle)
+pub(crate) fn core_of(reg: RegistryHandle) -> Result<Pinned, Status> {
+    registry::pin(reg.handle)
 }
 
 /// Writes through an optional out-pointer.
@@ -101,7 +104,7 @@ pub extern "C" fn cbreg_default() -> RegistryHandle {
 pub extern "C" fn cbreg_registry_new(out: *mut RegistryHandle) -> Status {
     boundary(|| {
         let out = required(out)?;
-        let (handle, _) = registry::create()?;
+        let handle = registry::create()?;
         *out = RegistryHandle { handle };
         Ok(())
     })
@@ -150,7 +153,7 @@ pub extern "C" fn cbreg_register(
 /// ones. Returns the callback's status, or `NOT_FOUND` for an id that is not
 /// live (no invocation starts after `cbreg_unregister` returns).
 #[no_mangle]
-pub extern "C" fn cbreg_invoke(
+pub extern "C-unwind" fn cbreg_invoke(
     reg: RegistryHandle,
     id: u64,
     args: *const Value,
@@ -158,11 +161,18 @@ pub extern "C" fn cbreg_invoke(
     ret: *mut Value,
 ) -> Status {
     put(ret, Value::none());
-    boundary(|| {
-        let core = core_of(reg)?;
-        let args = args_of(args, nargs)?;
-        core.invoke(id, args, ret).ok()
-    })
+    // No `catch_unwind` here: the callback must be able to end its thread
+    // with a forced unwind (`pthread_exit`), which `catch_unwind` would
+    // stop (an abort). Nothing on this path panics: the lookups return
+    // statuses, and callbacks made by the Rust API catch their own panics.
+    let core = match registry::lookup(reg.handle) {
+        Ok(core) => core,
+        Err(e) => return e,
+    };
+    match args_of(args, nargs) {
+        Ok(args) => core.invoke(reg.handle, id, args, ret),
+        Err(e) => e,
+    }
 }
 
 /// Unregisters `id` and returns at once: no invocation starts after it

@@ -1,17 +1,28 @@
-//! Per-thread hazard cells: how an invoker announces "I am inside slot S".
+//! Per-thread state: how a thread announces what it is inside, and how
+//! other threads see it.
 //!
 //! Each thread that invokes claims one `ThreadRecord` from a fixed pool that
 //! is allocated once, when the first registry is created, so the first
-//! invoke on a new thread allocates nothing. The record holds a few cells (one per nesting level) written only
-//! by its owner; writers scan all records after a heavy barrier before they
-//! release an entry or reuse its slot. A thread that finds the pool empty, or
-//! nests deeper than the cells allow, falls back to the slot's shared
-//! `inflight` counter. The record goes back to the pool from a pthread key
-//! destructor (no allocation: the key's storage is in the thread descriptor).
+//! invoke on a new thread allocates nothing, not even in libc. A record holds
+//! a few hazard cells (one per nesting level) written only by its owner;
+//! writers scan every record after a heavy barrier before they release an
+//! entry (`docs/protocol.md`). A thread that finds the pool empty, or nests
+//! deeper than the cells allow, uses the slot's shared `inflight` counter.
+//!
+//! No thread-exit hook is needed (a pthread key's value would make glibc
+//! allocate on a process with 32 keys or more): a record is claimed with the
+//! owner's kernel thread id, and a thread that needs a record while none is
+//! free takes back those whose owner no longer exists.
+//!
+//! The thread also keeps, for itself alone, what no other thread needs to
+//! see but that it must know to refuse a wait on itself: a list of frames on
+//! its own stack (invocations without a cell, collections in progress) and
+//! the registries it has pinned.
 
 #[cfg(loom)]
 use crate::sync::global;
-use crate::sync::{barrier, thread_cell, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{barrier, thread_cell, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::cell::Cell;
 
 /// Hazard cells per thread: nesting depth served without shared writes.
 #[cfg(not(loom))]
@@ -32,8 +43,15 @@ pub(crate) struct ThreadRecord {
     cells: [AtomicUsize; CELLS],
     /// Cells in use (owner-only; beyond `CELLS` nesting uses slot counters).
     depth: AtomicUsize,
-    claimed: AtomicBool,
-    /// Invocations per counted registry, written only by the owner.
+    /// The slot whose end this thread waits for (0 = not waiting): lets
+    /// another waiter see a cycle.
+    waiting_for: AtomicUsize,
+    /// The owner's thread token; 0 while the record is free.
+    owner: AtomicU32,
+    /// The owner's kernel thread id, to tell whether it still exists.
+    tid: AtomicU32,
+    /// Invocations per counted registry, written only by the owner. Never
+    /// reset: a record's next owner counts on, so totals never go back.
     invoked: [AtomicU64; COUNTED_REGISTRIES],
 }
 
@@ -42,7 +60,9 @@ impl ThreadRecord {
         Self {
             cells: std::array::from_fn(|_| AtomicUsize::new(0)),
             depth: AtomicUsize::new(0),
-            claimed: AtomicBool::new(false),
+            waiting_for: AtomicUsize::new(0),
+            owner: AtomicU32::new(0),
+            tid: AtomicU32::new(0),
             invoked: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -76,16 +96,11 @@ impl ThreadRecord {
     /// Owner-only increment: a plain load and store, no read-modify-write.
     #[inline(always)]
     pub(crate) fn bump(count: &AtomicU64) {
-        count.store(
-            count.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Relaxed,
-        );
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
-    /// The slot published at nesting level `depth`, if any.
-    pub(crate) fn cell(&self, depth: usize) -> Option<usize> {
-        let v = self.cells[depth].load(Ordering::Relaxed);
-        (v != 0).then_some(v)
+    fn holds(&self, slot: usize) -> bool {
+        self.cells.iter().any(|c| c.load(Ordering::SeqCst) == slot)
     }
 }
 
@@ -95,8 +110,6 @@ struct Pool {
     high_water: AtomicUsize,
     /// Records currently claimed; lets a lone thread skip the heavy barrier.
     claimed: AtomicUsize,
-    /// Counts folded in from records of threads that have exited.
-    retired_invoked: [AtomicU64; COUNTED_REGISTRIES],
 }
 
 #[cfg(not(loom))]
@@ -107,20 +120,23 @@ fn pool() -> &'static Pool {
 #[cfg(loom)]
 fn pool() -> &'static Pool {
     global! { static POOL: Pool = Pool::new(); }
-    &*POOL
+    &POOL
 }
 
 impl Pool {
     fn new() -> Self {
         barrier::init();
         #[cfg(not(loom))]
-        install_thread_hooks();
+        install_fork_handler();
         Self {
             records: (0..RECORDS).map(|_| ThreadRecord::new()).collect(),
             high_water: AtomicUsize::new(0),
             claimed: AtomicUsize::new(0),
-            retired_invoked: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    fn in_use(&self) -> &[ThreadRecord] {
+        &self.records[..self.high_water.load(Ordering::Acquire)]
     }
 }
 
@@ -130,9 +146,19 @@ impl Pool {
 // `NO_RECORD` when the pool was full.
 thread_cell! { static RECORD: usize = NONE_YET; }
 thread_cell! { static REALTIME: bool = false; }
+thread_cell! { static TOKEN: u32 = 0; }
+// Innermost `Frame` of this thread (its address; 0 = none).
+thread_cell! { static FRAMES: usize = 0; }
+// Registries this thread holds pinned (core addresses; 0 = unused), and how
+// many pins did not fit.
+thread_cell! { static PINS: [usize; PIN_SLOTS] = [0; PIN_SLOTS]; }
+thread_cell! { static PINS_OVERFLOW: usize = 0; }
 
 const NONE_YET: usize = 0;
 const NO_RECORD: usize = 1;
+const PIN_SLOTS: usize = 8;
+
+static NEXT_TOKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 /// Makes sure the pool (and the barrier choice) exist before any invoke.
 pub(crate) fn init() {
@@ -145,7 +171,23 @@ pub(crate) fn is_realtime() -> bool {
 }
 
 pub(crate) fn set_realtime(on: bool) {
+    if on {
+        crate::reclaimer::ensure_started();
+    }
     REALTIME.with(|r| r.set(on))
+}
+
+/// A number naming this thread for as long as the process lives (never 0,
+/// never reused).
+pub(crate) fn token() -> u32 {
+    TOKEN.with(|t| match t.get() {
+        0 => {
+            let fresh = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            t.set(fresh);
+            fresh
+        }
+        v => v,
+    })
 }
 
 fn has_record() -> bool {
@@ -167,50 +209,104 @@ pub(crate) fn record() -> Option<&'static ThreadRecord> {
 #[cold]
 fn claim() -> Option<&'static ThreadRecord> {
     let pool = pool();
-    for (i, rec) in pool.records.iter().enumerate() {
-        if rec
-            .claimed
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
-        {
-            pool.high_water.fetch_max(i + 1, Ordering::SeqCst);
-            pool.claimed.fetch_add(1, Ordering::SeqCst);
-            // Pairs with the fence in `heavy_barrier`: a writer that did not
-            // count this record is seen by this thread's first state load.
-            crate::sync::fence(Ordering::SeqCst);
-            RECORD.with(|r| r.set(rec as *const ThreadRecord as usize));
-            #[cfg(not(loom))]
-            register_thread_exit(i + 1);
-            return Some(rec);
+    let me = token();
+    for round in 0..2 {
+        for (i, rec) in pool.records.iter().enumerate() {
+            if rec
+                .owner
+                .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                rec.tid.store(current_tid(), Ordering::SeqCst);
+                pool.high_water.fetch_max(i + 1, Ordering::SeqCst);
+                pool.claimed.fetch_add(1, Ordering::SeqCst);
+                // Pairs with the fence in `heavy_barrier`: a writer that did
+                // not count this record is seen by this thread's first state
+                // load.
+                crate::sync::fence(Ordering::SeqCst);
+                RECORD.with(|r| r.set(rec as *const ThreadRecord as usize));
+                return Some(rec);
+            }
+        }
+        if round == 0 && !take_back_records_of_exited_threads() {
+            break;
         }
     }
     RECORD.with(|r| r.set(NO_RECORD));
     None
 }
 
-#[cfg_attr(loom, allow(dead_code))]
-fn release_record(index: usize) {
+/// Frees the records whose owners have exited; true if it freed any.
+fn take_back_records_of_exited_threads() -> bool {
     let pool = pool();
-    let rec = &pool.records[index - 1];
+    let mut freed = false;
+    for rec in pool.in_use() {
+        let owner = rec.owner.load(Ordering::SeqCst);
+        let tid = rec.tid.load(Ordering::SeqCst);
+        if owner != 0 && tid != 0 && !thread_exists(tid) {
+            freed |= release_record(rec, owner);
+        }
+    }
+    freed
+}
+
+/// Returns `rec` to the pool if `owner` still holds it.
+fn release_record(rec: &ThreadRecord, owner: u32) -> bool {
     for c in &rec.cells {
         c.store(0, Ordering::Release);
     }
     rec.depth.store(0, Ordering::Relaxed);
-    for (total, mine) in pool.retired_invoked.iter().zip(&rec.invoked) {
-        total.fetch_add(mine.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    rec.waiting_for.store(0, Ordering::Relaxed);
+    rec.tid.store(0, Ordering::SeqCst);
+    let freed = rec
+        .owner
+        .compare_exchange(owner, 0, Ordering::SeqCst, Ordering::Relaxed)
+        .is_ok();
+    if freed {
+        pool().claimed.fetch_sub(1, Ordering::SeqCst);
     }
-    rec.claimed.store(false, Ordering::SeqCst);
-    pool.claimed.fetch_sub(1, Ordering::SeqCst);
+    freed
 }
 
-/// Invocations counted for one counted-registry index, over every thread.
+#[cfg(all(target_os = "linux", not(loom)))]
+fn current_tid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+#[cfg(all(target_os = "linux", not(loom)))]
+fn thread_exists(tid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the thread exists in this process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            libc::getpid() as libc::c_long,
+            tid as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+// Elsewhere (and under loom) records are not taken back: a process that
+// has run more threads than the pool holds uses the slot counters.
+#[cfg(not(all(target_os = "linux", not(loom))))]
+fn current_tid() -> u32 {
+    0
+}
+#[cfg(not(all(target_os = "linux", not(loom))))]
+fn thread_exists(_tid: u32) -> bool {
+    true
+}
+
+/// Invocations counted for one counted-registry index, over every record.
+/// Never decreases: each record's count only grows.
 pub(crate) fn invoked_total(counter: usize) -> u64 {
-    let pool = pool();
-    let live: u64 = pool.records[..pool.high_water.load(Ordering::Acquire)]
+    pool()
+        .in_use()
         .iter()
         .map(|r| r.invoked[counter].load(Ordering::Relaxed))
-        .sum();
-    live.wrapping_add(pool.retired_invoked[counter].load(Ordering::Relaxed))
+        .sum()
 }
 
 /// The writer's barrier, skipped when no other thread holds a record (then
@@ -224,75 +320,227 @@ pub(crate) fn heavy_barrier() {
     }
 }
 
-/// Calls `f` with every published hazard (a slot address). Call after
-/// `heavy_barrier`.
-pub(crate) fn for_each_hazard(mut f: impl FnMut(usize)) {
-    let pool = pool();
-    for rec in &pool.records[..pool.high_water.load(Ordering::Acquire)] {
-        for c in &rec.cells {
-            let v = c.load(Ordering::Acquire);
-            if v != 0 {
-                f(v);
-            }
-        }
-    }
-}
-
 /// True if any thread has published `slot` (call after `heavy_barrier`).
 pub(crate) fn is_hazarded(slot: usize) -> bool {
-    let mut found = false;
-    for_each_hazard(|v| found |= v == slot);
-    found
+    pool()
+        .in_use()
+        .iter()
+        .any(|r| r.cells.iter().any(|c| c.load(Ordering::Acquire) == slot))
 }
 
-// ---- thread exit and fork (not modelled under loom) ----
-
-#[cfg(not(loom))]
-static EXIT_KEY: std::sync::OnceLock<libc::pthread_key_t> = std::sync::OnceLock::new();
-
-#[cfg(not(loom))]
-extern "C" fn on_thread_exit(value: *mut libc::c_void) {
-    // Code that runs later in this thread's exit (another key's destructor)
-    // may still invoke: it must not write into a record another thread can
-    // now claim, so from here on it uses the slot counters.
-    RECORD.with(|r| r.set(NO_RECORD));
-    release_record(value as usize);
+/// Every slot address published in a hazard cell, sorted: one scan of the
+/// records serves any number of lookups, with no allocation.
+pub(crate) struct Hazards {
+    addrs: [usize; RECORDS * CELLS],
+    len: usize,
 }
 
-#[cfg(not(loom))]
-fn install_thread_hooks() {
-    EXIT_KEY.get_or_init(|| {
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: plain libc calls with valid pointers and `extern "C"` handlers.
-        unsafe {
-            let rc = libc::pthread_key_create(&mut key, Some(on_thread_exit));
-            assert_eq!(rc, 0, "pthread_key_create failed");
-            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+impl Hazards {
+    /// Call after `heavy_barrier`.
+    pub(crate) fn snapshot() -> Self {
+        let mut h = Hazards {
+            addrs: [0; RECORDS * CELLS],
+            len: 0,
+        };
+        for rec in pool().in_use() {
+            for c in &rec.cells {
+                let v = c.load(Ordering::Acquire);
+                if v != 0 {
+                    h.addrs[h.len] = v;
+                    h.len += 1;
+                }
+            }
         }
-        key
-    });
+        h.addrs[..h.len].sort_unstable();
+        h
+    }
+
+    pub(crate) fn contains(&self, addr: usize) -> bool {
+        self.addrs[..self.len].binary_search(&addr).is_ok()
+    }
+
+    pub(crate) fn any(&self, f: impl Fn(usize) -> bool) -> bool {
+        self.addrs[..self.len].iter().any(|&a| f(a))
+    }
 }
 
-#[cfg(not(loom))]
-fn register_thread_exit(index: usize) {
-    if let Some(key) = EXIT_KEY.get() {
-        // SAFETY: the key was created above; the value is an integer.
-        unsafe { libc::pthread_setspecific(*key, index as *const libc::c_void) };
+// ---- what this thread is inside (its own view) ----
+
+pub(crate) const FRAME_INVOKE: u8 = 1;
+pub(crate) const FRAME_COLLECT: u8 = 2;
+
+/// A marker on this thread's stack: an invocation that has no hazard cell,
+/// or a collection in progress. Linked while `scope` runs.
+pub(crate) struct Frame {
+    kind: u8,
+    addr: usize,
+    prev: Cell<usize>,
+}
+
+impl Frame {
+    pub(crate) fn new(kind: u8, addr: usize) -> Self {
+        Frame {
+            kind,
+            addr,
+            prev: Cell::new(0),
+        }
     }
+
+    /// Runs `f` with this frame linked as the innermost one. Unlinks it
+    /// however `f` ends (a forced unwind included).
+    pub(crate) fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Unlink(usize);
+        impl Drop for Unlink {
+            fn drop(&mut self) {
+                FRAMES.with(|h| h.set(self.0));
+            }
+        }
+        self.prev.set(FRAMES.with(|h| h.get()));
+        FRAMES.with(|h| h.set(self as *const Frame as usize));
+        let _unlink = Unlink(self.prev.get());
+        f()
+    }
+}
+
+/// Calls `f(kind, addr)` for every frame of this thread.
+pub(crate) fn for_each_frame(mut f: impl FnMut(u8, usize)) {
+    let mut at = FRAMES.with(|h| h.get());
+    while at != 0 {
+        // SAFETY: linked frames live on this thread's stack until unlinked.
+        let frame = unsafe { &*(at as *const Frame) };
+        f(frame.kind, frame.addr);
+        at = frame.prev.get();
+    }
+}
+
+/// Whether this thread is inside an invocation of the slot at `addr`, at
+/// any depth, with or without a record.
+pub(crate) fn inside_slot(addr: usize) -> bool {
+    inside(|kind, a| kind == FRAME_INVOKE && a == addr)
+}
+
+/// Whether this thread is inside anything of the registry whose slots
+/// `owns` recognises or whose core is at `core`: an invocation, a
+/// collection or a pinned operation (so its release or callback is running).
+pub(crate) fn inside_registry(core: usize, owns: impl Fn(usize) -> bool) -> bool {
+    inside(|kind, a| {
+        if kind == FRAME_INVOKE {
+            owns(a)
+        } else {
+            a == core
+        }
+    }) || PINS.with(|p| p.get().contains(&core))
+        || PINS_OVERFLOW.with(|o| o.get()) > 0
+}
+
+fn inside(matches: impl Fn(u8, usize) -> bool) -> bool {
+    let in_cell = has_record()
+        && record().is_some_and(|r| {
+            (0..r.depth().min(CELLS))
+                .any(|d| matches(FRAME_INVOKE, r.cells[d].load(Ordering::Relaxed)))
+        });
+    let mut in_frame = false;
+    for_each_frame(|kind, a| in_frame |= matches(kind, a));
+    in_cell || in_frame
+}
+
+/// Notes a pin of the registry at `core` on this thread.
+pub(crate) fn note_pin(core: usize) {
+    PINS.with(|p| {
+        let mut pins = p.get();
+        match pins.iter_mut().find(|c| **c == 0) {
+            Some(free) => {
+                *free = core;
+                p.set(pins);
+            }
+            None => PINS_OVERFLOW.with(|o| o.set(o.get() + 1)),
+        }
+    })
+}
+
+/// Forgets one pin of the registry at `core` on this thread.
+pub(crate) fn note_unpin(core: usize) {
+    PINS.with(|p| {
+        let mut pins = p.get();
+        match pins.iter_mut().rev().find(|c| **c == core) {
+            Some(slot) => {
+                *slot = 0;
+                p.set(pins);
+            }
+            None => PINS_OVERFLOW.with(|o| o.set(o.get().saturating_sub(1))),
+        }
+    })
+}
+
+/// Pins this thread holds on the registry at `core` (for the fork child).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn my_pins(core: usize) -> usize {
+    PINS.with(|p| p.get().iter().filter(|c| **c == core).count())
+}
+
+// ---- waiting: cycles between threads ----
+
+/// Marks this thread as waiting for the slot at `slot` (0: done waiting).
+pub(crate) fn set_waiting_for(slot: usize) {
+    if let Some(r) = has_record().then(record).flatten() {
+        r.waiting_for.store(slot, Ordering::SeqCst);
+    }
+}
+
+/// Whether waiting for `slot` closes a cycle: a thread inside `slot` waits
+/// for a slot that this thread is inside, directly or through a chain of
+/// waiting threads. Sees threads with records (hazard cells); see
+/// `docs/protocol.md` for what it cannot see.
+pub(crate) fn wait_would_cycle(slot: usize) -> bool {
+    let mut target = slot;
+    for _ in 0..RECORDS {
+        let mut next = 0;
+        for rec in pool().in_use() {
+            if rec.owner.load(Ordering::SeqCst) == 0 || !rec.holds(target) {
+                continue;
+            }
+            let waits_for = rec.waiting_for.load(Ordering::SeqCst);
+            if waits_for == 0 {
+                continue;
+            }
+            if inside_slot(waits_for) {
+                return true;
+            }
+            next = waits_for;
+        }
+        if next == 0 || next == slot {
+            return false;
+        }
+        target = next;
+    }
+    false
+}
+
+// ---- fork (not modelled under loom) ----
+
+#[cfg(not(loom))]
+fn install_fork_handler() {
+    // SAFETY: registers an `extern "C"` handler; no other precondition.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
 }
 
 /// In a forked child only the forking thread exists: every other record is
-/// returned to the pool, so no dead thread's hazard blocks a release.
+/// returned to the pool, so no dead thread's hazard blocks a release; then
+/// the registries start again from a consistent state.
 #[cfg(not(loom))]
 extern "C" fn after_fork_in_child() {
     barrier::reinit_after_fork();
     let pool = pool();
     let mine = RECORD.with(|r| r.get());
-    for i in 1..=pool.high_water.load(Ordering::Acquire) {
-        let rec = &pool.records[i - 1];
-        if rec as *const ThreadRecord as usize != mine && rec.claimed.load(Ordering::Acquire) {
-            release_record(i);
+    for rec in pool.in_use() {
+        let owner = rec.owner.load(Ordering::Acquire);
+        if rec as *const ThreadRecord as usize != mine && owner != 0 {
+            release_record(rec, owner);
+        } else if owner != 0 {
+            // Our kernel thread id changed with the fork.
+            rec.tid.store(current_tid(), Ordering::SeqCst);
         }
     }
+    crate::reclaimer::after_fork_in_child();
     crate::registry::after_fork_in_child();
 }

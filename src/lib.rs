@@ -28,6 +28,7 @@ pub mod ffi;
 mod hazard;
 #[cfg(feature = "python")]
 pub mod python;
+mod reclaimer;
 mod registry;
 mod status;
 mod sync;

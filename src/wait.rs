@@ -1,7 +1,9 @@
-//! How a cbreg call that must wait for other threads lets go of what they
-//! may need while it waits.
+//! The one way cbreg waits for other threads (`unregister_wait`, registry
+//! `free`), and how a waiter lets go of what they may need meanwhile.
 //!
-//! The only such resource today is a foreign runtime's global lock: a
+//! `until` runs a step function until it says done or deadlock, backing off
+//! between rounds, with this thread marked as waiting (so other waiters can
+//! see a cycle). The only resource let go today is a foreign runtime's global lock: a
 //! thread holding Python's GIL that waits for a Python callback running on
 //! another thread would wait for ever. The Python adapter installs a hook
 //! pair here; every waiting loop in the core calls `before` once when it
@@ -9,6 +11,9 @@
 
 use std::ffi::c_void;
 use std::sync::OnceLock;
+
+use crate::hazard;
+use crate::Status;
 
 /// Called around a wait: `before` returns a token that `after` receives.
 #[derive(Clone, Copy)]
@@ -23,6 +28,44 @@ static HOOK: OnceLock<BlockingHook> = OnceLock::new();
 #[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) fn set_blocking_hook(hook: BlockingHook) {
     let _ = HOOK.set(hook);
+}
+
+/// What one round of a wait found.
+pub(crate) enum Step {
+    Done,
+    Deadlock,
+    Again,
+}
+
+/// Runs `step` until it returns `Done` (`Ok`) or `Deadlock`
+/// (`WouldDeadlock`). `waiting_for` is the slot address this thread waits
+/// on (0 for none), published for cycle detection while it waits.
+pub(crate) fn until(waiting_for: usize, mut step: impl FnMut() -> Step) -> Status {
+    match step() {
+        Step::Done => return Status::Ok,
+        Step::Deadlock => return Status::WouldDeadlock,
+        Step::Again => {}
+    }
+    struct NotWaiting;
+    impl Drop for NotWaiting {
+        fn drop(&mut self) {
+            hazard::set_waiting_for(0);
+        }
+    }
+    blocking(|| {
+        hazard::set_waiting_for(waiting_for);
+        let _done = NotWaiting;
+        let mut round = 0;
+        loop {
+            crate::sync::backoff(round);
+            round = round.saturating_add(1);
+            match step() {
+                Step::Done => return Status::Ok,
+                Step::Deadlock => return Status::WouldDeadlock,
+                Step::Again => {}
+            }
+        }
+    })
 }
 
 /// Runs `wait` between the hook's `before` and `after`.

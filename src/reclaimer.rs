@@ -1,0 +1,57 @@
+//! The reclaimer thread: where releases deferred by real-time threads run.
+//!
+//! A real-time thread never runs a release; what it retires goes on its
+//! registry's pending list, and it raises a flag with one store. The
+//! reclaimer, started when the first thread is marked real-time, looks at
+//! the flag every `PERIOD` and collects every registry when it is up. So a
+//! release deferred by a real-time thread runs within about `PERIOD` plus
+//! the time the releases before it take, with nobody calling collect.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often the reclaimer looks for work: the bound on the delay.
+pub(crate) const PERIOD: Duration = Duration::from_millis(10);
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+static WORK: AtomicBool = AtomicBool::new(false);
+
+/// Starts the reclaimer if it is not running (not from a real-time thread:
+/// starting a thread allocates).
+pub(crate) fn ensure_started() {
+    #[cfg(not(loom))]
+    if !STARTED.swap(true, Ordering::AcqRel) {
+        let spawned = std::thread::Builder::new()
+            .name("cbreg-reclaimer".into())
+            .spawn(run);
+        if spawned.is_err() {
+            STARTED.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Asks the reclaimer to collect: one store, safe on a real-time thread.
+#[inline]
+pub(crate) fn wake() {
+    WORK.store(true, Ordering::Release);
+}
+
+#[cfg_attr(loom, allow(dead_code))]
+fn run() {
+    loop {
+        std::thread::sleep(PERIOD);
+        if WORK.swap(false, Ordering::AcqRel) {
+            crate::registry::for_each_core(|core| {
+                core.collect();
+            });
+        }
+    }
+}
+
+/// The child of a fork has no reclaimer thread: the next thread marked
+/// real-time starts one, and work the parent left is kept.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn after_fork_in_child() {
+    STARTED.store(false, Ordering::Release);
+    WORK.store(true, Ordering::Release);
+}

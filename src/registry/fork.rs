@@ -1,0 +1,63 @@
+//! The state a forked child starts from.
+//!
+//! In the child only the forking thread exists. Whatever the others were
+//! doing (invoking at any depth, collecting, owning a retired entry, in the
+//! middle of a release) must not leave anything the child would wait for:
+//! their hazard records are returned by `hazard.rs`; here every registry's
+//! slot counters, pins and collector are set to what the forking thread
+//! itself holds, and the pending list is rebuilt from the slots, so that
+//! what the parent left retired is released in the child.
+
+use super::slots::{generation, is_retired, FINISHING};
+use super::{Core, COLLECTOR_IDLE, COLLECTOR_RUNNING};
+use crate::hazard::{self, FRAME_COLLECT, FRAME_INVOKE};
+use crate::sync::Ordering;
+
+/// Called from the `pthread_atfork` child handler (`hazard.rs`).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn after_fork_in_child() {
+    super::for_each_core(reset_core);
+}
+
+fn reset_core(core: &'static Core) {
+    let me = hazard::token();
+    let mut collecting = false;
+    hazard::for_each_frame(|kind, addr| collecting |= kind == FRAME_COLLECT && addr == core.addr());
+    core.pins
+        .store(hazard::my_pins(core.addr()) as u64, Ordering::SeqCst);
+    core.collector.store(
+        if collecting {
+            COLLECTOR_RUNNING
+        } else {
+            COLLECTOR_IDLE
+        },
+        Ordering::SeqCst,
+    );
+    // The pending list is rebuilt from scratch: what was on it, and what
+    // dead threads held privately, goes back on it; what this thread holds
+    // stays with it.
+    core.pending_head.store(0, Ordering::SeqCst);
+    let mut pending = 0;
+    core.for_each_used_slot(|slot| {
+        let mut mine = 0;
+        hazard::for_each_frame(|kind, addr| {
+            mine += u32::from(kind == FRAME_INVOKE && addr == slot.addr())
+        });
+        slot.inflight.store(mine, Ordering::SeqCst);
+        let state = slot.state.load(Ordering::SeqCst);
+        if !is_retired(state) || slot.owner.load(Ordering::Relaxed) == me {
+            return;
+        }
+        if state & FINISHING != 0 {
+            // Its release was running on a thread the child does not have:
+            // it cannot be run again, nor finished; count it as leaked.
+            core.counters.leaked.fetch_add(1, Ordering::SeqCst);
+            core.recycle_after_fork(slot, state);
+            return;
+        }
+        debug_assert_ne!(generation(state), 0);
+        core.requeue_after_fork(slot);
+        pending += 1;
+    });
+    core.counters.pending.store(pending, Ordering::SeqCst);
+}

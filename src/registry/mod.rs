@@ -1,0 +1,221 @@
+//! The registry core. One `Core` is one registry; the files beside this one
+//! each own one concern:
+//!
+//! - `slots.rs`: slot storage, the state word and the free list;
+//! - `invoke.rs`: the invoke protocol (the hot path);
+//! - `reclaim.rs`: retirement, the pending list, the collector, `clear` and
+//!   the one wait (`unregister_wait`);
+//! - `table.rs`: the table of registries that handles name, their lifecycle
+//!   word, pins and `free`;
+//! - `stats.rs`: counters;
+//! - `fork.rs`: the state a forked child starts from.
+//!
+//! Why the protocol is correct (which barrier pairs with which, why invoke
+//! needs no read-modify-write) is argued in `docs/protocol.md`.
+
+use std::ffi::c_void;
+
+use crate::hazard;
+use crate::sync::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::value::Value;
+use crate::Status;
+
+mod fork;
+mod invoke;
+mod reclaim;
+mod slots;
+mod stats;
+mod table;
+
+pub(crate) use fork::after_fork_in_child;
+use slots::{FreeList, Segments, Slot, LIVE, ONCE};
+pub use stats::Stats;
+use stats::{Counters, NO_COUNTER};
+#[cfg_attr(not(feature = "python"), allow(unused_imports))]
+pub(crate) use table::{
+    create, default_core, destroy, for_each_core, lookup, pin, retire_matching_everywhere, Pinned,
+    DEFAULT_HANDLE,
+};
+
+/// A callback: `ctx` as registered, the argument vector, an optional return
+/// slot. Returns 0 on success; any other code is a failure, reported as
+/// `CBREG_STATUS_CALLBACK_FAILED` (the code itself through
+/// `cbreg_last_callback_code`), except `CBREG_STATUS_CLOSED`, which a
+/// callback returns when its runtime is finalizing.
+pub type CallFn = Option<
+    unsafe extern "C-unwind" fn(
+        ctx: *mut c_void,
+        args: *const Value,
+        nargs: usize,
+        ret: *mut Value,
+    ) -> u32,
+>;
+/// Frees an entry's `ctx`; runs exactly once, never during an invocation.
+/// May be NULL where nothing needs freeing.
+pub type ReleaseFn = Option<unsafe extern "C-unwind" fn(ctx: *mut c_void)>;
+
+/// Bytes of registry storage per entry (one slot).
+pub const ENTRY_BYTES: usize = std::mem::size_of::<Slot>();
+
+/// The lifecycle word: generation << 32 | flags. A handle names one
+/// generation of one table entry.
+const ALIVE: u64 = 1;
+/// `free` has begun: no new pin, no new invoke.
+const DYING: u64 = 2;
+
+const COLLECTOR_IDLE: u32 = 0;
+const COLLECTOR_RUNNING: u32 = 1;
+const COLLECTOR_REQUESTED: u32 = 2;
+
+/// Aligns the field after it to a new pair of cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+struct LineBreak;
+
+#[repr(C)]
+pub(crate) struct Core {
+    // Read by every invoke, written rarely.
+    segments: Segments,
+    /// `generation << 32 | ALIVE | DYING` (see `table.rs`).
+    life: AtomicU64,
+    /// Per-thread invocation counter index, or `NO_COUNTER`.
+    counter: AtomicUsize,
+    closed: AtomicBool,
+    _writers: LineBreak,
+    // Written by register, unregister and collect.
+    /// Operations in progress through a handle (see `table::pin`).
+    pins: AtomicU64,
+    free: FreeList,
+    /// Head of the pending list (index + 1; 0 = empty).
+    pending_head: AtomicU32,
+    /// `COLLECTOR_IDLE`, `_RUNNING`, or `_REQUESTED` (run another round).
+    collector: AtomicU32,
+    counters: Counters,
+}
+
+crate::sync::thread_cell! { static RELEASE_LEAKED: bool = false; }
+
+/// Called by a release function that deliberately skipped freeing its
+/// context (its runtime is finalizing): the entry counts as leaked.
+pub(crate) fn mark_release_leaked() {
+    RELEASE_LEAKED.with(|c| c.set(true));
+}
+
+impl Core {
+    fn new(life: u64) -> Self {
+        hazard::init();
+        Core {
+            segments: Segments::new(),
+            life: AtomicU64::new(life),
+            counter: AtomicUsize::new(NO_COUNTER),
+            closed: AtomicBool::new(false),
+            _writers: LineBreak,
+            pins: AtomicU64::new(0),
+            free: FreeList::new(),
+            pending_head: AtomicU32::new(0),
+            collector: AtomicU32::new(COLLECTOR_IDLE),
+            counters: Counters::new(),
+        }
+    }
+
+    fn addr(&self) -> usize {
+        self as *const Core as usize
+    }
+
+    /// Calls `f` with every slot that may hold an entry.
+    fn for_each_used_slot(&self, mut f: impl FnMut(&Slot)) {
+        for index in 0..self.free.used() {
+            if let Some(slot) = self.segments.slot(index) {
+                f(slot);
+            }
+        }
+    }
+
+    // ---- registration ----
+
+    pub(crate) fn register(
+        &self,
+        call: CallFn,
+        ctx: *mut c_void,
+        release: ReleaseFn,
+        once: bool,
+    ) -> Result<u64, Status> {
+        let call = call.ok_or(Status::InvalidArgument)?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Status::Closed);
+        }
+        self.drain_if_pending();
+        let slot = self.free.alloc(&self.segments)?;
+        let gen = slots::generation(slot.state.load(Ordering::Relaxed));
+        slot.call.store(call as usize, Ordering::Relaxed);
+        slot.ctx.store(ctx, Ordering::Relaxed);
+        slot.release
+            .store(release.map_or(0, |f| f as usize), Ordering::Relaxed);
+        let state = gen << 32 | LIVE | if once { ONCE } else { 0 };
+        self.counters.registered.fetch_add(1, Ordering::Relaxed);
+        // SeqCst store/load pairs with `close`: either close's clear sees
+        // this entry, or this sees `closed` and takes the entry back.
+        slot.state.store(state, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            if let Ok(slot) = self.claim(slot.id(gen)) {
+                // Never handed out: the caller keeps ownership of ctx, but
+                // the slot still waits out invokers that guessed its id.
+                slot.release.store(0, Ordering::Relaxed);
+                self.retire(slot);
+                return Err(Status::Closed);
+            }
+        }
+        Ok(slot.id(gen))
+    }
+
+    // ---- the public operations ----
+
+    pub(crate) fn unregister(&self, id: u64) -> Status {
+        match self.claim(id) {
+            Ok(slot) => {
+                self.retire(slot);
+                Status::Ok
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// Unregisters every live entry whose `release` is `release` and whose
+    /// context `matches`; returns how many this call retired. The releases
+    /// run as for `unregister` (deferred while an invocation is in flight).
+    pub(crate) fn retire_matching(
+        &self,
+        release: ReleaseFn,
+        matches: &dyn Fn(*mut c_void) -> bool,
+    ) -> usize {
+        let want = release.map_or(0, |f| f as usize);
+        let mut count = 0;
+        self.for_each_used_slot(|slot| {
+            let state = slot.state.load(Ordering::SeqCst);
+            if state & LIVE != 0
+                && slot.release.load(Ordering::Relaxed) == want
+                && matches(slot.ctx.load(Ordering::Relaxed))
+                && self.claim(slot.id(slots::generation(state))).is_ok()
+            {
+                self.retire(slot);
+                count += 1;
+            }
+        });
+        count
+    }
+
+    pub(crate) fn close(&self) -> usize {
+        self.closed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.clear()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.counters.snapshot(self.counter.load(Ordering::Relaxed))
+    }
+}

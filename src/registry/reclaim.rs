@@ -1,0 +1,367 @@
+//! Retirement and release: who owns a retired entry, where its release
+//! runs, the pending list and its collector, `clear`, and the one wait
+//! (`unregister_wait`).
+//!
+//! Whoever moves a slot from LIVE to RETIRED with one CAS (unregister,
+//! clear, close, or the invoker of a one-shot) owns its release. The owner
+//! runs a heavy barrier and looks for invokers inside: if there are none it
+//! finishes the entry at once, otherwise the slot goes on the pending list
+//! and the last invoker to leave (or the next drain point, or the
+//! reclaimer thread for real-time threads) finishes it. Finishing runs the
+//! release, then moves the slot to its next generation and frees it.
+
+use std::ffi::c_void;
+
+use super::slots::{generation, split, Slot, EXHAUSTED, FINISHING, LIVE, RETIRED};
+use super::{Core, COLLECTOR_IDLE, COLLECTOR_REQUESTED, COLLECTOR_RUNNING, RELEASE_LEAKED};
+use crate::hazard::{self, Frame, Hazards, FRAME_COLLECT};
+use crate::sync::Ordering;
+use crate::wait::{self, Step};
+use crate::Status;
+
+impl Core {
+    /// Moves `id`'s slot from LIVE to RETIRED; the caller then owns it.
+    pub(super) fn claim(&self, id: u64) -> Result<&Slot, Status> {
+        let (gen, index) = split(id).ok_or(Status::NotFound)?;
+        let slot = self.segments.slot(index).ok_or(Status::NotFound)?;
+        let mut state = slot.state.load(Ordering::Acquire);
+        loop {
+            if generation(state) != gen || state & LIVE == 0 {
+                return Err(Status::NotFound);
+            }
+            match slot.state.compare_exchange(
+                state,
+                state & !LIVE | RETIRED,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    slot.owner.store(hazard::token(), Ordering::Relaxed);
+                    self.counters.retired.fetch_add(1, Ordering::SeqCst);
+                    return Ok(slot);
+                }
+                Err(s) => state = s,
+            }
+        }
+    }
+
+    fn in_flight(slot: &Slot) -> bool {
+        slot.inflight.load(Ordering::SeqCst) != 0 || hazard::is_hazarded(slot.addr())
+    }
+
+    /// Releases a slot this thread owns: now if nothing is inside it and
+    /// this thread may run releases, else through the pending list.
+    pub(super) fn retire(&self, slot: &Slot) {
+        if hazard::is_realtime() {
+            self.push_pending(slot);
+            crate::reclaimer::wake();
+            return;
+        }
+        hazard::heavy_barrier();
+        if Self::in_flight(slot) {
+            self.push_pending(slot);
+            self.collect();
+        } else {
+            self.finish(slot);
+        }
+    }
+
+    pub(super) fn push_pending(&self, slot: &Slot) {
+        self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+        self.counters.pending.fetch_add(1, Ordering::Relaxed);
+        self.push_pending_again(slot);
+    }
+
+    fn push_pending_again(&self, slot: &Slot) {
+        slot.owner.store(0, Ordering::Relaxed);
+        let index1 = slot.index + 1;
+        let mut head = self.pending_head.load(Ordering::Acquire);
+        loop {
+            slot.next.store(head, Ordering::Relaxed);
+            match self.pending_head.compare_exchange(
+                head,
+                index1,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Runs the release (if any) and recycles the slot. No lock is held.
+    fn finish(&self, slot: &Slot) {
+        let state = slot.state.load(Ordering::Relaxed);
+        slot.owner.store(hazard::token(), Ordering::Relaxed);
+        slot.state.store(state | FINISHING, Ordering::SeqCst);
+        let release = slot.release.swap(0, Ordering::Relaxed);
+        let ctx = slot.ctx.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        slot.call.store(0, Ordering::Relaxed);
+        // A release may re-enter and finish another entry: keep the marks apart.
+        let outer_mark = RELEASE_LEAKED.with(|c| c.replace(false));
+        // A release that ends its thread (forced unwind) counts as leaked.
+        struct Unwinding<'a>(&'a Core, &'a Slot, u64, bool);
+        impl Drop for Unwinding<'_> {
+            fn drop(&mut self) {
+                if self.3 {
+                    self.0.counters.leaked.fetch_add(1, Ordering::SeqCst);
+                    self.0.recycle(self.1, self.2);
+                }
+            }
+        }
+        let mut unwinding = Unwinding(self, slot, state, true);
+        if release != 0 {
+            // SAFETY: stored from a `ReleaseFn`; we own the retired entry and
+            // no invoker is inside it.
+            let release: unsafe extern "C-unwind" fn(*mut c_void) =
+                unsafe { std::mem::transmute(release) };
+            unsafe { release(ctx) };
+        }
+        unwinding.3 = false;
+        if RELEASE_LEAKED.with(|c| c.replace(outer_mark)) {
+            self.counters.leaked.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.counters.released.fetch_add(1, Ordering::SeqCst);
+        }
+        self.recycle(slot, state);
+    }
+
+    /// After the release step was counted: the next generation, then free.
+    fn recycle(&self, slot: &Slot, state: u64) {
+        slot.owner.store(0, Ordering::Relaxed);
+        slot.state
+            .store(Slot::next_free_state(state), Ordering::SeqCst);
+        self.free.free(slot);
+    }
+
+    /// In a forked child: a retired slot goes (back) on the pending list.
+    pub(super) fn requeue_after_fork(&self, slot: &Slot) {
+        self.push_pending_again(slot);
+    }
+
+    /// In a forked child: a slot whose release died with its thread.
+    pub(super) fn recycle_after_fork(&self, slot: &Slot, state: u64) {
+        self.recycle(slot, state & !FINISHING);
+    }
+
+    pub(super) fn drain_if_pending(&self) {
+        if self.pending_head.load(Ordering::Relaxed) != 0 && !hazard::is_realtime() {
+            self.collect();
+        }
+    }
+
+    /// Runs every deferred release whose invocations have all returned.
+    /// Returns how many this call finished. Never runs on a real-time thread.
+    ///
+    /// Not a lock: a thread that finds a collection running leaves a request
+    /// in the same word (so the collector runs another round that sees what
+    /// this thread did before) and returns at once.
+    pub(crate) fn collect(&self) -> usize {
+        if hazard::is_realtime() {
+            crate::reclaimer::wake();
+            return 0;
+        }
+        let mut seen = self.collector.load(Ordering::Acquire);
+        loop {
+            let (next, leader) = match seen {
+                COLLECTOR_IDLE => (COLLECTOR_RUNNING, true),
+                COLLECTOR_RUNNING => (COLLECTOR_REQUESTED, false),
+                _ => return 0,
+            };
+            match self
+                .collector
+                .compare_exchange(seen, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if leader => break,
+                Ok(_) => return 0,
+                Err(s) => seen = s,
+            }
+        }
+        // Stays idle-able however the rounds end (a release may unwind).
+        struct Idle<'a>(&'a Core);
+        impl Drop for Idle<'_> {
+            fn drop(&mut self) {
+                self.0.collector.store(COLLECTOR_IDLE, Ordering::Release);
+            }
+        }
+        let frame = Frame::new(FRAME_COLLECT, self.addr());
+        frame.scope(|| {
+            let idle = Idle(self);
+            let mut finished = 0;
+            loop {
+                finished += self.collect_round();
+                match self.collector.compare_exchange(
+                    COLLECTOR_RUNNING,
+                    COLLECTOR_IDLE,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        std::mem::forget(idle);
+                        return finished;
+                    }
+                    Err(_) => self.collector.store(COLLECTOR_RUNNING, Ordering::Release),
+                }
+            }
+        })
+    }
+
+    fn collect_round(&self) -> usize {
+        let head = self.pending_head.swap(0, Ordering::SeqCst);
+        if head == 0 {
+            return 0;
+        }
+        // The batch is this thread's now: say so, for a forked child.
+        let me = hazard::token();
+        self.walk(head, |slot| slot.owner.store(me, Ordering::Relaxed));
+        hazard::heavy_barrier();
+        let hazards = Hazards::snapshot();
+        let mut finished = 0;
+        self.walk(head, |slot| {
+            if slot.inflight.load(Ordering::SeqCst) != 0 || hazards.contains(slot.addr()) {
+                self.push_pending_again(slot);
+            } else {
+                self.counters.pending.fetch_sub(1, Ordering::Relaxed);
+                self.finish(slot);
+                finished += 1;
+            }
+        });
+        finished
+    }
+
+    /// Calls `f` on every slot of the chain starting at `index1`, reading
+    /// each link before `f` may reuse it.
+    fn walk(&self, mut index1: u32, mut f: impl FnMut(&Slot)) {
+        while let Some(slot) = index1
+            .checked_sub(1)
+            .and_then(|i| self.segments.slot(i as usize))
+        {
+            index1 = slot.next.load(Ordering::Relaxed);
+            f(slot);
+        }
+    }
+
+    /// Unregisters every live entry; returns how many this call retired.
+    /// Allocates nothing: the retired slots are chained through their own
+    /// links, and one hazard snapshot serves them all.
+    pub(crate) fn clear(&self) -> usize {
+        let me = hazard::token();
+        let mut batch = 0u32;
+        let mut count = 0;
+        self.for_each_used_slot(|slot| {
+            let state = slot.state.load(Ordering::SeqCst);
+            if state & LIVE != 0
+                && slot
+                    .state
+                    .compare_exchange(
+                        state,
+                        state & !LIVE | RETIRED,
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                slot.owner.store(me, Ordering::Relaxed);
+                slot.next.store(batch, Ordering::Relaxed);
+                batch = slot.index + 1;
+                count += 1;
+            }
+        });
+        self.counters
+            .retired
+            .fetch_add(count as u64, Ordering::SeqCst);
+        if hazard::is_realtime() {
+            self.walk(batch, |slot| self.push_pending(slot));
+            crate::reclaimer::wake();
+            return count;
+        }
+        let mut deferred = false;
+        if batch != 0 {
+            hazard::heavy_barrier();
+            let hazards = Hazards::snapshot();
+            self.walk(batch, |slot| {
+                if slot.inflight.load(Ordering::SeqCst) != 0 || hazards.contains(slot.addr()) {
+                    self.push_pending(slot);
+                    deferred = true;
+                } else {
+                    self.finish(slot);
+                }
+            });
+        }
+        if deferred {
+            self.collect();
+        }
+        self.drain_if_pending();
+        count
+    }
+
+    /// Unregisters `id` (if it is still live) and returns once no
+    /// invocation of it runs anywhere and its release has finished, whoever
+    /// retired it. `Ok` if this call unregistered it, `NotFound` if it was
+    /// already unregistered (or never existed), `WouldDeadlock` if the wait
+    /// would wait for this thread itself or closes a cycle of waiters.
+    pub(crate) fn unregister_wait(&self, id: u64) -> Status {
+        let Some((gen, index)) = split(id) else {
+            return Status::NotFound;
+        };
+        let Some(slot) = self.segments.slot(index) else {
+            return Status::NotFound;
+        };
+        let state = slot.state.load(Ordering::Acquire);
+        if generation(state) != gen || state & (LIVE | RETIRED) == 0 {
+            return Status::NotFound;
+        }
+        if hazard::inside_slot(slot.addr()) {
+            return Status::WouldDeadlock;
+        }
+        // If this call unregisters the entry, it waits for the invokers to
+        // leave and runs the release itself; otherwise it waits for
+        // whoever owns the release to finish it.
+        let claimed = self.claim(id).is_ok();
+        let me = hazard::token();
+        let waited = wait::until(slot.addr(), || {
+            if hazard::wait_would_cycle(slot.addr()) {
+                return Step::Deadlock;
+            }
+            if claimed {
+                hazard::heavy_barrier();
+                return if Self::in_flight(slot) {
+                    Step::Again
+                } else {
+                    Step::Done
+                };
+            }
+            let now = slot.state.load(Ordering::Acquire);
+            if generation(now) != gen || now & EXHAUSTED != 0 {
+                return Step::Done;
+            }
+            // Held by this very thread: a release it is running, or a batch
+            // it is collecting.
+            if now & (FINISHING | RETIRED) != 0 && slot.owner.load(Ordering::Relaxed) == me {
+                return Step::Deadlock;
+            }
+            self.collect();
+            Step::Again
+        });
+        if claimed {
+            // Done: nobody is inside. Deadlock: the release waits for the
+            // invokers on the pending list, like any unregister's.
+            self.retire(slot);
+        }
+        match (waited, claimed) {
+            (Status::Ok, true) => Status::Ok,
+            (Status::Ok, false) => Status::NotFound,
+            (other, _) => other,
+        }
+    }
+
+    /// Whether any invocation of this registry is running (after a heavy
+    /// barrier): a hazard on one of its slots or a slot counter above 0.
+    pub(super) fn any_in_flight(&self) -> bool {
+        hazard::heavy_barrier();
+        let mut counted = false;
+        self.for_each_used_slot(|slot| counted |= slot.inflight.load(Ordering::SeqCst) != 0);
+        counted || Hazards::snapshot().any(|a| self.segments.owns(a))
+    }
+}

@@ -1,0 +1,119 @@
+//! A registry's counters and the `Stats` snapshot built from them.
+//!
+//! Every counter only grows (`pending` is a gauge that the same paths move
+//! up and down), so a snapshot never goes backwards and never wraps.
+//! Invocations are counted per thread where the registry has a per-thread
+//! counter index (no shared write on invoke), in a shared atomic otherwise.
+
+use crate::hazard;
+use crate::sync::{AtomicU64, Ordering};
+
+/// Counters reported by `stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Entries registered and not yet unregistered (a one-shot stops being
+    /// live when its call starts).
+    pub live: u64,
+    /// Entries ever registered.
+    pub registered: u64,
+    /// Callbacks started.
+    pub invoked: u64,
+    /// Entries whose release step finished (release ran, or there was none).
+    pub released: u64,
+    /// Releases that had to wait for an invocation in flight.
+    pub deferred: u64,
+    /// Retired entries still waiting for their release.
+    pub pending: u64,
+    /// Releases deliberately skipped because their runtime was finalizing.
+    pub leaked: u64,
+}
+
+/// No per-thread counter index: invocations go to `shared_invoked`.
+pub(crate) const NO_COUNTER: usize = usize::MAX;
+
+pub(crate) struct Counters {
+    /// The per-thread total when this registry took its counter index.
+    invoked_base: AtomicU64,
+    shared_invoked: AtomicU64,
+    pub(crate) registered: AtomicU64,
+    /// Entries unregistered (by anyone, one-shots at their call).
+    pub(crate) retired: AtomicU64,
+    pub(crate) released: AtomicU64,
+    pub(crate) leaked: AtomicU64,
+    pub(crate) deferred: AtomicU64,
+    pub(crate) pending: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            invoked_base: AtomicU64::new(0),
+            shared_invoked: AtomicU64::new(0),
+            registered: AtomicU64::new(0),
+            retired: AtomicU64::new(0),
+            released: AtomicU64::new(0),
+            leaked: AtomicU64::new(0),
+            deferred: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one invocation on this thread; `counter` is the registry's
+    /// per-thread counter index.
+    #[inline(always)]
+    pub(crate) fn count_invoke(&self, counter: usize, record: Option<&hazard::ThreadRecord>) {
+        match record.and_then(|r| r.invoked(counter)) {
+            Some(count) => hazard::ThreadRecord::bump(count),
+            None => self.count_shared(),
+        }
+    }
+
+    #[cold]
+    fn count_shared(&self) {
+        self.shared_invoked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Entries whose release step is done (released or leaked).
+    pub(crate) fn finished(&self) -> u64 {
+        self.released.load(Ordering::SeqCst) + self.leaked.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn snapshot(&self, counter: usize) -> Stats {
+        let per_thread = if counter == NO_COUNTER {
+            0
+        } else {
+            hazard::invoked_total(counter).saturating_sub(self.invoked_base.load(Ordering::Relaxed))
+        };
+        let registered = self.registered.load(Ordering::Relaxed);
+        Stats {
+            live: registered.saturating_sub(self.retired.load(Ordering::Relaxed)),
+            registered,
+            invoked: per_thread + self.shared_invoked.load(Ordering::Relaxed),
+            released: self.released.load(Ordering::Relaxed),
+            deferred: self.deferred.load(Ordering::Relaxed),
+            pending: self.pending.load(Ordering::Relaxed),
+            leaked: self.leaked.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts the counters of a new registry on this core; `counter` is its
+    /// per-thread counter index (or `NO_COUNTER`).
+    pub(crate) fn reset(&self, counter: usize) {
+        for c in [
+            &self.shared_invoked,
+            &self.registered,
+            &self.retired,
+            &self.released,
+            &self.leaked,
+            &self.deferred,
+            &self.pending,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        if counter != NO_COUNTER {
+            self.invoked_base
+                .store(hazard::invoked_total(counter), Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The table of registries that handles name, and each registry's
+//! lifecycle: create, pin, free.
+//!
+//! A handle is `generation << 32 | (table index + 1)`. Each table entry
+//! holds a `Core` that is never freed; its lifecycle word `life` is
+//! `generation << 32 | ALIVE | DYING`. A handle is valid while `life` is
+//! exactly its generation with ALIVE (and not DYING). `free` sets DYING
+//! first (so the handle is refused from that moment on, and only one of two
+//! racing frees wins), waits for every operation that pinned the registry,
+//! for every invocation and for every release, then moves `life` to the
+//! next generation: the core may then serve a new registry, which no old
+//! handle can reach.
+//!
+//! Operations other than invoke *pin* the registry for their duration (a
+//! counter, and a note in the thread's own state), so a `free` cannot
+//! complete under them and they cannot land in a newer registry. Invoke
+//! pins nothing: it checks `life` after it loaded the entry's state
+//! (`invoke.rs`).
+
+use std::ffi::c_void;
+
+use super::stats::NO_COUNTER;
+use super::{Core, ReleaseFn, ALIVE, COLLECTOR_IDLE, DYING};
+use crate::hazard::{self, COUNTED_REGISTRIES};
+use crate::sync::{AtomicPtr, AtomicU32, Ordering};
+use crate::wait::{self, Step};
+use crate::Status;
+
+#[cfg(not(loom))]
+const MAX_REGISTRIES: usize = 4096;
+#[cfg(loom)]
+const MAX_REGISTRIES: usize = 2;
+
+struct Table {
+    /// Registries by handle index; a core, once installed, is never freed.
+    cores: [AtomicPtr<Core>; MAX_REGISTRIES],
+    /// Per-thread counter indices in use (bit i: index i).
+    counters_in_use: AtomicU32,
+}
+
+#[cfg(not(loom))]
+impl Table {
+    const fn new() -> Self {
+        #[allow(clippy::declare_interior_mutable_const)]
+        const EMPTY: AtomicPtr<Core> = AtomicPtr::new(std::ptr::null_mut());
+        Table {
+            cores: [EMPTY; MAX_REGISTRIES],
+            counters_in_use: AtomicU32::new(1), // counter 0 is the default registry's
+        }
+    }
+}
+
+#[cfg(loom)]
+use crate::sync::global;
+
+#[cfg(not(loom))]
+static TABLE: Table = Table::new();
+
+#[inline(always)]
+fn table() -> &'static Table {
+    #[cfg(not(loom))]
+    return &TABLE;
+    #[cfg(loom)]
+    {
+        global! {
+            static TABLE: Table = Table {
+                cores: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+                counters_in_use: AtomicU32::new(1),
+            };
+        }
+        &TABLE
+    }
+}
+
+/// Handle of the process-wide default registry (index 0, generation 1).
+pub(crate) const DEFAULT_HANDLE: u64 = 1 << 32 | 1;
+
+fn core_at(index: usize) -> Option<&'static Core> {
+    let p = table().cores.get(index)?.load(Ordering::Acquire);
+    // SAFETY: cores in the table are never freed.
+    unsafe { p.as_ref() }
+}
+
+/// Calls `f` on every core in the table (live, dying or free).
+pub(crate) fn for_each_core(mut f: impl FnMut(&'static Core)) {
+    (0..MAX_REGISTRIES).filter_map(core_at).for_each(&mut f)
+}
+
+/// Installs a core with lifecycle word `life` at `index`, unless another
+/// thread installed one first.
+fn install(index: usize, life: u64) -> &'static Core {
+    let fresh = Box::into_raw(Box::new(Core::new(life)));
+    match table().cores[index].compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: just published; cores in the table are never freed.
+        Ok(_) => unsafe { &*fresh },
+        Err(existing) => {
+            // SAFETY: `fresh` was never published; `existing` never freed.
+            drop(unsafe { Box::from_raw(fresh) });
+            unsafe { &*existing }
+        }
+    }
+}
+
+/// The default registry, created on first use; never destroyed.
+pub(crate) fn default_core() -> &'static Core {
+    core_at(0).unwrap_or_else(|| {
+        let core = install(0, 1 << 32 | ALIVE);
+        core.counter.store(0, Ordering::Relaxed);
+        core
+    })
+}
+
+/// The core a handle's index names, whatever its state. For invoke, which
+/// checks the lifecycle word itself.
+#[inline(always)]
+pub(crate) fn lookup(handle: u64) -> Result<&'static Core, Status> {
+    let index = (handle as u32 as usize).wrapping_sub(1);
+    if let Some(cell) = table().cores.get(index) {
+        let p = cell.load(Ordering::Acquire);
+        // SAFETY: cores in the table are never freed.
+        if let Some(core) = unsafe { p.as_ref() } {
+            return Ok(core);
+        }
+    }
+    lookup_slow(handle)
+}
+
+#[cold]
+fn lookup_slow(handle: u64) -> Result<&'static Core, Status> {
+    if handle == DEFAULT_HANDLE {
+        Ok(default_core()) // first use: create it
+    } else {
+        Err(Status::InvalidRegistry)
+    }
+}
+
+/// An operation in progress on a registry: while it lives, the registry's
+/// `free` cannot complete.
+pub(crate) struct Pinned {
+    core: &'static Core,
+}
+
+impl std::ops::Deref for Pinned {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        self.core
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        hazard::note_unpin(self.core.addr());
+        self.core.pins.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Pins the registry `handle` names; `InvalidRegistry` if it is not alive
+/// (freed, being freed, forged).
+pub(crate) fn pin(handle: u64) -> Result<Pinned, Status> {
+    let core = lookup(handle)?;
+    // Count in first, then check (SeqCst both; `free` does the reverse):
+    // either `free` sees this pin, or this sees DYING.
+    core.pins.fetch_add(1, Ordering::SeqCst);
+    if core.life.load(Ordering::SeqCst) != (handle >> 32) << 32 | ALIVE {
+        core.pins.fetch_sub(1, Ordering::SeqCst);
+        return Err(Status::InvalidRegistry);
+    }
+    hazard::note_pin(core.addr());
+    Ok(Pinned { core })
+}
+
+/// Creates a registry and returns its handle.
+pub(crate) fn create() -> Result<u64, Status> {
+    default_core();
+    for index in 1..MAX_REGISTRIES {
+        let core = match core_at(index) {
+            Some(c) => c,
+            None => install(index, 1 << 32), // generation 1, free
+        };
+        let life = core.life.load(Ordering::Acquire);
+        if life & (ALIVE | DYING) != 0 || life >> 32 >= u32::MAX as u64 {
+            continue; // in use, or its handles would wrap
+        }
+        if core
+            .life
+            .compare_exchange(
+                life,
+                life | ALIVE | DYING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            // ALIVE | DYING: ours, not yet usable. Start it afresh.
+            let counter = take_counter();
+            core.counters.reset(counter);
+            core.counter.store(counter, Ordering::Relaxed);
+            core.closed.store(false, Ordering::SeqCst);
+            core.life.store(life | ALIVE, Ordering::SeqCst);
+            return Ok((life >> 32) << 32 | (index as u64 + 1));
+        }
+    }
+    Err(Status::NoMemory)
+}
+
+fn take_counter() -> usize {
+    let t = table();
+    let mut used = t.counters_in_use.load(Ordering::Acquire);
+    loop {
+        let free = (!used).trailing_zeros() as usize;
+        if free >= COUNTED_REGISTRIES {
+            return NO_COUNTER;
+        }
+        match t.counters_in_use.compare_exchange(
+            used,
+            used | 1 << free,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return free,
+            Err(u) => used = u,
+        }
+    }
+}
+
+/// Destroys the registry a handle names: refuse the handle, close, wait for
+/// every pinned operation, invocation and release, then retire the handle's
+/// generation. `WouldDeadlock` from inside one of the registry's own
+/// callbacks, releases or operations (nothing changes then).
+pub(crate) fn destroy(handle: u64) -> Status {
+    if handle == DEFAULT_HANDLE {
+        return Status::InvalidArgument;
+    }
+    let Ok(core) = lookup(handle) else {
+        return Status::InvalidRegistry;
+    };
+    let alive = (handle >> 32) << 32 | ALIVE;
+    if core.life.load(Ordering::SeqCst) != alive {
+        return Status::InvalidRegistry;
+    }
+    if hazard::inside_registry(core.addr(), |a| core.segments.owns(a)) {
+        return Status::WouldDeadlock;
+    }
+    if core
+        .life
+        .compare_exchange(alive, alive | DYING, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return Status::InvalidRegistry; // freed concurrently
+    }
+    core.close();
+    let status = wait::until(0, || {
+        core.collect();
+        let settled = core.pins.load(Ordering::SeqCst) == 0
+            && core.collector.load(Ordering::SeqCst) == COLLECTOR_IDLE
+            && core.counters.finished() == core.counters.retired.load(Ordering::SeqCst)
+            && !core.any_in_flight();
+        if settled {
+            Step::Done
+        } else {
+            Step::Again
+        }
+    });
+    debug_assert_eq!(status, Status::Ok);
+    let counter = core.counter.swap(NO_COUNTER, Ordering::AcqRel);
+    if counter != NO_COUNTER {
+        table()
+            .counters_in_use
+            .fetch_and(!(1 << counter), Ordering::AcqRel);
+    }
+    core.life
+        .store(((handle >> 32) + 1) << 32, Ordering::SeqCst);
+    Status::Ok
+}
+
+/// `Core::retire_matching` on every live registry, the default one included;
+/// returns how many entries were retired.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub(crate) fn retire_matching_everywhere(
+    release: ReleaseFn,
+    matches: &dyn Fn(*mut c_void) -> bool,
+) -> usize {
+    let mut count = 0;
+    for_each_core(|core| {
+        let life = core.life.load(Ordering::SeqCst);
+        if life & (ALIVE | DYING) == ALIVE {
+            if let Ok(pinned) = pin(life & !0xffff_ffff | core_index(core)) {
+                count += pinned.retire_matching(release, matches);
+            }
+        }
+    });
+    count
+}
+
+/// index + 1 of a core in the table.
+fn core_index(core: &Core) -> u64 {
+    (0..MAX_REGISTRIES)
+        .find(|&i| core_at(i).is_some_and(|c| std::ptr::eq(c, core)))
+        .map_or(0, |i| i as u64 + 1)
+}
