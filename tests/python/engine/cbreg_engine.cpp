@@ -118,8 +118,11 @@ NB_MODULE(cbreg_engine, m) {
         v.tag = CBREG_TAG_STR;  // whatever bytes, claimed to be UTF-8
         v.len = raw.size();
         v.as.str = reinterpret_cast<const std::uint8_t*>(raw.c_str());
-        return static_cast<std::uint32_t>(cbreg_invoke(reg(), id, &v, 1, nullptr));
-    }, nb::arg("id"), nb::arg("raw"), "Invokes `id` with a STR argument holding `raw`.");
+        const auto status = static_cast<std::uint32_t>(cbreg_invoke(reg(), id, &v, 1, nullptr));
+        return nb::make_tuple(status, cbreg_last_callback_code());
+    }, nb::arg("id"), nb::arg("raw"),
+       "Invokes `id` with a STR argument holding `raw`; returns (status, the "
+       "callback's own code).");
 
     m.def("bench", [](std::uint64_t id, nb::callable fn, std::int64_t n) {
         // Both loops run on a native thread while this one waits without
