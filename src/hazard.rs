@@ -484,6 +484,9 @@ pub(crate) fn my_pins(core: usize) -> usize {
 pub(crate) fn set_waiting_for(slot: usize) {
     if let Some(r) = has_record().then(record).flatten() {
         r.waiting_for.store(slot, Ordering::SeqCst);
+        // Pairs with the same fence of another waiter: of two threads that
+        // publish and then look, at least one sees the other.
+        crate::sync::fence(Ordering::SeqCst);
     }
 }
 

@@ -185,3 +185,152 @@ fn release_never_runs_on_a_realtime_invoker() {
         );
     });
 }
+
+/// A stale handle's register racing `free` and the next `new` on the same
+/// table entry: it lands in the old registry (and is cleared by the free)
+/// or is refused, and never reaches the new one.
+#[test]
+fn stale_handle_register_racing_free_never_reaches_the_next_registry() {
+    use cbreg::ffi::{cbreg_register, RegistryHandle};
+    unsafe extern "C-unwind" fn noop(
+        _: *mut std::ffi::c_void,
+        _: *const Value,
+        _: usize,
+        _: *mut Value,
+    ) -> u32 {
+        0
+    }
+    model(|| {
+        let old = Registry::new().unwrap();
+        let handle = RegistryHandle {
+            handle: old.handle(),
+        };
+        let stale = thread::spawn(move || {
+            let mut id = 0;
+            let s = cbreg_register(handle, Some(noop), std::ptr::null_mut(), None, 0, &mut id);
+            (s, id)
+        });
+        std::mem::forget(old);
+        assert_eq!(cbreg::ffi::cbreg_registry_free(handle), Status::Ok);
+        let new = Registry::new().unwrap();
+        let (status, id) = stale.join().unwrap();
+        assert!(
+            matches!(
+                status,
+                Status::Ok | Status::InvalidRegistry | Status::Closed
+            ),
+            "{status:?}"
+        );
+        assert_eq!(new.stats().registered, 0, "landed in the new registry");
+        if status == Status::Ok {
+            assert_eq!(new.call(id, &[]), Status::NotFound);
+        }
+    });
+}
+
+/// `unregister_wait` racing the invoker of a one-shot: whoever retires it,
+/// the wait returns only after the call and the release are over.
+#[test]
+fn unregister_wait_racing_a_one_shot_returns_after_call_and_release() {
+    model(|| {
+        let (reg, probe, id) = setup(true);
+        let r = reg.clone();
+        let invoker = thread::spawn(move || r.call(id, &[]));
+        let waited = reg.unregister_wait(id);
+        assert!(waited == Status::Ok || waited == Status::NotFound);
+        assert_eq!(probe.inside.load(SeqCst), 0, "returned during the call");
+        assert_eq!(
+            probe.releases.load(SeqCst),
+            1,
+            "returned before the release"
+        );
+        invoker.join().unwrap();
+        check(&probe);
+    });
+}
+
+/// An invocation nested deeper than the hazard cells (the slot counter
+/// path) racing unregister of the innermost entry.
+#[test]
+fn invoke_nested_past_the_cells_racing_unregister() {
+    model(|| {
+        let (reg, probe, inner) = setup(false);
+        // Two outer levels fill the cells (2 under loom); the inner call
+        // takes the counter path.
+        let r = reg.clone();
+        let middle = reg
+            .register(move |_: &[Value], _: &mut Value| {
+                let _ = r.call(inner, &[]);
+                Ok(())
+            })
+            .unwrap()
+            .detach();
+        let r = reg.clone();
+        let outer = reg
+            .register(move |_: &[Value], _: &mut Value| {
+                let _ = r.call(middle, &[]);
+                Ok(())
+            })
+            .unwrap()
+            .detach();
+        let r = reg.clone();
+        let invoker = thread::spawn(move || r.call(outer, &[]));
+        assert_eq!(reg.unregister(inner), Status::Ok);
+        invoker.join().unwrap();
+        reg.collect();
+        check(&probe);
+        reg.clear();
+    });
+}
+
+/// A stale id racing the reuse of its slot never runs the newer entry.
+#[test]
+fn stale_id_racing_slot_reuse_never_runs_the_newer_entry() {
+    model(|| {
+        let (reg, probe, old) = setup(false);
+        let r = reg.clone();
+        let invoker = thread::spawn(move || r.call(old, &[]));
+        assert_eq!(reg.unregister(old), Status::Ok);
+        reg.collect();
+        let newer = Arc::new(Probe::default());
+        let new_id = entry(&reg, &newer, false);
+        invoker.join().unwrap();
+        assert_eq!(newer.calls.load(SeqCst), 0, "a stale id ran a newer entry");
+        assert_ne!(new_id, old);
+        reg.collect();
+        check(&probe);
+        reg.clear();
+    });
+}
+
+/// `free` racing the invoker of a one-shot: it returns only after the
+/// one-shot's call and its release are over, and the release runs once.
+#[test]
+fn free_racing_a_one_shot_returns_after_its_release() {
+    use cbreg::ffi::{cbreg_registry_free, RegistryHandle};
+    model(|| {
+        let (reg, probe, id) = setup(true);
+        let handle = RegistryHandle {
+            handle: reg.handle(),
+        };
+        let r = reg.clone();
+        let invoker = thread::spawn(move || r.call(id, &[]));
+        assert_eq!(cbreg_registry_free(handle), Status::Ok);
+        assert_eq!(
+            probe.inside.load(SeqCst),
+            0,
+            "free returned during the call"
+        );
+        assert_eq!(
+            probe.releases.load(SeqCst),
+            1,
+            "free returned before the release"
+        );
+        let s = invoker.join().unwrap();
+        assert!(
+            matches!(s, Status::Ok | Status::NotFound | Status::InvalidRegistry),
+            "{s:?}"
+        );
+        check(&probe);
+    });
+}

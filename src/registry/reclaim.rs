@@ -316,21 +316,28 @@ impl Core {
             return Status::WouldDeadlock;
         }
         // If this call unregisters the entry, it waits for the invokers to
-        // leave and runs the release itself; otherwise it waits for
-        // whoever owns the release to finish it.
+        // leave and finishes the entry itself; otherwise (or on a real-time
+        // thread) it waits for whoever finishes it.
         let claimed = self.claim(id).is_ok();
+        let mine = std::cell::Cell::new(claimed);
         let me = hazard::token();
         let waited = wait::until(slot.addr(), || {
             if hazard::wait_would_cycle(slot.addr()) {
                 return Step::Deadlock;
             }
-            if claimed {
+            if mine.get() {
                 hazard::heavy_barrier();
-                return if Self::in_flight(slot) {
-                    Step::Again
-                } else {
-                    Step::Done
-                };
+                if Self::in_flight(slot) {
+                    return Step::Again;
+                }
+                // Nobody passed the state check after our claim: finish.
+                mine.set(false);
+                if !hazard::is_realtime() {
+                    self.finish(slot);
+                    return Step::Done;
+                }
+                self.push_pending(slot);
+                crate::reclaimer::wake();
             }
             let now = slot.state.load(Ordering::Acquire);
             if generation(now) != gen || now & EXHAUSTED != 0 {
@@ -344,10 +351,10 @@ impl Core {
             self.collect();
             Step::Again
         });
-        if claimed {
-            // Done: nobody is inside. Deadlock: the release waits for the
-            // invokers on the pending list, like any unregister's.
-            self.retire(slot);
+        if mine.get() {
+            // A cycle: the release waits for the invokers on the pending
+            // list, like any unregister's.
+            self.push_pending(slot);
         }
         match (waited, claimed) {
             (Status::Ok, true) => Status::Ok,

@@ -22,7 +22,7 @@ use std::ffi::c_void;
 use super::stats::NO_COUNTER;
 use super::{Core, ReleaseFn, ALIVE, COLLECTOR_IDLE, DYING};
 use crate::hazard::{self, COUNTED_REGISTRIES};
-use crate::sync::{AtomicPtr, AtomicU32, Ordering};
+use crate::sync::{fence, AtomicPtr, AtomicU32, Ordering};
 use crate::wait::{self, Step};
 use crate::Status;
 
@@ -166,6 +166,7 @@ pub(crate) fn pin(handle: u64) -> Result<Pinned, Status> {
     // Count in first, then check (SeqCst both; `free` does the reverse):
     // either `free` sees this pin, or this sees DYING.
     core.pins.fetch_add(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
     if core.life.load(Ordering::SeqCst) != (handle >> 32) << 32 | ALIVE {
         core.pins.fetch_sub(1, Ordering::SeqCst);
         return Err(Status::InvalidRegistry);
@@ -253,6 +254,9 @@ pub(crate) fn destroy(handle: u64) -> Status {
     {
         return Status::InvalidRegistry; // freed concurrently
     }
+    // Pairs with the fence in `pin`: every later pin sees DYING, or this
+    // thread's wait sees the pin.
+    fence(Ordering::SeqCst);
     core.close();
     let status = wait::until(0, || {
         core.collect();
