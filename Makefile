@@ -6,7 +6,7 @@ CARGO ?= cargo
 CARGO_STATICLIB := target/release/libcbreg.a
 LOOM_TARGET_DIR := target/loom
 
-.PHONY: all build header test rust-test loom demo native-demo bench bench-instructions python-bench clean
+.PHONY: all build header lint test rust-test loom demo native-demo bench bench-instructions python-bench clean
 
 all: build
 
@@ -33,7 +33,12 @@ rust-test:
 loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) test --release --test loom
 
-test: rust-test loom c-test c-test-asan cpp-test cpp-test-asan python-test
+## Clippy with warnings as errors, on the library, its tests and the loom build.
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) clippy --release --test loom -- -D warnings
+
+test: lint rust-test loom c-test c-test-asan cpp-test cpp-test-asan python-test
 
 native-demo:
 	$(CARGO) run --release --example native_demo

@@ -266,8 +266,12 @@ pub extern "C" fn cbreg_release_mark_leaked() {
 
 /// Frees what a returned value owns (calls its `drop` with its `owner`, if
 /// set) and resets it to none. NULL is ignored.
+///
+/// # Safety
+/// `value` is NULL or points to a value whose `drop` and `owner` are what
+/// the callback that produced it set.
 #[no_mangle]
-pub extern "C" fn cbreg_value_drop(value: *mut Value) {
+pub unsafe extern "C" fn cbreg_value_drop(value: *mut Value) {
     // SAFETY: the caller passed a valid value or NULL, whose `drop` and
     // `owner` came from the callback that produced it.
     if let Some(v) = unsafe { value.as_mut() } {

@@ -156,15 +156,24 @@ impl Value {
     }
     pub fn as_i64(&self) -> Option<i64> {
         // SAFETY: the tag says `i64` is set.
-        (self.tag() == Some(Tag::I64)).then(|| unsafe { self.r#as.i64 })
+        match self.tag() {
+            Some(Tag::I64) => Some(unsafe { self.r#as.i64 }),
+            _ => None,
+        }
     }
     pub fn as_f64(&self) -> Option<f64> {
         // SAFETY: the tag says `f64` is set.
-        (self.tag() == Some(Tag::F64)).then(|| unsafe { self.r#as.f64 })
+        match self.tag() {
+            Some(Tag::F64) => Some(unsafe { self.r#as.f64 }),
+            _ => None,
+        }
     }
     pub fn as_ptr(&self) -> Option<*mut c_void> {
         // SAFETY: the tag says `ptr` is set.
-        (self.tag() == Some(Tag::Ptr)).then(|| unsafe { self.r#as.ptr })
+        match self.tag() {
+            Some(Tag::Ptr) => Some(unsafe { self.r#as.ptr }),
+            _ => None,
+        }
     }
 
     /// # Safety

@@ -296,9 +296,9 @@ fn returned_values_are_freed_by_value_drop() {
     let mut ret = Value::none();
     assert_eq!(cbreg_invoke(reg, id, null(), 0, &mut ret), Status::Ok);
     assert_eq!(unsafe { ret.as_str() }, Some("hello"));
-    cbreg_value_drop(&mut ret);
+    unsafe { cbreg_value_drop(&mut ret) };
     assert!(FREED.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(ret.tag, 0, "reset to none");
-    cbreg_value_drop(null_mut());
+    unsafe { cbreg_value_drop(null_mut()) };
     assert_eq!(cbreg_unregister(reg, id), Status::Ok);
 }

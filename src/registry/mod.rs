@@ -27,6 +27,7 @@ mod slots;
 mod stats;
 mod table;
 
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use fork::after_fork_in_child;
 use slots::{FreeList, Segments, Slot, LIVE, ONCE};
 pub use stats::Stats;
