@@ -258,6 +258,10 @@ void cbreg_release_mark_leaked(void);
 
 // Frees what a returned value owns (calls its `drop` with its `owner`, if
 // set) and resets it to none. NULL is ignored.
+//
+// # Safety
+// `value` is NULL or points to a value whose `drop` and `owner` are what
+// the callback that produced it set.
 void cbreg_value_drop(struct cbreg_value *value);
 
 #if defined(CBREG_PYTHON)

@@ -73,17 +73,27 @@ impl ThreadRecord {
         self.depth.load(Ordering::Relaxed)
     }
 
-    /// Publishes `slot` in cell `depth` (the next free one).
+    /// The next free cell's depth, if there is one.
+    #[inline(always)]
+    pub(crate) fn free_cell(&self) -> Option<usize> {
+        let depth = self.depth();
+        (depth < CELLS).then_some(depth)
+    }
+
+    /// Publishes `slot` in cell `depth` (the next free one, `< CELLS`).
     #[inline(always)]
     pub(crate) fn enter(&self, depth: usize, slot: usize) {
-        self.cells[depth].store(slot, Ordering::Relaxed);
+        debug_assert!(depth < CELLS);
+        // The caller checked depth < CELLS; `min` lets the compiler drop
+        // the bounds check.
+        self.cells[depth.min(CELLS - 1)].store(slot, Ordering::Relaxed);
         self.depth.store(depth + 1, Ordering::Relaxed);
     }
 
     /// Clears cell `depth` again.
     #[inline(always)]
     pub(crate) fn leave(&self, depth: usize) {
-        self.cells[depth].store(0, Ordering::Release);
+        self.cells[depth.min(CELLS - 1)].store(0, Ordering::Release);
         self.depth.store(depth, Ordering::Relaxed);
     }
 
@@ -198,11 +208,20 @@ fn has_record() -> bool {
 /// exhausted: the caller uses the slot counter instead.
 #[inline(always)]
 pub(crate) fn record() -> Option<&'static ThreadRecord> {
-    match RECORD.with(|r| r.get()) {
-        NONE_YET => claim(),
-        NO_RECORD => None,
+    let addr = RECORD.with(|r| r.get());
+    if addr > NO_RECORD {
         // SAFETY: the address of a record in the pool, which is never freed.
-        addr => Some(unsafe { &*(addr as *const ThreadRecord) }),
+        Some(unsafe { &*(addr as *const ThreadRecord) })
+    } else {
+        record_slow(addr)
+    }
+}
+
+#[cold]
+fn record_slow(addr: usize) -> Option<&'static ThreadRecord> {
+    match addr {
+        NONE_YET => claim(),
+        _ => None,
     }
 }
 

@@ -204,20 +204,21 @@ impl Value {
         (self.tag() == Some(Tag::F64Array)).then(|| raw_slice(self.r#as.f64s, self.len))
     }
 
-    /// A tag cbreg knows, and a non-null pointer wherever `len` is nonzero.
+    /// A tag cbreg knows, a non-null pointer wherever `len` is nonzero, and
+    /// a BOOL byte of 0 or 1. Branch-free: each condition is a bit.
     #[inline(always)]
     pub fn is_well_formed(&self) -> bool {
         const BORROWS: u32 = 1 << Tag::Str as u32
             | 1 << Tag::Bytes as u32
             | 1 << Tag::I64Array as u32
             | 1 << Tag::F64Array as u32;
-        // SAFETY: every pointer member shares the same storage, and its
-        // first byte is `b` (read as a byte: a bool other than 0/1 is UB).
-        self.tag <= Tag::Ptr as u32
-            && (BORROWS >> self.tag & 1 == 0
-                || self.len == 0
-                || unsafe { !self.r#as.bytes.is_null() })
-            && (self.tag != Tag::Bool as u32 || self.bool_byte() <= 1)
+        let tag = self.tag;
+        let known = tag <= Tag::Ptr as u32;
+        let borrows = BORROWS >> (tag & 31) & 1 != 0;
+        // SAFETY: every pointer member shares the same storage.
+        let has_memory = self.len == 0 || unsafe { !self.r#as.bytes.is_null() };
+        let bool_ok = tag != Tag::Bool as u32 || self.bool_byte() <= 1;
+        known & (!borrows | has_memory) & bool_ok
     }
 
     /// The raw byte of `as.b`, whatever C stored there.
@@ -244,9 +245,32 @@ impl Value {
 
 /// An argument vector cbreg accepts: at most `CBREG_MAX_ARGS` values, each
 /// well formed. The one rule the C ABI and the Rust API both apply.
+///
+/// One pass over the tags decides it for scalar arguments (none, i64, f64,
+/// pointer): only a vector that holds a BOOL or memory (str, bytes, arrays)
+/// takes the full check.
 #[inline(always)]
 pub(crate) fn args_acceptable(args: &[Value]) -> bool {
-    args.len() <= crate::ffi::CBREG_MAX_ARGS && args.iter().all(Value::is_well_formed)
+    const NEEDS_MORE: u32 = 1 << Tag::Bool as u32
+        | 1 << Tag::Str as u32
+        | 1 << Tag::Bytes as u32
+        | 1 << Tag::I64Array as u32
+        | 1 << Tag::F64Array as u32;
+    if args.len() > crate::ffi::CBREG_MAX_ARGS {
+        return false;
+    }
+    let mut unknown = false;
+    let mut more = 0;
+    for v in args {
+        unknown |= v.tag > Tag::Ptr as u32;
+        more |= NEEDS_MORE >> (v.tag & 31);
+    }
+    !unknown && (more & 1 == 0 || args_acceptable_in_full(args))
+}
+
+#[cold]
+fn args_acceptable_in_full(args: &[Value]) -> bool {
+    args.iter().all(Value::is_well_formed)
 }
 
 unsafe fn raw_slice<'a, T>(p: *const T, len: usize) -> &'a [T] {

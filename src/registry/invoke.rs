@@ -13,7 +13,7 @@ use std::ffi::c_void;
 
 use super::slots::{generation, Slot, LIVE, ONCE, RETIRED};
 use super::{Core, ALIVE};
-use crate::hazard::{self, Frame, ThreadRecord, CELLS, FRAME_INVOKE};
+use crate::hazard::{self, Frame, ThreadRecord, FRAME_INVOKE};
 use crate::sync::{barrier, Ordering};
 use crate::value::Value;
 use crate::Status;
@@ -54,10 +54,10 @@ impl Core {
         let Some(slot) = self.segments.slot_of_id(id) else {
             return self.not_invoked(handle);
         };
-        let Some(record) = hazard::record().filter(|r| r.depth() < CELLS) else {
+        let Some((record, depth)) = hazard::record().and_then(|r| r.free_cell().map(|d| (r, d)))
+        else {
             return self.invoke_general(handle, slot, id, args, ret);
         };
-        let depth = record.depth();
         record.enter(depth, slot.addr());
         barrier::light();
         let state = slot.state.load(Ordering::Acquire);
@@ -129,9 +129,8 @@ impl Core {
         if self.life.load(Ordering::Acquire) != alive_life(handle) {
             return Status::InvalidRegistry;
         }
-        match hazard::record().filter(|r| r.depth() < CELLS) {
-            Some(record) => {
-                let depth = record.depth();
+        match hazard::record().and_then(|r| r.free_cell().map(|d| (r, d))) {
+            Some((record, depth)) => {
                 record.enter(depth, slot.addr());
                 let guard = CellGuard { record, depth };
                 let (status, claimed_once) =
