@@ -8,7 +8,7 @@
 //! itself holds, and the pending list is rebuilt from the slots, so that
 //! what the parent left retired is released in the child.
 
-use super::slots::{generation, is_retired, FINISHING};
+use super::slots::{is_retired, FINISHING};
 use super::{Core, COLLECTOR_IDLE, COLLECTOR_RUNNING};
 use crate::hazard::{self, FRAME_COLLECT, FRAME_INVOKE};
 use crate::sync::Ordering;
@@ -55,7 +55,6 @@ fn reset_core(core: &'static Core) {
             core.recycle_after_fork(slot, state);
             return;
         }
-        debug_assert_ne!(generation(state), 0);
         core.requeue_after_fork(slot);
         pending += 1;
     });

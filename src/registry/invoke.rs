@@ -11,7 +11,7 @@
 
 use std::ffi::c_void;
 
-use super::slots::{generation, Slot, LIVE, ONCE, RETIRED};
+use super::slots::{key, Slot, LIVE, ONCE, RETIRED};
 use super::{Core, ALIVE};
 use crate::hazard::{self, Frame, ThreadRecord, FRAME_INVOKE};
 use crate::sync::{barrier, Ordering};
@@ -65,9 +65,7 @@ impl Core {
         // read after the state: an entry of a newer registry on this core
         // was registered after the older one's free, so seeing it means
         // seeing that free too (`docs/protocol.md`, "registry lifetime").
-        if state != generation(id) << 32 | LIVE
-            || self.life.load(Ordering::Relaxed) != alive_life(handle)
-        {
+        if state != key(id) | LIVE || self.life.load(Ordering::Relaxed) != alive_life(handle) {
             record.leave(depth);
             return self.invoke_general(handle, slot, id, args, ret);
         }
@@ -168,7 +166,7 @@ impl Core {
     ) -> (Status, bool) {
         barrier::light();
         let state = slot.state.load(Ordering::Acquire);
-        let live = state & !ONCE == generation(id) << 32 | LIVE
+        let live = state & !ONCE == key(id) | LIVE
             && self.life.load(Ordering::Relaxed) == alive_life(handle);
         if !live {
             let status = if self.life.load(Ordering::Relaxed) == alive_life(handle) {

@@ -96,6 +96,24 @@ pub(crate) struct Core {
 
 crate::sync::thread_cell! { static RELEASE_LEAKED: bool = false; }
 
+/// Where this copy of the library starts slot generations: random, so ids
+/// of another copy or process are not expected to match (fixed under loom).
+fn first_generation() -> u64 {
+    #[cfg(loom)]
+    return 1;
+    #[cfg(not(loom))]
+    {
+        static FIRST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        *FIRST.get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(std::process::id() as u64);
+            // Below half the generation range, never 0.
+            (h.finish() & ((1 << 26) - 1)) | 1
+        })
+    }
+}
+
 /// Called by a release function that deliberately skipped freeing its
 /// context (its runtime is finalizing): the entry counts as leaked.
 pub(crate) fn mark_release_leaked() {
@@ -103,10 +121,11 @@ pub(crate) fn mark_release_leaked() {
 }
 
 impl Core {
-    fn new(life: u64) -> Self {
+    /// A core for table entry `tag` with lifecycle word `life`.
+    fn new(tag: usize, life: u64) -> Self {
         hazard::init();
         Core {
-            segments: Segments::new(),
+            segments: Segments::new(slots::fresh_state(tag, first_generation())),
             life: AtomicU64::new(life),
             counter: AtomicUsize::new(NO_COUNTER),
             closed: AtomicBool::new(false),
@@ -147,19 +166,19 @@ impl Core {
         }
         self.drain_if_pending();
         let slot = self.free.alloc(&self.segments)?;
-        let gen = slots::generation(slot.state.load(Ordering::Relaxed));
+        let fresh = slot.state.load(Ordering::Relaxed);
         slot.call.store(call as usize, Ordering::Relaxed);
         slot.ctx.store(ctx, Ordering::Relaxed);
         slot.release
             .store(release.map_or(0, |f| f as usize), Ordering::Relaxed);
-        let state = gen << 32 | LIVE | if once { ONCE } else { 0 };
+        let state = slots::key(fresh) | LIVE | if once { ONCE } else { 0 };
         self.counters.registered.fetch_add(1, Ordering::Relaxed);
         // SeqCst store/load pairs with `close`: either close's clear sees
         // this entry, or this sees `closed` and takes the entry back.
         slot.state.store(state, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if self.closed.load(Ordering::SeqCst) {
-            if let Ok(slot) = self.claim(slot.id(gen)) {
+            if let Ok(slot) = self.claim(slot.id(state)) {
                 // Never handed out: the caller keeps ownership of ctx, but
                 // the slot still waits out invokers that guessed its id.
                 slot.release.store(0, Ordering::Relaxed);
@@ -167,7 +186,7 @@ impl Core {
                 return Err(Status::Closed);
             }
         }
-        Ok(slot.id(gen))
+        Ok(slot.id(state))
     }
 
     // ---- the public operations ----
@@ -197,7 +216,7 @@ impl Core {
             if state & LIVE != 0
                 && slot.release.load(Ordering::Relaxed) == want
                 && matches(slot.ctx.load(Ordering::Relaxed))
-                && self.claim(slot.id(slots::generation(state))).is_ok()
+                && self.claim(slot.id(state)).is_ok()
             {
                 self.retire(slot);
                 count += 1;

@@ -12,7 +12,7 @@
 
 use std::ffi::c_void;
 
-use super::slots::{generation, split, Slot, EXHAUSTED, FINISHING, LIVE, RETIRED};
+use super::slots::{key, split, Slot, EXHAUSTED, FINISHING, LIVE, RETIRED};
 use super::{Core, COLLECTOR_IDLE, COLLECTOR_REQUESTED, COLLECTOR_RUNNING, RELEASE_LEAKED};
 use crate::hazard::{self, Frame, Hazards, FRAME_COLLECT};
 use crate::sync::Ordering;
@@ -22,11 +22,11 @@ use crate::Status;
 impl Core {
     /// Moves `id`'s slot from LIVE to RETIRED; the caller then owns it.
     pub(super) fn claim(&self, id: u64) -> Result<&Slot, Status> {
-        let (gen, index) = split(id).ok_or(Status::NotFound)?;
+        let (want, index) = split(id).ok_or(Status::NotFound)?;
         let slot = self.segments.slot(index).ok_or(Status::NotFound)?;
         let mut state = slot.state.load(Ordering::Acquire);
         loop {
-            if generation(state) != gen || state & LIVE == 0 {
+            if key(state) != want || state & LIVE == 0 {
                 return Err(Status::NotFound);
             }
             match slot.state.compare_exchange(
@@ -302,14 +302,14 @@ impl Core {
     /// already unregistered (or never existed), `WouldDeadlock` if the wait
     /// would wait for this thread itself or closes a cycle of waiters.
     pub(crate) fn unregister_wait(&self, id: u64) -> Status {
-        let Some((gen, index)) = split(id) else {
+        let Some((want, index)) = split(id) else {
             return Status::NotFound;
         };
         let Some(slot) = self.segments.slot(index) else {
             return Status::NotFound;
         };
         let state = slot.state.load(Ordering::Acquire);
-        if generation(state) != gen || state & (LIVE | RETIRED) == 0 {
+        if key(state) != want || state & (LIVE | RETIRED) == 0 {
             return Status::NotFound;
         }
         if hazard::inside_slot(slot.addr()) {
@@ -340,7 +340,7 @@ impl Core {
                 crate::reclaimer::wake();
             }
             let now = slot.state.load(Ordering::Acquire);
-            if generation(now) != gen || now & EXHAUSTED != 0 {
+            if key(now) != want || now & EXHAUSTED != 0 {
                 return Step::Done;
             }
             // Held by this very thread: a release it is running, or a batch

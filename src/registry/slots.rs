@@ -2,10 +2,14 @@
 //! are never freed while the registry table lives, and the free list that
 //! recycles them.
 //!
-//! A slot's `state` word holds its generation (high 32 bits) and its
-//! lifecycle bits. An id is `generation << 32 | (slot index + 1)`. The
-//! generation moves on when an entry is finished, so an id names one entry
-//! for ever: a stale id never matches the state of a newer one.
+//! An id is `generation << 36 | registry tag << 24 | (slot index + 1)`; a
+//! slot's `state` word is the same *key* (generation and registry tag, the
+//! bits above 24) with lifecycle bits below. The generation moves on when
+//! an entry is finished, so an id names one entry for ever: a stale id never
+//! matches the state of a newer one. The registry tag is the registry's
+//! table index, so an id presented to another registry never matches there
+//! either; and each copy of the library starts its generations at a random
+//! point, so an id from another copy or process is not expected to match.
 
 use std::ffi::c_void;
 
@@ -23,19 +27,28 @@ pub(crate) const RETIRED: u64 = 4;
 pub(crate) const FINISHING: u64 = 8;
 /// Its ids would wrap: the slot is never used again.
 pub(crate) const EXHAUSTED: u64 = 16;
-const MAX_GENERATION: u64 = u32::MAX as u64;
+/// Bits below the key: the slot index in an id, the flags in a state.
+const KEY_SHIFT: u32 = 24;
+const GEN_SHIFT: u32 = 36;
+const KEY_MASK: u64 = !((1 << KEY_SHIFT) - 1);
+const TAG_MASK: u64 = KEY_MASK & ((1 << GEN_SHIFT) - 1);
+const MAX_GENERATION: u64 = (1 << (64 - GEN_SHIFT)) - 1;
+/// Registries a table can tag (12 bits).
+pub(crate) const MAX_TAGS: usize = 1 << (GEN_SHIFT - KEY_SHIFT);
 
 #[cfg(not(loom))]
 const FIRST_SHIFT: u32 = 6;
 #[cfg(not(loom))]
-pub(crate) const SEGMENTS: usize = 26;
+pub(crate) const SEGMENTS: usize = 18;
 #[cfg(loom)]
 const FIRST_SHIFT: u32 = 1;
 #[cfg(loom)]
 pub(crate) const SEGMENTS: usize = 3;
 const FIRST: usize = 1 << FIRST_SHIFT;
-/// Slots a registry can hold: segment k has `FIRST << k` slots.
+/// Slots a registry can hold: segment k has `FIRST << k` slots. Their
+/// index + 1 fits below `KEY_SHIFT`.
 pub(crate) const CAPACITY: usize = FIRST * ((1 << SEGMENTS) - 1);
+const _: () = assert!(CAPACITY < 1 << KEY_SHIFT);
 
 /// One entry: exactly one cache line.
 #[repr(C, align(64))]
@@ -56,10 +69,10 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn new(index: usize) -> Self {
+    fn new(index: usize, fresh_state: u64) -> Self {
         Slot {
             index: index as u32,
-            state: AtomicU64::new(1 << 32),
+            state: AtomicU64::new(fresh_state),
             call: AtomicUsize::new(0),
             ctx: AtomicPtr::new(std::ptr::null_mut()),
             release: AtomicUsize::new(0),
@@ -74,25 +87,33 @@ impl Slot {
         self as *const Slot as usize
     }
 
-    /// The id of the entry this slot holds in generation `gen`.
-    pub(crate) fn id(&self, gen: u64) -> u64 {
-        gen << 32 | (self.index as u64 + 1)
+    /// The id of the entry whose state (or key) is `state`.
+    pub(crate) fn id(&self, state: u64) -> u64 {
+        key(state) | (self.index as u64 + 1)
     }
 
     /// The state after this entry is finished: the next generation, free.
     pub(crate) fn next_free_state(state: u64) -> u64 {
-        let gen = generation(state);
+        let gen = state >> GEN_SHIFT;
         if gen >= MAX_GENERATION {
-            gen << 32 | EXHAUSTED
+            key(state) | EXHAUSTED
         } else {
-            (gen + 1) << 32
+            (gen + 1) << GEN_SHIFT | state & TAG_MASK
         }
     }
 }
 
+/// The generation and registry tag of an id or a state: what must match.
 #[inline(always)]
-pub(crate) fn generation(state: u64) -> u64 {
-    state >> 32
+pub(crate) fn key(id_or_state: u64) -> u64 {
+    id_or_state & KEY_MASK
+}
+
+/// The state of a fresh slot of the registry with table index `tag`:
+/// generation `first_generation`, no entry.
+pub(crate) fn fresh_state(tag: usize, first_generation: u64) -> u64 {
+    debug_assert!(tag < MAX_TAGS && first_generation > 0 && first_generation < MAX_GENERATION / 2);
+    first_generation << GEN_SHIFT | (tag as u64) << KEY_SHIFT
 }
 
 /// Retired and not yet finished (on a pending list, in a batch, or owned).
@@ -100,11 +121,12 @@ pub(crate) fn is_retired(state: u64) -> bool {
     state & RETIRED != 0
 }
 
-/// Splits an id into (generation, slot index); `None` for id 0 or index 0.
+/// Splits an id into (key, slot index); `None` for id 0, index 0 or
+/// generation 0.
 #[inline(always)]
 pub(crate) fn split(id: u64) -> Option<(u64, usize)> {
-    let index1 = id as u32;
-    (index1 != 0 && generation(id) != 0).then(|| (generation(id), index1 as usize - 1))
+    let index1 = (id & !KEY_MASK) as usize;
+    (index1 != 0 && id >> GEN_SHIFT != 0).then(|| (key(id), index1 - 1))
 }
 
 #[inline(always)]
@@ -117,12 +139,15 @@ fn locate(index: usize) -> (usize, usize) {
 /// The segments: read by every invoke, written when one is added.
 pub(crate) struct Segments {
     segments: [AtomicPtr<Slot>; SEGMENTS],
+    /// The state a new slot starts in (`fresh_state`).
+    fresh_state: u64,
 }
 
 impl Segments {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(fresh_state: u64) -> Self {
         Segments {
             segments: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            fresh_state,
         }
     }
 
@@ -137,7 +162,7 @@ impl Segments {
     /// if its segment exists.
     #[inline(always)]
     pub(crate) fn slot_of_id(&self, id: u64) -> Option<&Slot> {
-        let index1 = id as u32 as usize;
+        let index1 = (id & !KEY_MASK) as usize;
         if index1 == 0 {
             return None;
         }
@@ -168,7 +193,7 @@ impl Segments {
         let mut fresh: Vec<Slot> = Vec::new();
         fresh.try_reserve_exact(len).map_err(|_| Status::NoMemory)?;
         let first = (FIRST << seg) - FIRST;
-        fresh.extend((first..first + len).map(Slot::new));
+        fresh.extend((first..first + len).map(|i| Slot::new(i, self.fresh_state)));
         let raw = Box::into_raw(fresh.into_boxed_slice()) as *mut Slot;
         if self.segments[seg]
             .compare_exchange(
@@ -290,13 +315,25 @@ mod tests {
 
     #[test]
     fn a_finished_slot_moves_to_the_next_generation_or_retires() {
+        let tag = 5 << KEY_SHIFT;
         assert_eq!(
-            Slot::next_free_state(3 << 32 | RETIRED | FINISHING),
-            4 << 32
+            Slot::next_free_state(3 << GEN_SHIFT | tag | RETIRED | FINISHING),
+            4 << GEN_SHIFT | tag
         );
         assert_eq!(
-            Slot::next_free_state(MAX_GENERATION << 32 | RETIRED),
-            MAX_GENERATION << 32 | EXHAUSTED
+            Slot::next_free_state(MAX_GENERATION << GEN_SHIFT | tag | RETIRED),
+            MAX_GENERATION << GEN_SHIFT | tag | EXHAUSTED
         );
+    }
+
+    #[test]
+    fn ids_split_into_key_and_index() {
+        let state = fresh_state(7, 9);
+        let slot = Slot::new(41, state);
+        let id = slot.id(state | LIVE);
+        assert_eq!(split(id), Some((key(state), 41)));
+        assert_eq!(split(0), None);
+        assert_eq!(split(key(state)), None, "index 0");
+        assert_eq!(split(42), None, "generation 0");
     }
 }

@@ -27,7 +27,7 @@ use crate::wait::{self, Step};
 use crate::Status;
 
 #[cfg(not(loom))]
-const MAX_REGISTRIES: usize = 4096;
+const MAX_REGISTRIES: usize = super::slots::MAX_TAGS;
 #[cfg(loom)]
 const MAX_REGISTRIES: usize = 2;
 
@@ -89,7 +89,7 @@ pub(crate) fn for_each_core(mut f: impl FnMut(&'static Core)) {
 /// Installs a core with lifecycle word `life` at `index`, unless another
 /// thread installed one first.
 fn install(index: usize, life: u64) -> &'static Core {
-    let fresh = Box::into_raw(Box::new(Core::new(life)));
+    let fresh = Box::into_raw(Box::new(Core::new(index, life)));
     match table().cores[index].compare_exchange(
         std::ptr::null_mut(),
         fresh,
