@@ -629,27 +629,3 @@ fn clear_counts_what_it_unregistered() {
     assert_eq!(reg.clear(), 0);
     assert!(subs.iter().all(|id| reg.call(*id, &[]) == Status::NotFound));
 }
-
-#[test]
-fn an_id_of_one_registry_is_not_found_in_another() {
-    let a = Registry::new().unwrap();
-    let b = Registry::new().unwrap();
-    let ran_b = Arc::new(AtomicUsize::new(0));
-    let r = ran_b.clone();
-    let in_a = a.register(|_: &[Value], _: &mut Value| Ok(())).unwrap();
-    let in_b = b
-        .register(move |_: &[Value], _: &mut Value| {
-            r.fetch_add(1, SeqCst);
-            Ok(())
-        })
-        .unwrap();
-    // Both are the first entry of a fresh registry: the same slot index.
-    assert_eq!(in_a.id() & 0xff_ffff, in_b.id() & 0xff_ffff);
-    assert_ne!(in_a.id(), in_b.id());
-    assert_eq!(b.call(in_a.id(), &[]), Status::NotFound);
-    assert_eq!(b.unregister(in_a.id()), Status::NotFound);
-    assert_eq!(b.unregister_wait(in_a.id()), Status::NotFound);
-    assert_eq!(Registry::global().call(in_a.id(), &[]), Status::NotFound);
-    assert_eq!(ran_b.load(SeqCst), 0);
-    assert_eq!(a.call(in_a.id(), &[]), Status::Ok);
-}
