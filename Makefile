@@ -6,7 +6,7 @@ CARGO ?= cargo
 CARGO_STATICLIB := target/release/libcbreg.a
 LOOM_TARGET_DIR := target/loom
 
-.PHONY: all build header lint test rust-test loom demo native-demo bench bench-instructions python-bench clean
+.PHONY: all build header lint test rust-test rust-test-fence loom demo native-demo bench bench-instructions python-bench clean
 
 all: build
 
@@ -21,6 +21,7 @@ FORCE:
 include mk/c.mk
 include mk/cpp.mk
 include mk/python.mk
+include mk/rendezvous.mk
 
 ## Regenerate the committed C header from src/ (cbindgen, via build.rs).
 header:
@@ -39,7 +40,12 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) clippy --release --test loom -- -D warnings
 
-test: lint rust-test loom c-test c-test-asan cpp-test cpp-test-asan python-test
+## The guarantees again with the fence barrier that systems without
+## membarrier use (forced by CBREG_BARRIER=fence).
+rust-test-fence:
+	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test model --test fork
+
+test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test python-test
 
 native-demo:
 	$(CARGO) run --release --example native_demo

@@ -231,6 +231,9 @@ cbreg_status cbreg_clear(struct cbreg_registry reg, size_t *out_count);
 // left gets `NOT_FOUND`. `*out_count` (may be NULL): entries cleared.
 cbreg_status cbreg_close(struct cbreg_registry reg, size_t *out_count);
 
+// Writes whether the registry is closed (`cbreg_close` ran) to `*out`.
+cbreg_status cbreg_registry_is_closed(struct cbreg_registry reg, bool *out);
+
 // Runs deferred releases whose invocations have all returned; writes how
 // many ran to `*out_released` (may be NULL). Does nothing on a real-time
 // thread.

@@ -3,7 +3,8 @@
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::registry::{self, CallFn, Core, ReleaseFn, Stats};
+use crate::ffi::{self, RegistryHandle, CBREG_ONCE};
+use crate::registry::{CallFn, ReleaseFn, Stats};
 use crate::{Status, Value};
 
 /// An entry id: nonzero, never reused for the life of the registry.
@@ -12,12 +13,13 @@ pub type Id = u64;
 /// A registry: the process-wide default one, or one of your own that is
 /// closed, drained and invalidated when dropped.
 ///
-/// Every method goes through the handle, so a registry freed behind this
-/// value's back (through the C ABI) is never confused with a newer one:
-/// methods then report `InvalidRegistry` (or 0 / empty stats).
+/// Every method goes through the C ABI with the handle, so a crate that
+/// links cbreg statically shares the process's registries with every other
+/// copy (see `rendezvous.rs`), and a registry freed behind this value's back
+/// is never confused with a newer one: methods then report
+/// `InvalidRegistry` (or 0 / empty stats).
 pub struct Registry {
-    core: &'static Core,
-    handle: u64,
+    handle: RegistryHandle,
     owned: bool,
 }
 
@@ -30,18 +32,16 @@ impl Registry {
     /// The process-wide default registry that C, C++ and Python also reach.
     pub fn global() -> Registry {
         Registry {
-            core: registry::default_core(),
-            handle: registry::DEFAULT_HANDLE,
+            handle: ffi::cbreg_default(),
             owned: false,
         }
     }
 
     /// A new registry of its own.
     pub fn new() -> Result<Registry, Status> {
-        let handle = registry::create()?;
-        let core = registry::lookup(handle)?;
+        let mut handle = RegistryHandle { handle: 0 };
+        ffi::cbreg_registry_new(&mut handle).ok()?;
         Ok(Registry {
-            core,
             handle,
             owned: true,
         })
@@ -49,7 +49,7 @@ impl Registry {
 
     /// The handle C code uses for this registry (`cbreg_registry.handle`).
     pub fn handle(&self) -> u64 {
-        self.handle
+        self.handle.handle
     }
 
     /// Registers a persistent closure.
@@ -65,10 +65,8 @@ impl Registry {
 
     fn register_boxed(&self, f: Box<dyn Callback>, once: bool) -> Result<Subscription, Status> {
         let ctx = Box::into_raw(Box::new(f)) as *mut c_void;
-        match self
-            .pinned()
-            .and_then(|core| core.register(Some(call_closure), ctx, Some(drop_closure), once))
-        {
+        // SAFETY: call_closure and drop_closure are the pair for this ctx.
+        match unsafe { self.register_raw(Some(call_closure), ctx, Some(drop_closure), once) } {
             Ok(id) => Ok(Subscription {
                 handle: self.handle,
                 id,
@@ -93,11 +91,10 @@ impl Registry {
         release: ReleaseFn,
         once: bool,
     ) -> Result<Id, Status> {
-        self.pinned()?.register(call, ctx, release, once)
-    }
-
-    fn pinned(&self) -> Result<registry::Pinned, Status> {
-        registry::pin(self.handle)
+        let mut id = 0;
+        let flags = if once { CBREG_ONCE } else { 0 };
+        ffi::cbreg_register(self.handle, call, ctx, release, flags, &mut id).ok()?;
+        Ok(id)
     }
 
     /// Invokes entry `id`; returns the callback's return value.
@@ -106,26 +103,26 @@ impl Registry {
     #[inline]
     pub fn invoke(&self, id: Id, args: &[Value]) -> Result<Value, Status> {
         let mut ret = Value::none();
-        self.call_into(id, args, &mut ret).ok().map(|_| ret)
+        ffi::cbreg_invoke(self.handle, id, args.as_ptr(), args.len(), &mut ret)
+            .ok()
+            .map(|_| ret)
     }
 
     /// Invokes entry `id`, discarding any return value.
     #[inline]
     pub fn call(&self, id: Id, args: &[Value]) -> Status {
-        self.call_into(id, args, std::ptr::null_mut())
-    }
-
-    #[inline(always)]
-    fn call_into(&self, id: Id, args: &[Value], ret: *mut Value) -> Status {
-        if !crate::value::args_acceptable(args) {
-            return Status::InvalidArgument;
-        }
-        self.core.invoke(self.handle, id, args, ret)
+        ffi::cbreg_invoke(
+            self.handle,
+            id,
+            args.as_ptr(),
+            args.len(),
+            std::ptr::null_mut(),
+        )
     }
 
     /// Unregisters `id`; no invocation starts after this returns.
     pub fn unregister(&self, id: Id) -> Status {
-        self.pinned().map_or_else(|e| e, |core| core.unregister(id))
+        ffi::cbreg_unregister(self.handle, id)
     }
 
     /// Unregisters `id` and returns once no invocation of it runs anywhere
@@ -134,45 +131,55 @@ impl Registry {
     /// done) from inside `id`, at any depth; also when the wait would close
     /// a cycle of threads waiting on each other.
     pub fn unregister_wait(&self, id: Id) -> Status {
-        self.pinned()
-            .map_or_else(|e| e, |core| core.unregister_wait(id))
+        ffi::cbreg_unregister_wait(self.handle, id)
     }
 
     /// Unregisters every entry; returns how many.
     pub fn clear(&self) -> usize {
-        self.pinned().map_or(0, |core| core.clear())
+        let mut n = 0;
+        let _ = ffi::cbreg_clear(self.handle, &mut n);
+        n
     }
 
     /// Clears, then refuses new registrations with `Closed`.
     pub fn close(&self) -> usize {
-        self.pinned().map_or(0, |core| core.close())
+        let mut n = 0;
+        let _ = ffi::cbreg_close(self.handle, &mut n);
+        n
     }
 
+    /// Whether the registry is closed (true as well for a freed handle).
     pub fn is_closed(&self) -> bool {
-        self.pinned().map_or(true, |core| core.is_closed())
+        let mut closed = true;
+        let _ = ffi::cbreg_registry_is_closed(self.handle, &mut closed);
+        closed
     }
 
     /// Runs deferred releases that are ready; returns how many ran.
     pub fn collect(&self) -> usize {
-        self.pinned().map_or(0, |core| core.collect())
+        let mut n = 0;
+        let _ = ffi::cbreg_collect(self.handle, &mut n);
+        n
     }
 
     pub fn stats(&self) -> Stats {
-        self.pinned().map_or(Stats::default(), |core| core.stats())
+        let mut stats = Stats::default();
+        let _ = ffi::cbreg_stats_get(self.handle, &mut stats);
+        stats
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
         if self.owned {
-            let _ = registry::destroy(self.handle);
+            let _ = ffi::cbreg_registry_free(self.handle);
         }
     }
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Registry({:#x})", self.handle)
+        write!(f, "Registry({:#x})", self.handle.handle)
     }
 }
 
@@ -215,14 +222,14 @@ unsafe extern "C-unwind" fn drop_closure(ctx: *mut c_void) {
 /// Marks the calling thread real-time (or not): cbreg never runs a release
 /// on it; releases it would have run wait for the next collect elsewhere.
 pub fn set_thread_realtime(on: bool) {
-    crate::hazard::set_realtime(on);
+    let _ = ffi::cbreg_thread_set_realtime(on);
 }
 
 /// An entry that unregisters itself when dropped.
 #[must_use = "dropping a Subscription unregisters the callback"]
 #[derive(Debug)]
 pub struct Subscription {
-    handle: u64,
+    handle: RegistryHandle,
     id: Id,
 }
 
@@ -243,11 +250,8 @@ impl Subscription {
     }
 }
 
-fn unregister_by_handle(handle: u64, id: Id) -> Status {
-    match registry::pin(handle) {
-        Ok(core) => core.unregister(id),
-        Err(e) => e,
-    }
+fn unregister_by_handle(handle: RegistryHandle, id: Id) -> Status {
+    ffi::cbreg_unregister(handle, id)
 }
 
 impl Drop for Subscription {

@@ -1,6 +1,9 @@
-//! The C ABI. Every exported function has one shape: `boundary` (a panic
-//! becomes `CBREG_STATUS_INTERNAL`), argument checks through the helpers
-//! below, then a call into the safe core. Nothing unwinds across the ABI.
+//! The C ABI. Every exported function has one shape: `forward!` (a copy of
+//! cbreg that does not own the process's registries passes the call to the
+//! copy that does, see `rendezvous.rs`), `boundary` (a panic becomes
+//! `CBREG_STATUS_INTERNAL`), argument checks through the helpers below,
+//! then a call into the safe core. Nothing unwinds across the ABI but a
+//! forced unwind that a callback starts (see `cbreg_invoke`).
 //!
 //! The doc comments here are the C reference: cbindgen copies them into
 //! `include/cbreg.h`.
@@ -24,6 +27,15 @@ pub struct RegistryHandle {
 /// unregisters itself (racing invokers that lose get `NOT_FOUND`).
 pub const CBREG_ONCE: u32 = 1;
 const KNOWN_FLAGS: u32 = CBREG_ONCE;
+
+/// Passes the call to the owning copy's `Api` when this copy is not it.
+macro_rules! forward {
+    ($f:ident($($a:expr),*)) => {
+        if let Some(api) = crate::rendezvous::remote() {
+            return (api.$f)($($a),*);
+        }
+    };
+}
 
 /// The panic boundary every exported function runs its body in.
 #[inline(always)]
@@ -93,7 +105,9 @@ pub extern "C" fn cbreg_status_str(status: u32) -> *const c_char {
 /// in the process. It is never destroyed.
 #[no_mangle]
 pub extern "C" fn cbreg_default() -> RegistryHandle {
-    let _ = catch_unwind(registry::default_core);
+    if crate::rendezvous::remote().is_none() {
+        let _ = catch_unwind(registry::default_core);
+    }
     RegistryHandle {
         handle: registry::DEFAULT_HANDLE,
     }
@@ -102,6 +116,7 @@ pub extern "C" fn cbreg_default() -> RegistryHandle {
 /// Creates a registry of its own and writes its handle to `*out`.
 #[no_mangle]
 pub extern "C" fn cbreg_registry_new(out: *mut RegistryHandle) -> Status {
+    forward!(registry_new(out));
     boundary(|| {
         let out = required(out)?;
         let handle = registry::create()?;
@@ -116,6 +131,7 @@ pub extern "C" fn cbreg_registry_new(out: *mut RegistryHandle) -> Status {
 /// `INVALID_ARGUMENT` for the default registry.
 #[no_mangle]
 pub extern "C" fn cbreg_registry_free(reg: RegistryHandle) -> Status {
+    forward!(registry_free(reg));
     boundary(|| registry::destroy(reg.handle).ok())
 }
 
@@ -135,6 +151,7 @@ pub extern "C" fn cbreg_register(
     flags: u32,
     out_id: *mut u64,
 ) -> Status {
+    forward!(register(reg, call, ctx, release, flags, out_id));
     boundary(|| {
         let core = core_of(reg)?;
         let out_id = required(out_id)?;
@@ -160,6 +177,7 @@ pub extern "C-unwind" fn cbreg_invoke(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
+    forward!(invoke(reg, id, args, nargs, ret));
     put(ret, Value::none());
     // No `catch_unwind` here: the callback must be able to end its thread
     // with a forced unwind (`pthread_exit`), which `catch_unwind` would
@@ -180,6 +198,7 @@ pub extern "C-unwind" fn cbreg_invoke(
 /// when the last one returns (or at the next collect point).
 #[no_mangle]
 pub extern "C" fn cbreg_unregister(reg: RegistryHandle, id: u64) -> Status {
+    forward!(unregister(reg, id));
     boundary(|| core_of(reg)?.unregister(id).ok())
 }
 
@@ -189,12 +208,14 @@ pub extern "C" fn cbreg_unregister(reg: RegistryHandle, id: u64) -> Status {
 /// changes nothing.
 #[no_mangle]
 pub extern "C" fn cbreg_unregister_wait(reg: RegistryHandle, id: u64) -> Status {
+    forward!(unregister_wait(reg, id));
     boundary(|| core_of(reg)?.unregister_wait(id).ok())
 }
 
 /// Unregisters every entry; writes how many to `*out_count` (may be NULL).
 #[no_mangle]
 pub extern "C" fn cbreg_clear(reg: RegistryHandle, out_count: *mut usize) -> Status {
+    forward!(clear(reg, out_count));
     boundary(|| {
         put(out_count, core_of(reg)?.clear());
         Ok(())
@@ -205,8 +226,20 @@ pub extern "C" fn cbreg_clear(reg: RegistryHandle, out_count: *mut usize) -> Sta
 /// left gets `NOT_FOUND`. `*out_count` (may be NULL): entries cleared.
 #[no_mangle]
 pub extern "C" fn cbreg_close(reg: RegistryHandle, out_count: *mut usize) -> Status {
+    forward!(close(reg, out_count));
     boundary(|| {
         put(out_count, core_of(reg)?.close());
+        Ok(())
+    })
+}
+
+/// Writes whether the registry is closed (`cbreg_close` ran) to `*out`.
+#[no_mangle]
+pub extern "C" fn cbreg_registry_is_closed(reg: RegistryHandle, out: *mut bool) -> Status {
+    forward!(registry_is_closed(reg, out));
+    boundary(|| {
+        let core = core_of(reg)?;
+        *required(out)? = core.is_closed();
         Ok(())
     })
 }
@@ -216,6 +249,7 @@ pub extern "C" fn cbreg_close(reg: RegistryHandle, out_count: *mut usize) -> Sta
 /// thread.
 #[no_mangle]
 pub extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut usize) -> Status {
+    forward!(collect(reg, out_released));
     boundary(|| {
         put(out_released, core_of(reg)?.collect());
         Ok(())
@@ -225,6 +259,7 @@ pub extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut usize) -
 /// Writes the registry's counters to `*out`.
 #[no_mangle]
 pub extern "C" fn cbreg_stats_get(reg: RegistryHandle, out: *mut Stats) -> Status {
+    forward!(stats_get(reg, out));
     boundary(|| {
         let core = core_of(reg)?;
         *required(out)? = core.stats();
@@ -236,7 +271,8 @@ pub extern "C" fn cbreg_stats_get(reg: RegistryHandle, out: *mut Stats) -> Statu
 /// code behind a `CBREG_STATUS_CALLBACK_FAILED`); 0 if none has failed.
 #[no_mangle]
 pub extern "C" fn cbreg_last_callback_code() -> u32 {
-    crate::status::last_callback_code()
+    forward!(last_callback_code());
+    crate::status::last_callback_code_here()
 }
 
 /// Marks the calling thread real-time (`on` true) or not. cbreg never runs
@@ -244,6 +280,7 @@ pub extern "C" fn cbreg_last_callback_code() -> u32 {
 /// on another thread.
 #[no_mangle]
 pub extern "C" fn cbreg_thread_set_realtime(on: bool) -> Status {
+    forward!(thread_set_realtime(on));
     boundary(|| {
         crate::hazard::set_realtime(on);
         Ok(())
@@ -253,6 +290,7 @@ pub extern "C" fn cbreg_thread_set_realtime(on: bool) -> Status {
 /// Whether the calling thread is marked real-time.
 #[no_mangle]
 pub extern "C" fn cbreg_thread_is_realtime() -> bool {
+    forward!(thread_is_realtime());
     crate::hazard::is_realtime()
 }
 
@@ -261,6 +299,7 @@ pub extern "C" fn cbreg_thread_is_realtime() -> bool {
 /// finalizing. The entry is then counted as leaked instead of released.
 #[no_mangle]
 pub extern "C" fn cbreg_release_mark_leaked() {
+    forward!(release_mark_leaked());
     registry::mark_release_leaked();
 }
 

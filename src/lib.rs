@@ -30,6 +30,7 @@ mod hazard;
 pub mod python;
 mod reclaimer;
 mod registry;
+mod rendezvous;
 mod status;
 mod sync;
 mod value;

@@ -100,6 +100,11 @@ crate::sync::thread_cell! { static LAST_CALLBACK_CODE: u32 = 0; }
 /// The code the last callback that failed on this thread returned (0 if
 /// none has): what `CallbackFailed` hides.
 pub fn last_callback_code() -> u32 {
+    crate::ffi::cbreg_last_callback_code()
+}
+
+/// `last_callback_code` as this copy of the library saw it.
+pub(crate) fn last_callback_code_here() -> u32 {
     LAST_CALLBACK_CODE.with(|c| c.get())
 }
 

@@ -100,6 +100,13 @@ pub(crate) mod barrier {
             if AVAILABLE.load(Ordering::Acquire) != UNKNOWN {
                 return;
             }
+            // `CBREG_BARRIER=fence` forces the fence pair that kernels
+            // without membarrier (and other systems) use, so tests can run
+            // that path here too.
+            if std::env::var_os("CBREG_BARRIER").is_some_and(|v| v == "fence") {
+                AVAILABLE.store(NO, Ordering::Release);
+                return;
+            }
             let supported = call(CMD_QUERY);
             let ok = supported >= 0
                 && supported & CMD_PRIVATE_EXPEDITED != 0

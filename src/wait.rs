@@ -16,18 +16,21 @@ use crate::hazard;
 use crate::Status;
 
 /// Called around a wait: `before` returns a token that `after` receives.
+/// C functions, because the copy of cbreg that waits may not be the copy
+/// that installed the hook (`rendezvous.rs`).
 #[derive(Clone, Copy)]
 pub(crate) struct BlockingHook {
-    pub before: unsafe fn() -> *mut c_void,
-    pub after: unsafe fn(*mut c_void),
+    pub before: unsafe extern "C" fn() -> *mut c_void,
+    pub after: unsafe extern "C" fn(*mut c_void),
 }
 
 static HOOK: OnceLock<BlockingHook> = OnceLock::new();
 
-/// Installs the process's blocking hook (the first one installed wins).
-#[cfg_attr(not(feature = "python"), allow(dead_code))]
-pub(crate) fn set_blocking_hook(hook: BlockingHook) {
-    let _ = HOOK.set(hook);
+/// Installs this copy's blocking hook (the first one installed wins);
+/// false if another was installed first. Adapters go through
+/// `rendezvous::set_blocking_hook`, which reaches the owning copy.
+pub(crate) fn set_blocking_hook(hook: BlockingHook) -> bool {
+    HOOK.set(hook).is_ok()
 }
 
 /// What one round of a wait found.

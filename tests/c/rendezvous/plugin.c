@@ -1,0 +1,33 @@
+/* A plugin that links its own copy of cbreg (libcbreg.a) and is loaded by
+ * tests/c/rendezvous/host.c with RTLD_LOCAL: it cannot see any other copy's
+ * symbols, yet all copies must share one process-wide registry. */
+#include "cbreg.h"
+
+static uint32_t count_call(void *ctx, const cbreg_value *args, size_t n, cbreg_value *ret) {
+    (void)args;
+    (void)n;
+    (void)ret;
+    __atomic_fetch_add((int *)ctx, 1, __ATOMIC_SEQ_CST);
+    return CBREG_STATUS_OK;
+}
+
+/* Registers a counting entry in the default registry; returns its id. */
+uint64_t plugin_register(int *counter) {
+    uint64_t id = 0;
+    if (cbreg_register(cbreg_default(), count_call, counter, NULL, 0, &id) != CBREG_STATUS_OK) return 0;
+    return id;
+}
+
+cbreg_status plugin_invoke(uint64_t id) {
+    return cbreg_invoke(cbreg_default(), id, NULL, 0, NULL);
+}
+
+cbreg_status plugin_unregister(uint64_t id) {
+    return cbreg_unregister(cbreg_default(), id);
+}
+
+uint64_t plugin_live(void) {
+    cbreg_stats s;
+    if (cbreg_stats_get(cbreg_default(), &s) != CBREG_STATUS_OK) return (uint64_t)-1;
+    return s.live;
+}
