@@ -22,6 +22,7 @@ include mk/c.mk
 include mk/cpp.mk
 include mk/python.mk
 include mk/rendezvous.mk
+include mk/install.mk
 
 ## Regenerate the committed C header from src/ (cbindgen, via build.rs).
 header:
@@ -45,7 +46,7 @@ lint:
 rust-test-fence:
 	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test model --test fork
 
-test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test python-test
+test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test install-test python-test
 
 native-demo:
 	$(CARGO) run --release --example native_demo
