@@ -26,10 +26,10 @@ include mk/install.mk
 
 ## Regenerate the committed C header from src/ (cbindgen, via build.rs).
 header:
-	CBREG_WRITE_HEADER=1 $(CARGO) build --lib
+	CBREG_WRITE_HEADER=1 $(CARGO) build --lib --features header
 
 rust-test:
-	$(CARGO) test
+	$(CARGO) test --features header
 
 ## Loom models of the invoke / unregister / clear / collect protocol.
 loom:
@@ -38,7 +38,7 @@ loom:
 ## Clippy with warnings as errors, on the library, its tests and the loom build.
 lint:
 	$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features header -- -D warnings
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) clippy --release --test loom -- -D warnings
 
 ## The guarantees again with the fence barrier that systems without
