@@ -543,13 +543,16 @@ pub(crate) fn wait_would_cycle(slot: usize) -> bool {
 #[cfg(not(loom))]
 fn install_fork_handler() {
     // SAFETY: registers an `extern "C"` handler; no other precondition.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    #[cfg(unix)]
+    unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_in_child))
+    };
 }
 
 /// In a forked child only the forking thread exists: every other record is
 /// returned to the pool, so no dead thread's hazard blocks a release; then
 /// the registries start again from a consistent state.
-#[cfg(not(loom))]
+#[cfg(all(unix, not(loom)))]
 extern "C" fn after_fork_in_child() {
     barrier::reinit_after_fork();
     let pool = pool();

@@ -62,10 +62,13 @@ pub(crate) fn backoff(round: u32) {
     }
 }
 
-/// Asymmetric barrier pair. With Linux `membarrier(PRIVATE_EXPEDITED)` the
-/// invoker's side is a compiler fence and the writer's side a syscall that
-/// makes every running thread of the process execute a full barrier. Without
-/// it (other kernels, loom) both sides are SeqCst fences.
+/// Asymmetric barrier pair, chosen once at start-up. With Linux
+/// `membarrier(PRIVATE_EXPEDITED)` (or Windows' `FlushProcessWriteBuffers`)
+/// the invoker's side is a compiler fence and the writer's side a system call
+/// that makes every running thread of the process execute a full barrier.
+/// Elsewhere (macOS, other Unixes, Linux kernels without membarrier, loom,
+/// and `CBREG_BARRIER=fence`) both sides are SeqCst fences: correct, with a
+/// full fence on every invoke. `docs/protocol.md` section 2 has the pairing.
 pub(crate) mod barrier {
     use super::*;
 
@@ -165,6 +168,12 @@ pub(crate) mod barrier {
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
             return;
         }
+        #[cfg(all(windows, not(loom)))]
+        {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            return;
+        }
+        #[allow(unreachable_code)]
         fence(Ordering::SeqCst);
     }
 
@@ -175,6 +184,23 @@ pub(crate) mod barrier {
         #[cfg(all(target_os = "linux", not(loom)))]
         if membarrier::available() {
             membarrier::run();
+        }
+        #[cfg(all(windows, not(loom)))]
+        flush_process_write_buffers::run();
+    }
+
+    /// Windows' asymmetric barrier: every processor running a thread of
+    /// this process drains its store buffer (what membarrier does on Linux).
+    #[cfg(all(windows, not(loom)))]
+    mod flush_process_write_buffers {
+        #[link(name = "kernel32")]
+        extern "system" {
+            fn FlushProcessWriteBuffers();
+        }
+
+        pub(crate) fn run() {
+            // SAFETY: no arguments, no preconditions.
+            unsafe { FlushProcessWriteBuffers() }
         }
     }
 }
