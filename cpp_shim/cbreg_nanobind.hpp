@@ -41,8 +41,6 @@
 extern "C" {
 cbreg_status cbreg_py_register(struct cbreg_registry reg, void *callable, uint32_t flags,
                                uint64_t *out_id);
-cbreg_status cbreg_py_invoke(struct cbreg_registry reg, uint64_t id, const struct cbreg_value *args,
-                             size_t nargs, struct cbreg_value *ret);
 cbreg_status cbreg_py_atexit_clear(void);
 cbreg_status cbreg_py_install_atexit(void);
 bool cbreg_py_is_closed(void);
@@ -234,7 +232,7 @@ inline ::nanobind::object invoke(std::uint64_t id, ::nanobind::handle args,
                                  cbreg_registry reg = cbreg_default()) {
     arg_pack pack(args);
     result ret;
-    check(static_cast<status>(cbreg_py_invoke(reg, id, pack.data(), pack.size(), ret.out())));
+    check(static_cast<status>(cbreg_invoke(reg, id, pack.data(), pack.size(), ret.out())));
     return to_python(ret.get());
 }
 
@@ -261,7 +259,7 @@ inline PyObject* invoke_fastcall(PyObject*, PyObject* const* args, Py_ssize_t na
     }
     result ret;
     const status s = static_cast<status>(
-        cbreg_py_invoke(cbreg_default(), id, pack->data(), pack->size(), ret.out()));
+        cbreg_invoke(cbreg_default(), id, pack->data(), pack->size(), ret.out()));
     if (s != status::ok || PyErr_Occurred()) {
         set_error(s == status::ok ? status::callback_failed : s);
         return nullptr;

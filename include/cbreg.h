@@ -317,19 +317,6 @@ cbreg_status cbreg_py_register(struct cbreg_registry reg,
 #endif
 
 #if defined(CBREG_PYTHON)
-// Invokes entry `id` of `reg` from Python code (the caller holds the GIL):
-// `cbreg_invoke`, through which CPython may end the thread with a forced
-// unwind (a daemon thread at exit), as it must be able to. A Python entry
-// that raises leaves its exception set unless it was registered with
-// `CBREG_PY_UNRAISABLE` (see `cbreg_py_register`).
-cbreg_status cbreg_py_invoke(struct cbreg_registry reg,
-                             uint64_t id,
-                             const struct cbreg_value *args,
-                             size_t nargs,
-                             struct cbreg_value *ret);
-#endif
-
-#if defined(CBREG_PYTHON)
 // The exit hook of the calling interpreter (GIL held there). In the main
 // interpreter it is the process's exit: it closes Python registration
 // everywhere (later `cbreg_py_register` calls get `CLOSED`), stops native

@@ -25,7 +25,6 @@
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_ulong, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::null_mut;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
@@ -34,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use pyo3_ffi as py;
 
-use crate::ffi::{args_of, core_of, RegistryHandle, CBREG_ONCE};
+use crate::ffi::{core_of, RegistryHandle, CBREG_ONCE};
 use crate::registry;
 use crate::wait::{set_blocking_hook, BlockingHook};
 use crate::{Status, Tag, Value};
@@ -943,34 +942,6 @@ pub extern "C-unwind" fn cbreg_py_register(
                 e
             }
         }
-    }
-}
-
-/// Invokes entry `id` of `reg` from Python code (the caller holds the GIL):
-/// `cbreg_invoke`, through which CPython may end the thread with a forced
-/// unwind (a daemon thread at exit), as it must be able to. A Python entry
-/// that raises leaves its exception set unless it was registered with
-/// `CBREG_PY_UNRAISABLE` (see `cbreg_py_register`).
-#[no_mangle]
-pub extern "C-unwind" fn cbreg_py_invoke(
-    reg: RegistryHandle,
-    id: u64,
-    args: *const Value,
-    nargs: usize,
-    ret: *mut Value,
-) -> Status {
-    // Only these pure-Rust checks may be wrapped: the invoke below calls
-    // CPython, which may end the thread.
-    let checked = catch_unwind(AssertUnwindSafe(|| {
-        if !ret.is_null() {
-            write_out(ret, Value::none());
-        }
-        Ok::<_, Status>((core_of(reg)?, args_of(args, nargs)?))
-    }));
-    match checked {
-        Ok(Ok((core, args))) => core.invoke(id, args, ret),
-        Ok(Err(e)) => e,
-        Err(_) => Status::Internal,
     }
 }
 
