@@ -164,6 +164,8 @@ struct Interp {
     gate: AtomicU8,
     /// Threads counted in through the gate.
     inside: AtomicUsize,
+    /// Its Python entries not yet released (or deliberately leaked).
+    entries: AtomicUsize,
     /// Python registration refused from now on (its exit hook ran).
     closed: AtomicBool,
     /// Its exit hook is registered with its `atexit`.
@@ -207,6 +209,7 @@ unsafe fn interp_record(state: InterpState) -> Result<&'static Interp, Status> {
         main: AtomicBool::new(state == py::PyInterpreterState_Main()),
         gate: AtomicU8::new(GATE_OPEN),
         inside: AtomicUsize::new(0),
+        entries: AtomicUsize::new(0),
         closed: AtomicBool::new(false),
         hook_installed: AtomicBool::new(false),
         exit_done: AtomicBool::new(false),
@@ -659,6 +662,9 @@ unsafe extern "C-unwind" fn release_python(ctx: *mut c_void) {
     if !released {
         registry::mark_release_leaked();
     }
+    let _ = interp
+        .entries
+        .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
     free_entry(entry);
 }
 
@@ -830,8 +836,20 @@ unsafe fn interpreter_exit(this: &'static Interp) {
         gates.iter().any(|g| std::ptr::eq(*g, owner))
     };
     registry::retire_matching_everywhere(Some(release_python), &ours);
-    drain_unlocked(gates); // releases deferred to invokers run there
-    registry::default_core().collect();
+    // Releases deferred to invokers still in flight run there, the gate
+    // letting releases through until every entry is released (or time is up).
+    let release_deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(5));
+    let saved = py::PyEval_SaveThread();
+    loop {
+        drain(gates, Some(release_deadline));
+        registry::default_core().collect();
+        let released = gates.iter().all(|g| g.entries.load(SeqCst) == 0);
+        if released || Instant::now() >= release_deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    py::PyEval_RestoreThread(saved);
     for g in gates {
         g.gate.fetch_max(GATE_CLOSED, SeqCst);
     }
@@ -927,6 +945,7 @@ pub extern "C-unwind" fn cbreg_py_register(
             return e;
         }
         py::Py_IncRef(callable as PyObj);
+        interp.entries.fetch_add(1, SeqCst);
         let entry = new_entry(callable as PyObj, interp, flags);
         let ctx = entry as *const PyEntry as *mut c_void;
         let once = flags & CBREG_ONCE != 0;
@@ -938,6 +957,7 @@ pub extern "C-unwind" fn cbreg_py_register(
             Err(e) => {
                 // Not registered: the reference is still ours.
                 py::Py_DecRef(callable as PyObj);
+                interp.entries.fetch_sub(1, SeqCst);
                 free_entry(entry);
                 e
             }
