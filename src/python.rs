@@ -281,6 +281,8 @@ fn drain(gates: &[&'static Interp], deadline: Option<Instant>) {
 /// In a forked child only the forking thread exists: each gate counts the
 /// passes that thread holds, nothing else.
 extern "C" fn gates_after_fork_in_child() {
+    MAKING_TSTATE.store(0, SeqCst);
+    FORKING.store(false, SeqCst);
     let depth = HELD_DEPTH.with(Cell::get).min(HELD_TRACKED);
     for interp in interps() {
         let held = HELD.with(|h| {
@@ -324,10 +326,10 @@ impl Attached {
             }
             None => {
                 let own = py::PyGILState_GetThisThreadState();
-                if main && (own.is_null() || py::PyThreadState_GetInterpreter(own) == state) {
+                if main && !own.is_null() && py::PyThreadState_GetInterpreter(own) == state {
                     return Some(Attached::Ensured(py::PyGILState_Ensure()));
                 }
-                let made = py::PyThreadState_New(state);
+                let made = new_thread_state(state);
                 if made.is_null() {
                     return None;
                 }
@@ -354,6 +356,41 @@ impl Attached {
             }
         }
     }
+}
+
+/// Threads making a thread state without the GIL right now, and whether a
+/// fork is under way. CPython 3.11's forked child takes the runtime's
+/// thread-state lock before re-creating it: a thread that held it in
+/// `PyThreadState_New` at the fork leaves the child hung. The fork waits
+/// for those (they need no GIL), and no new one starts until it is done.
+static MAKING_TSTATE: AtomicUsize = AtomicUsize::new(0);
+static FORKING: AtomicBool = AtomicBool::new(false);
+
+unsafe fn new_thread_state(state: InterpState) -> TState {
+    loop {
+        while FORKING.load(SeqCst) {
+            std::thread::yield_now();
+        }
+        MAKING_TSTATE.fetch_add(1, SeqCst);
+        if !FORKING.load(SeqCst) {
+            break;
+        }
+        MAKING_TSTATE.fetch_sub(1, SeqCst);
+    }
+    let made = py::PyThreadState_New(state);
+    MAKING_TSTATE.fetch_sub(1, SeqCst);
+    made
+}
+
+extern "C" fn before_fork() {
+    FORKING.store(true, SeqCst);
+    while MAKING_TSTATE.load(SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+}
+
+extern "C" fn after_fork_in_parent() {
+    FORKING.store(false, SeqCst);
 }
 
 /// Undoes an attachment if a Rust panic unwinds past it. A forced unwind
@@ -696,7 +733,11 @@ unsafe fn set_up_process() {
         before: release_gil_while_waiting,
         after: take_gil_back,
     });
-    libc::pthread_atfork(None, None, Some(gates_after_fork_in_child));
+    libc::pthread_atfork(
+        Some(before_fork),
+        Some(after_fork_in_parent),
+        Some(gates_after_fork_in_child),
+    );
 }
 
 /// Whether entries of a subinterpreter can be served safely on this
