@@ -34,6 +34,15 @@
 #include <utility>
 #include <vector>
 
+// glibc ends threads (pthread_exit, pthread_cancel) with a forced unwind
+// that a catch-all must rethrow.
+#if defined(__GLIBCXX__) && __has_include(<cxxabi.h>)
+#include <cxxabi.h>
+#define CBREG_HAS_FORCED_UNWIND 1
+#else
+#define CBREG_HAS_FORCED_UNWIND 0
+#endif
+
 namespace cbreg {
 
 // ---- statuses ----
@@ -452,24 +461,40 @@ std::uint32_t run(const F& f, const cbreg_value* argv, std::size_t n, cbreg_valu
 }
 
 // ctx is a heap-moved F; `call` and `release` are what the core stores.
+// Not noexcept, and no catch-all that swallows a forced unwind: a runtime
+// may end the thread inside a callback (CPython's pthread_exit when a thread
+// takes the GIL back during finalization), and that unwind must pass (the
+// core's callback type is C-unwind). Every other exception stops here.
 template <class F>
 struct entry {
     static std::uint32_t call(void* ctx, const cbreg_value* argv, std::size_t n,
-                              cbreg_value* ret) noexcept {
+                              cbreg_value* ret) {
         cbreg_value scratch = value::none();
         std::uint32_t code;
         try {
             code = run(*static_cast<const F*>(ctx), argv, n, ret ? ret : &scratch);
-        } catch (...) {
+        }
+#if CBREG_HAS_FORCED_UNWIND
+        catch (abi::__forced_unwind&) {
+            throw;
+        }
+#endif
+        catch (...) {
             code = CBREG_STATUS_CALLBACK_FAILED;
         }
         cbreg_value_drop(&scratch);
         return code;
     }
-    static void release(void* ctx) noexcept {
+    static void release(void* ctx) {
         try {
             delete static_cast<F*>(ctx);
-        } catch (...) {
+        }
+#if CBREG_HAS_FORCED_UNWIND
+        catch (abi::__forced_unwind&) {
+            throw;
+        }
+#endif
+        catch (...) {
         }
     }
 };

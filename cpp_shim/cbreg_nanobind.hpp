@@ -4,10 +4,10 @@
 // core's Python adapter (cbreg_py_register, feature `python`), so the table
 // that owns them is Rust's and never destroyed at exit. This header only
 // translates: Python arguments to cbreg_value, statuses to Python
-// exceptions.
+// exceptions. Include it before or after cbreg.h / cbreg.hpp.
 //
 //     NB_MODULE(my_ext, m) {
-//         cbreg::nb::install_atexit();        // once per process, however many modules
+//         cbreg::nb::install_atexit();        // once per interpreter, however many modules
 //         m.def("on_tick", [](nanobind::callable cb) {
 //             return cbreg::nb::subscribe(cb).release();   // an id for the audio thread
 //         });
@@ -15,28 +15,45 @@
 //
 // Status exceptions: if the `cbreg` Python package is importable, its
 // exception classes (cbreg.NotFound, cbreg.Closed, ...) are raised;
-// otherwise RuntimeError. CALLBACK_FAILED with a Python exception pending
-// (a callback fired from Python raised) re-raises that exception.
+// otherwise RuntimeError. A Python exception already pending (a callback
+// fired from Python raised, or cbreg said why it refused) is raised as is.
+//
+// Exceptions of callbacks that native code fires on a thread holding the
+// GIL (an engine's run() called from Python) are left pending with
+// CALLBACK_FAILED, for that code to raise with check(); subscribe with
+// cbreg::nb::unraisable to send them to sys.unraisablehook instead.
 
 #ifndef CBREG_NANOBIND_HPP
 #define CBREG_NANOBIND_HPP
-
-#if defined(CBREG_H) && !defined(CBREG_PYTHON)
-#error "cbreg_nanobind.hpp: include it before cbreg.h / cbreg.hpp, or define CBREG_PYTHON"
-#endif
-#ifndef CBREG_PYTHON
-#define CBREG_PYTHON 1
-#endif
 
 #include "cbreg.hpp"
 
 #include <nanobind/nanobind.h>
 
 #include <cstdint>
+#include <new>
+#include <optional>
 #include <vector>
+
+// The Python adapter's part of the C ABI, as cbreg.h declares it with
+// CBREG_PYTHON defined; repeated here so that the include order does not
+// matter (identical redeclarations are fine, and a drift fails to compile).
+extern "C" {
+cbreg_status cbreg_py_register(struct cbreg_registry reg, void *callable, uint32_t flags,
+                               uint64_t *out_id);
+cbreg_status cbreg_py_atexit_clear(void);
+cbreg_status cbreg_py_install_atexit(void);
+bool cbreg_py_is_closed(void);
+}
+#ifndef CBREG_PY_UNRAISABLE
+#define CBREG_PY_UNRAISABLE 2
+#endif
 
 namespace cbreg {
 namespace nb {
+
+// `flags` for subscribe, with cbreg::persistent or cbreg::once.
+inline constexpr std::uint32_t unraisable = CBREG_PY_UNRAISABLE;
 
 namespace detail {
 
@@ -64,23 +81,28 @@ inline void set_error(status s) noexcept {
 
 }  // namespace detail
 
-// Raises the Python exception for a failing status (GIL held). A pending
-// Python exception with CALLBACK_FAILED is the callback's own: re-raised.
+// Sets the Python exception for a failing status (GIL held), unless one is
+// already pending: a callback's own, or cbreg's reason for refusing.
+inline void set_error(status s) noexcept {
+    if (!PyErr_Occurred()) detail::set_error(s);
+}
+
+// Raises the Python exception for a failing status (GIL held).
 [[noreturn]] inline void raise(status s) {
-    if (!(s == status::callback_failed && PyErr_Occurred())) {
-        PyErr_Clear();
-        detail::set_error(s);
-    }
+    set_error(s);
     throw ::nanobind::python_error();
 }
 
+// Raises unless `s` is OK, and also when a Python exception is pending
+// after an OK (a native callback between swallowed a Python one's status).
 inline void check(status s) {
-    if (s != status::ok) raise(s);
+    if (s != status::ok || PyErr_Occurred()) raise(s == status::ok ? status::callback_failed : s);
 }
 
-// Registers `callable` (GIL held): the entry holds a strong reference until
-// its release. `flags`: cbreg::persistent or cbreg::once. Raises on failure
-// (cbreg.Closed once the atexit hook has run).
+// Registers `callable` (GIL held) in the calling interpreter: the entry
+// holds a strong reference until its release. `flags`: cbreg::persistent or
+// cbreg::once, optionally | cbreg::nb::unraisable. Raises on failure
+// (cbreg.Closed once the interpreter's exit hook has run).
 inline subscription subscribe(::nanobind::handle callable, std::uint32_t flags = persistent,
                               cbreg_registry reg = cbreg_default()) {
     std::uint64_t id = 0;
@@ -88,34 +110,38 @@ inline subscription subscribe(::nanobind::handle callable, std::uint32_t flags =
     return subscription(reg, id);
 }
 
-// The one line for NB_MODULE: installs the atexit hook (once per process).
+// The one line for NB_MODULE: installs the exit hook (once per interpreter).
 inline void install_atexit() { check(static_cast<status>(cbreg_py_install_atexit())); }
 
-// Python arguments converted to a cbreg_value vector. Borrows str and bytes
-// buffers from the objects, which must outlive it (the args tuple does).
-// None, bool, int, float, str, bytes, and lists of ints or floats (a list
-// with any float becomes an f64 array). Raises TypeError/OverflowError.
+// Python arguments converted to a cbreg_value vector. Borrows: the items
+// (and the str and bytes buffers inside them) must outlive it; it holds no
+// Python reference, so unwinding past it touches no Python object. None,
+// bool, int, float, str, bytes, and lists of ints or floats (a list with
+// any float becomes an f64 array, copied). Throws python_error
+// (TypeError, OverflowError, ...) with the Python exception set.
 class arg_pack {
 public:
-    explicit arg_pack(::nanobind::handle seq) {
-        const Py_ssize_t n = PySequence_Size(seq.ptr());
-        if (n < 0) throw ::nanobind::python_error();
-        values_.reserve(static_cast<std::size_t>(n));
-        i64s_.reserve(static_cast<std::size_t>(n));
-        f64s_.reserve(static_cast<std::size_t>(n));
-        for (Py_ssize_t i = 0; i < n; ++i) {
-            ::nanobind::object item = ::nanobind::steal(PySequence_GetItem(seq.ptr(), i));
-            if (!item.is_valid()) throw ::nanobind::python_error();
-            items_.push_back(item);
-            values_.push_back(convert(item));
-        }
+    arg_pack(PyObject* const* items, std::size_t n) { fill(items, n); }
+    // The items of a tuple (nanobind::args is one).
+    explicit arg_pack(::nanobind::handle tuple) {
+        if (!PyTuple_Check(tuple.ptr())) throw ::nanobind::type_error("cbreg: arguments must be a tuple");
+        fill(&PyTuple_GET_ITEM(tuple.ptr(), 0), static_cast<std::size_t>(PyTuple_GET_SIZE(tuple.ptr())));
     }
     const cbreg_value* data() const noexcept { return values_.empty() ? nullptr : values_.data(); }
     std::size_t size() const noexcept { return values_.size(); }
 
 private:
-    cbreg_value convert(::nanobind::handle o) {
-        PyObject* p = o.ptr();
+    [[noreturn]] static void fail(PyObject* type, const char* what) {
+        PyErr_SetString(type, what);
+        throw ::nanobind::python_error();
+    }
+
+    void fill(PyObject* const* items, std::size_t n) {
+        values_.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) values_.push_back(convert(items[i]));
+    }
+
+    cbreg_value convert(PyObject* p) {
         if (p == Py_None) return value::none();
         if (PyBool_Check(p)) return value::boolean(p == Py_True);
         if (PyLong_Check(p)) {
@@ -133,8 +159,8 @@ private:
         if (PyBytes_Check(p))
             return value::bytes(PyBytes_AS_STRING(p), static_cast<std::size_t>(PyBytes_GET_SIZE(p)));
         if (PyList_Check(p)) return convert_list(p);
-        throw ::nanobind::type_error(
-            "cbreg: arguments must be None, bool, int, float, str, bytes or a list of numbers");
+        fail(PyExc_TypeError,
+             "cbreg: arguments must be None, bool, int, float, str, bytes or a list of numbers");
     }
 
     cbreg_value convert_list(PyObject* list) {
@@ -145,7 +171,7 @@ private:
             if (PyFloat_Check(x))
                 any_float = true;
             else if (!PyLong_Check(x) || PyBool_Check(x))
-                throw ::nanobind::type_error("cbreg: a list argument must hold only ints or floats");
+                fail(PyExc_TypeError, "cbreg: a list argument must hold only ints or floats");
         }
         if (any_float) {
             std::vector<double>& v = f64s_.emplace_back(static_cast<std::size_t>(n));
@@ -164,7 +190,6 @@ private:
     }
 
     std::vector<cbreg_value> values_;
-    std::vector<::nanobind::object> items_;  // keeps list copies' sources alive
     std::vector<std::vector<std::int64_t>> i64s_;
     std::vector<std::vector<double>> f64s_;
 };
@@ -201,14 +226,52 @@ inline ::nanobind::object to_python(const cbreg_value& v) {
 
 // Invokes `id` with Python arguments and returns the callback's return
 // value as a Python object; raises per status. The GIL stays held, so a
-// Python callback runs on this thread and its exception propagates.
+// Python callback runs on this thread and its exception propagates (unless
+// it was subscribed unraisable: then cbreg.CallbackFailed).
 inline ::nanobind::object invoke(std::uint64_t id, ::nanobind::handle args,
                                  cbreg_registry reg = cbreg_default()) {
     arg_pack pack(args);
     result ret;
-    status s = static_cast<status>(cbreg_invoke(reg, id, pack.data(), pack.size(), ret.out()));
-    check(s);
+    check(static_cast<status>(cbreg_invoke(reg, id, pack.data(), pack.size(), ret.out())));
     return to_python(ret.get());
+}
+
+// The same as a CPython METH_FASTCALL function, invoke(id, *args), for
+// modules that add it with PyModule_AddFunctions or PyCFunction_New. It
+// runs no C++ handler around the call into the callback, so CPython can end
+// a daemon thread that is inside the callback at exit (a forced unwind that
+// a nanobind-bound function's catch-all would turn into an abort).
+inline PyObject* invoke_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "invoke(id, *args): missing the id");
+        return nullptr;
+    }
+    const unsigned long long id = PyLong_AsUnsignedLongLong(args[0]);
+    if (id == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+    std::optional<arg_pack> pack;
+    try {
+        pack.emplace(args + 1, static_cast<std::size_t>(nargs - 1));
+    } catch (::nanobind::python_error& e) {
+        e.restore();
+        return nullptr;
+    } catch (const std::bad_alloc&) {
+        return PyErr_NoMemory();
+    }
+    result ret;
+    const status s = static_cast<status>(
+        cbreg_invoke(cbreg_default(), id, pack->data(), pack->size(), ret.out()));
+    if (s != status::ok || PyErr_Occurred()) {
+        set_error(s == status::ok ? status::callback_failed : s);
+        return nullptr;
+    }
+    try {
+        return to_python(ret.get()).release().ptr();
+    } catch (::nanobind::python_error& e) {
+        e.restore();
+        return nullptr;
+    } catch (const std::bad_alloc&) {
+        return PyErr_NoMemory();
+    }
 }
 
 }  // namespace nb

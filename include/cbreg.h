@@ -23,6 +23,15 @@
 // The most arguments one invoke may carry; more is `INVALID_ARGUMENT`.
 #define CBREG_MAX_ARGS 64
 
+#if defined(CBREG_PYTHON)
+// `flags` for `cbreg_py_register`: when the callback raises on a thread
+// that holds the GIL (it was fired from Python, or from native code that
+// Python called), the exception goes to `sys.unraisablehook` and no
+// exception is left set; the caller gets `CALLBACK_FAILED`. Without it the
+// exception is left set for the caller to raise (see `cbreg_py_register`).
+#define CBREG_PY_UNRAISABLE 2
+#endif
+
 // Outcome of every cbreg call. `CBREG_STATUS_OK` is 0.
 enum cbreg_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -269,26 +278,41 @@ void cbreg_value_drop(struct cbreg_value *value);
 
 #if defined(CBREG_PYTHON)
 // Registers the Python callable `callable` (a `PyObject *`) in `reg` and
-// writes its id to `*out_id`. The caller holds the GIL. `flags` is 0 or
-// `CBREG_ONCE`.
+// writes its id to `*out_id`. The caller holds the GIL. `flags`: 0,
+// `CBREG_ONCE`, `CBREG_PY_UNRAISABLE`, or both.
 //
-// The entry takes a strong reference, dropped (GIL taken) on release; if
-// the interpreter is finalizing by then, the reference is deliberately
-// leaked and counted in `cbreg_stats.leaked`.
+// The entry belongs to the calling interpreter: it is only ever called in
+// that interpreter (a native thread gets a thread state there for the
+// call), and it is released when that interpreter exits. The entry takes a
+// strong reference, dropped in that interpreter on release; if it is
+// finalizing or gone by then, the reference is deliberately leaked and
+// counted in `cbreg_stats.leaked`.
 //
-// Invoking it from any thread: when the interpreter is finalizing (or the
-// atexit hook has run and the caller lacks the GIL) it returns `CLOSED`
-// without touching Python; otherwise it takes the GIL, converts the
-// arguments (invalid UTF-8 in a string: `INVALID_ARGUMENT`, nothing
-// called) and calls. A returned None, bool, int (64-bit), float, str or
-// bytes fills `ret` (str and bytes own the Python object: release them
-// with `cbreg_value_drop`); other results leave it none. If the callback
-// raises: a caller that held the GIL (fired from Python) gets
-// `CALLBACK_FAILED` with the exception still set, to re-raise; any other
-// caller gets `CALLBACK_FAILED` and the exception goes to
-// `sys.unraisablehook`.
+// Invoking it from any thread: when the interpreter is finalizing or its
+// exit hook has run (and the caller is not already running Python there)
+// it returns `CLOSED` without touching Python; otherwise it attaches,
+// converts the arguments (invalid UTF-8 in a string: `CALLBACK_FAILED`
+// with callback code `INVALID_ARGUMENT`, nothing called) and calls. A
+// returned None, bool, int (64-bit), float, str or bytes fills `ret` (str
+// and bytes own the Python object: release them with `cbreg_value_drop`);
+// other results leave it none.
 //
-// `CLOSED` after `cbreg_py_atexit_clear` has run.
+// If the callback raises, the caller gets `CALLBACK_FAILED` and:
+// - on a thread that holds the GIL in the entry's interpreter (fired from
+//   Python, or from native code that Python called): without
+//   `CBREG_PY_UNRAISABLE` the exception is left set, and that caller must
+//   hand it on (return NULL to Python, or throw `nanobind::python_error`);
+//   with it, the exception goes to `sys.unraisablehook` and none is left
+//   set;
+// - on any other thread: it goes to `sys.unraisablehook`.
+//
+// With an exception already set on the calling thread, the callback is not
+// called: `CALLBACK_FAILED`, the pending exception left as it was.
+//
+// `CLOSED` after the calling interpreter's exit hook has run. From a
+// subinterpreter on a CPython where that cannot be made safe (other than
+// 3.11, whose subinterpreters share one GIL) it refuses with
+// `INVALID_ARGUMENT` and sets a Python `RuntimeError` saying so.
 cbreg_status cbreg_py_register(struct cbreg_registry reg,
                                void *callable,
                                uint32_t flags,
@@ -296,24 +320,31 @@ cbreg_status cbreg_py_register(struct cbreg_registry reg,
 #endif
 
 #if defined(CBREG_PYTHON)
-// The exit hook: closes Python registration process-wide (later
-// `cbreg_py_register` calls get `CLOSED`), stops native threads from
-// entering Python (waiting, GIL released, up to a few seconds for those
-// already inside), then clears the default registry and runs the
-// releases while the interpreter is still whole. Call it with the GIL
-// held; `cbreg_py_install_atexit` arranges that. Idempotent.
+// The exit hook of the calling interpreter (GIL held there). In the main
+// interpreter it is the process's exit: it closes Python registration
+// everywhere (later `cbreg_py_register` calls get `CLOSED`), stops native
+// threads from entering any interpreter (waiting, GIL released, well under
+// a second in all for those already inside; those still inside then are
+// left to CPython's finalization), and releases the Python entries of every
+// registry while the interpreters are still whole. Native entries stay
+// live. In a subinterpreter it does the same for that interpreter only
+// (waiting for native threads inside its callbacks to return: CPython
+// cannot end an interpreter with another thread state in it).
+// `cbreg_py_install_atexit` arranges for it to run. Idempotent.
 cbreg_status cbreg_py_atexit_clear(void);
 #endif
 
 #if defined(CBREG_PYTHON)
-// Registers `cbreg_py_atexit_clear` with Python's `atexit` module, once
-// per process however many extension modules call it (the flag lives in
-// this library). Call it with the GIL held, typically from module init.
+// Registers `cbreg_py_atexit_clear` with the calling interpreter's
+// `atexit` (once per interpreter, however many extension modules call it;
+// a first call in a subinterpreter also installs the main interpreter's).
+// Call it with the GIL held, typically from module init.
 cbreg_status cbreg_py_install_atexit(void);
 #endif
 
 #if defined(CBREG_PYTHON)
-// Whether Python registration is closed (`cbreg_py_atexit_clear` ran).
+// Whether Python registration is closed in the calling interpreter (its
+// exit hook ran). Call it with the GIL held.
 bool cbreg_py_is_closed(void);
 #endif
 

@@ -3,64 +3,253 @@
 //! Built with pyo3-ffi's `extension-module` feature, so this library never
 //! links libpython: the symbols come from the interpreter that loads the
 //! extension module that loads us. Only exported CPython functions are used
-//! (no inline refcount macros), so one build serves any CPython 3.x.
+//! (no inline refcount macros), and what differs between CPython versions is
+//! looked up at run time, so one build serves any CPython 3.x.
 //!
-//! Shutdown safety rests on one process-wide *gate*. Native threads count
-//! themselves in before touching Python; the `atexit` hook shuts the gate
-//! and, with the GIL released, waits for those inside to leave. After the
-//! hook no cbreg thread ever takes the GIL, so none can be caught by
-//! CPython's "exit the thread that wants the GIL during finalization".
+//! Every Python entry belongs to the interpreter that registered it and is
+//! only ever called or released in that interpreter. Each interpreter has a
+//! *gate*: threads that must attach to it (native threads, or a thread of
+//! another interpreter) count themselves in before touching Python; its exit
+//! hook shuts the gate and, with the GIL released, waits a bounded time for
+//! those inside. A thread that already holds the GIL in the entry's own
+//! interpreter is Python's own business and is not counted, so it never
+//! holds the hook up.
+//!
+//! No `catch_unwind` frame lies on any path that calls CPython: CPython ends
+//! a thread that takes the GIL back during finalization with a forced unwind
+//! (`pthread_exit`), which must pass through these frames. What runs while
+//! unwinding (the gate's `Drop`) touches no Python; the thread-state guards
+//! undo themselves only for a Rust panic, never for a forced unwind (the
+//! thread does not hold the GIL then). The code between is written not to
+//! panic.
 
-use std::ffi::{c_char, c_int, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
-use std::sync::OnceLock;
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_ulong, c_void};
+use std::ptr::null_mut;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3_ffi as py;
 
-use crate::ffi::{boundary, core_of, RegistryHandle, CBREG_ONCE};
-use crate::registry::{self};
+use crate::ffi::{core_of, RegistryHandle, CBREG_ONCE};
+use crate::registry;
+use crate::wait::{set_blocking_hook, BlockingHook};
 use crate::{Status, Tag, Value};
 
 type PyObj = *mut py::PyObject;
+type TState = *mut py::PyThreadState;
+type InterpState = *mut py::PyInterpreterState;
 
-// ---- the gate ----
+/// `flags` for `cbreg_py_register`: when the callback raises on a thread
+/// that holds the GIL (it was fired from Python, or from native code that
+/// Python called), the exception goes to `sys.unraisablehook` and no
+/// exception is left set; the caller gets `CALLBACK_FAILED`. Without it the
+/// exception is left set for the caller to raise (see `cbreg_py_register`).
+pub const CBREG_PY_UNRAISABLE: u32 = 2;
+
+/// How long a process exit hook waits, in all, for threads inside Python
+/// callbacks before it lets finalization go on without them.
+const EXIT_DRAIN: Duration = Duration::from_millis(400);
+
+// ---- which CPython ----
+
+/// The running CPython's minor version (3.x), read once.
+fn py_minor() -> u32 {
+    static MINOR: OnceLock<u32> = OnceLock::new();
+    *MINOR.get_or_init(|| {
+        // SAFETY: a static NUL-terminated string, callable at any time.
+        let version = unsafe { std::ffi::CStr::from_ptr(py::Py_GetVersion()) };
+        let text = version.to_str().unwrap_or("");
+        text.split(|c: char| !c.is_ascii_digit())
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// A CPython function looked up by name (the first name that exists).
+fn lookup<F: Copy>(cell: &'static OnceLock<Option<F>>, names: &[&[u8]]) -> Option<F> {
+    *cell.get_or_init(|| {
+        names.iter().find_map(|name| {
+            // SAFETY: dlsym with a NUL-terminated name.
+            let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr().cast()) };
+            // SAFETY: F is a function pointer type of the symbol's signature.
+            (!sym.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&sym) })
+        })
+    })
+}
+
+/// `Py_IsFinalizing` (3.13+) or `_Py_IsFinalizing` (older).
+fn is_finalizing() -> bool {
+    type Probe = unsafe extern "C" fn() -> c_int;
+    static PROBE: OnceLock<Option<Probe>> = OnceLock::new();
+    let probe = lookup(&PROBE, &[b"Py_IsFinalizing\0", b"_Py_IsFinalizing\0"]);
+    // SAFETY: callable without the GIL.
+    probe.is_some_and(|f| unsafe { f() } != 0)
+}
+
+/// Python may be entered: initialized and not finalizing.
+fn interpreter_alive() -> bool {
+    // SAFETY: callable without the GIL, before and after initialization.
+    (unsafe { py::Py_IsInitialized() != 0 }) && !is_finalizing()
+}
+
+/// Where CPython 3.11 keeps `PyThreadState.thread_id`, once checked against
+/// a live thread state (0: not known, so never read).
+static THREAD_ID_OFFSET: AtomicUsize = AtomicUsize::new(0);
+const THREAD_ID_OFFSET_3_11: usize = 152;
+
+/// Checks the 3.11 layout on the caller's own thread state (GIL held).
+unsafe fn probe_thread_id_offset() {
+    if py_minor() != 11 {
+        return;
+    }
+    let tstate = py::PyThreadState_Get();
+    let base = tstate as *const u8;
+    // SAFETY: a live thread state is larger than both offsets.
+    let interp = base.add(16).cast::<InterpState>().read();
+    let thread_id = base.add(THREAD_ID_OFFSET_3_11).cast::<c_ulong>().read();
+    if interp == py::PyInterpreterState_Get() && thread_id == libc::pthread_self() as c_ulong {
+        THREAD_ID_OFFSET.store(THREAD_ID_OFFSET_3_11, Relaxed);
+    }
+}
+
+/// The thread state this thread holds the GIL with, if it holds it.
+///
+/// `PyGILState_Check` cannot answer this: CPython 3.11 makes it return 1
+/// for every thread once a subinterpreter has been created. On 3.12+ the
+/// current thread state is per thread; on 3.11 it is process-wide, so it is
+/// ours only if it was made on this thread (`thread_id`, layout checked at
+/// start-up) or it is this thread's own `PyGILState` thread state.
+unsafe fn gil_holder() -> Option<TState> {
+    type Current = unsafe extern "C" fn() -> TState;
+    static CURRENT: OnceLock<Option<Current>> = OnceLock::new();
+    let current = lookup(
+        &CURRENT,
+        &[b"PyThreadState_GetUnchecked\0", b"_PyThreadState_UncheckedGet\0"],
+    )?;
+    let tstate = current();
+    if tstate.is_null() {
+        return None;
+    }
+    if py_minor() >= 12 {
+        return Some(tstate);
+    }
+    let offset = THREAD_ID_OFFSET.load(Relaxed);
+    if offset != 0 {
+        // Another thread may free `tstate` as we read it: a stale word of a
+        // heap block at worst, and never equal to our own thread's id.
+        let thread_id = (tstate as *const u8).add(offset).cast::<c_ulong>().read_volatile();
+        return (thread_id == libc::pthread_self() as c_ulong).then_some(tstate);
+    }
+    (tstate == py::PyGILState_GetThisThreadState()).then_some(tstate)
+}
+
+// ---- interpreters and their gates ----
 
 const GATE_OPEN: u8 = 0;
-/// The atexit hook is draining: no new calls, releases still allowed.
+/// The exit hook is draining: no new calls, releases still allowed.
 const GATE_DRAINING: u8 = 1;
 const GATE_CLOSED: u8 = 2;
 
-static GATE_STATE: AtomicU8 = AtomicU8::new(GATE_OPEN);
-static GATE_INSIDE: AtomicUsize = AtomicUsize::new(0);
-/// Set by `cbreg_py_atexit_clear`: `cbreg_py_register` answers `CLOSED`.
-static REGISTRATION_CLOSED: AtomicBool = AtomicBool::new(false);
-static ATEXIT_INSTALLED: AtomicBool = AtomicBool::new(false);
-/// How long the atexit hook waits for native threads inside Python.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-thread_local! {
-    /// This thread is running the atexit hook (its own releases may pass).
-    static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// One interpreter that registered Python entries (never freed: a few
+/// words per interpreter ever created, at most `MAX_INTERPRETERS`).
+struct Interp {
+    /// The interpreter; null once it has ended.
+    state: AtomicPtr<py::PyInterpreterState>,
+    id: AtomicI64,
+    main: AtomicBool,
+    gate: AtomicU8,
+    /// Threads counted in through the gate.
+    inside: AtomicUsize,
+    /// Its Python entries not yet released (or deliberately leaked).
+    entries: AtomicUsize,
+    /// Python registration refused from now on (its exit hook ran).
+    closed: AtomicBool,
+    /// Its exit hook is registered with its `atexit`.
+    hook_installed: AtomicBool,
+    exit_done: AtomicBool,
 }
 
-/// A pass through the gate, taken before touching Python; leaving on drop.
-struct GatePass;
+const MAX_INTERPRETERS: usize = 64;
+static INTERPS: [AtomicPtr<Interp>; MAX_INTERPRETERS] =
+    [const { AtomicPtr::new(null_mut()) }; MAX_INTERPRETERS];
+/// Serializes adding to `INTERPS`; readers need no lock.
+static INTERPS_GROW: Mutex<()> = Mutex::new(());
+
+fn interps() -> impl Iterator<Item = &'static Interp> {
+    INTERPS
+        .iter()
+        .map(|p| p.load(Acquire))
+        .take_while(|p| !p.is_null())
+        // SAFETY: records are leaked, never freed.
+        .map(|p| unsafe { &*p })
+}
+
+/// The record of `state` (GIL held, so `state` is alive), added if new.
+unsafe fn interp_record(state: InterpState) -> Result<&'static Interp, Status> {
+    let id = py::PyInterpreterState_GetID(state);
+    let find = || interps().find(|i| i.id.load(Relaxed) == id && !i.state.load(Acquire).is_null());
+    if let Some(found) = find() {
+        return Ok(found);
+    }
+    let _grow = INTERPS_GROW.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = find() {
+        return Ok(found);
+    }
+    let slot = INTERPS
+        .iter()
+        .find(|p| p.load(Acquire).is_null())
+        .ok_or(Status::NoMemory)?;
+    let record: &'static Interp = Box::leak(Box::new(Interp {
+        state: AtomicPtr::new(state),
+        id: AtomicI64::new(id),
+        main: AtomicBool::new(state == py::PyInterpreterState_Main()),
+        gate: AtomicU8::new(GATE_OPEN),
+        inside: AtomicUsize::new(0),
+        entries: AtomicUsize::new(0),
+        closed: AtomicBool::new(false),
+        hook_installed: AtomicBool::new(false),
+        exit_done: AtomicBool::new(false),
+    }));
+    slot.store(record as *const Interp as *mut Interp, Release);
+    Ok(record)
+}
+
+thread_local! {
+    /// This thread is running an exit hook (its own releases may pass).
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+    /// The gates this thread holds passes of, innermost last (for fork).
+    static HELD: [Cell<*const Interp>; HELD_TRACKED] =
+        const { [const { Cell::new(std::ptr::null()) }; HELD_TRACKED] };
+    static HELD_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+const HELD_TRACKED: usize = 16;
+
+/// A pass through one interpreter's gate, taken before attaching to it;
+/// leaving on drop (also when CPython ends the thread with a forced unwind).
+struct GatePass(&'static Interp);
 
 impl GatePass {
     /// Counts in first, then looks at the state (SeqCst both): the hook
     /// either sees us counted or we see its new state.
-    fn enter(for_release: bool) -> Option<GatePass> {
-        GATE_INSIDE.fetch_add(1, SeqCst);
-        let state = GATE_STATE.load(SeqCst);
+    fn enter(interp: &'static Interp, for_release: bool) -> Option<GatePass> {
+        interp.inside.fetch_add(1, SeqCst);
+        let state = interp.gate.load(SeqCst);
         if state == GATE_OPEN
             || (state == GATE_DRAINING && for_release)
-            || IN_HOOK.with(|h| h.get())
+            || IN_HOOK.with(Cell::get)
         {
-            Some(GatePass)
+            let depth = HELD_DEPTH.with(Cell::get);
+            if depth < HELD_TRACKED {
+                HELD.with(|h| h[depth].set(interp));
+            }
+            HELD_DEPTH.with(|d| d.set(depth + 1));
+            Some(GatePass(interp))
         } else {
-            GATE_INSIDE.fetch_sub(1, SeqCst);
+            interp.inside.fetch_sub(1, SeqCst);
             None
         }
     }
@@ -68,89 +257,196 @@ impl GatePass {
 
 impl Drop for GatePass {
     fn drop(&mut self) {
-        GATE_INSIDE.fetch_sub(1, SeqCst);
+        HELD_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        // Saturating: a forked child recounts what this thread holds.
+        let _ = self
+            .0
+            .inside
+            .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
     }
 }
 
-/// Moves the gate to `state` and waits (GIL released by the caller) until
-/// every thread that entered under the old state has left.
-fn gate_shut(state: u8) -> bool {
-    GATE_STATE.fetch_max(state, SeqCst);
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while GATE_INSIDE.load(SeqCst) != 0 {
-        if Instant::now() >= deadline {
-            return false;
+/// Waits (GIL released by the caller) until no thread is inside any of
+/// `gates`, or until `deadline`.
+fn drain(gates: &[&'static Interp], deadline: Option<Instant>) {
+    let idle = || gates.iter().all(|g| g.inside.load(SeqCst) == 0);
+    while !idle() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return;
         }
         std::thread::sleep(Duration::from_micros(200));
     }
-    true
 }
 
-// ---- interpreter liveness ----
+/// In a forked child only the forking thread exists: each gate counts the
+/// passes that thread holds, nothing else.
+extern "C" fn gates_after_fork_in_child() {
+    MAKING_TSTATE.store(0, SeqCst);
+    FORKING.store(false, SeqCst);
+    let depth = HELD_DEPTH.with(Cell::get).min(HELD_TRACKED);
+    for interp in interps() {
+        let held = HELD.with(|h| {
+            h[..depth]
+                .iter()
+                .filter(|c| std::ptr::eq(c.get(), interp))
+                .count()
+        });
+        interp.inside.store(held, SeqCst);
+    }
+}
 
-/// `Py_IsFinalizing` (3.13+) or `_Py_IsFinalizing` (older), looked up once.
-fn is_finalizing() -> bool {
-    type Probe = unsafe extern "C" fn() -> c_int;
-    static PROBE: OnceLock<Option<Probe>> = OnceLock::new();
-    let probe = PROBE.get_or_init(|| {
-        for name in [&b"Py_IsFinalizing\0"[..], &b"_Py_IsFinalizing\0"[..]] {
-            // SAFETY: dlsym with a NUL-terminated name; the symbol, when
-            // found, has this signature in every CPython that exports it.
-            let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr().cast()) };
-            if !sym.is_null() {
-                return Some(unsafe { std::mem::transmute::<*mut c_void, Probe>(sym) });
+// ---- attaching to an interpreter ----
+
+/// How this thread got into the entry's interpreter, to be undone after.
+enum Attached {
+    /// It already held the GIL there.
+    Already,
+    /// `PyGILState_Ensure` (main interpreter, this thread's own state).
+    Ensured(py::PyGILState_STATE),
+    /// A thread state of its own, made for this call, GIL taken.
+    Fresh(TState),
+    /// It held the GIL in another interpreter: swapped to a state made for
+    /// this call (the GIL is shared on the CPython versions that allow it).
+    Swapped { made: TState, previous: TState },
+}
+
+impl Attached {
+    /// # Safety
+    /// The interpreter `state` is alive, and the caller holds a pass of its
+    /// gate unless it is `Already`.
+    unsafe fn attach(state: InterpState, main: bool, holder: Option<TState>) -> Option<Attached> {
+        match holder {
+            Some(t) if py::PyThreadState_GetInterpreter(t) == state => Some(Attached::Already),
+            Some(_) => {
+                let made = py::PyThreadState_New(state);
+                (!made.is_null()).then(|| Attached::Swapped {
+                    made,
+                    previous: py::PyThreadState_Swap(made),
+                })
+            }
+            None => {
+                let own = py::PyGILState_GetThisThreadState();
+                if main && !own.is_null() && py::PyThreadState_GetInterpreter(own) == state {
+                    return Some(Attached::Ensured(py::PyGILState_Ensure()));
+                }
+                let made = new_thread_state(state);
+                if made.is_null() {
+                    return None;
+                }
+                py::PyEval_RestoreThread(made);
+                Some(Attached::Fresh(made))
             }
         }
-        None
-    });
-    // SAFETY: a CPython API function that may be called without the GIL.
-    probe.is_some_and(|f| unsafe { f() } != 0)
-}
-
-/// Python may be entered: initialized and not finalizing.
-fn interpreter_alive() -> bool {
-    // SAFETY: both may be called without the GIL, before and after init.
-    (unsafe { py::Py_IsInitialized() != 0 }) && !is_finalizing()
-}
-
-/// Holds the GIL for its lifetime (taken only if this thread lacked it).
-struct Gil(Option<py::PyGILState_STATE>);
-
-impl Gil {
-    /// # Safety
-    /// The interpreter is alive and a `GatePass` is held for as long as
-    /// this value.
-    unsafe fn ensure(have_it: bool) -> Gil {
-        Gil((!have_it).then(|| py::PyGILState_Ensure()))
     }
-}
 
-impl Drop for Gil {
-    fn drop(&mut self) {
-        if let Some(state) = self.0.take() {
-            // SAFETY: pairs with the Ensure above, on the same thread.
-            unsafe { py::PyGILState_Release(state) };
+    /// # Safety
+    /// On the thread that attached, still holding the GIL from `attach`.
+    unsafe fn detach(self) {
+        match self {
+            Attached::Already => {}
+            Attached::Ensured(gil) => py::PyGILState_Release(gil),
+            Attached::Fresh(made) => {
+                py::PyThreadState_Clear(made);
+                py::PyThreadState_DeleteCurrent();
+            }
+            Attached::Swapped { made, previous } => {
+                py::PyThreadState_Clear(made);
+                py::PyThreadState_Swap(previous);
+                py::PyThreadState_Delete(made);
+            }
         }
     }
 }
 
-/// Runs `f` with the GIL when Python may be entered from this thread;
-/// otherwise returns `None` without touching Python.
-///
-/// The pass comes first, for every caller: while it is held the atexit
-/// hook cannot finish, so finalization cannot have started behind our
-/// back and `PyGILState_Check` (which answers 1 once its TSS key is gone
-/// late in finalization) can be trusted.
-fn with_python<R>(for_release: bool, f: impl FnOnce(bool) -> R) -> Option<R> {
-    let _pass = GatePass::enter(for_release)?;
-    if !interpreter_alive() {
+/// Threads making a thread state without the GIL right now, and whether a
+/// fork is under way. CPython 3.11's forked child takes the runtime's
+/// thread-state lock before re-creating it: a thread that held it in
+/// `PyThreadState_New` at the fork leaves the child hung. The fork waits
+/// for those (they need no GIL), and no new one starts until it is done.
+static MAKING_TSTATE: AtomicUsize = AtomicUsize::new(0);
+static FORKING: AtomicBool = AtomicBool::new(false);
+
+unsafe fn new_thread_state(state: InterpState) -> TState {
+    loop {
+        while FORKING.load(SeqCst) {
+            std::thread::yield_now();
+        }
+        MAKING_TSTATE.fetch_add(1, SeqCst);
+        if !FORKING.load(SeqCst) {
+            break;
+        }
+        MAKING_TSTATE.fetch_sub(1, SeqCst);
+    }
+    let made = py::PyThreadState_New(state);
+    MAKING_TSTATE.fetch_sub(1, SeqCst);
+    made
+}
+
+extern "C" fn before_fork() {
+    FORKING.store(true, SeqCst);
+    while MAKING_TSTATE.load(SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+}
+
+extern "C" fn after_fork_in_parent() {
+    FORKING.store(false, SeqCst);
+}
+
+/// Undoes an attachment if a Rust panic unwinds past it. A forced unwind
+/// (CPython ending the thread) leaves it alone: the thread holds no GIL.
+struct DetachOnPanic(Option<Attached>);
+
+impl Drop for DetachOnPanic {
+    fn drop(&mut self) {
+        if let Some(attached) = self.0.take() {
+            if std::thread::panicking() {
+                // SAFETY: a panic comes from our own code, run with the GIL.
+                unsafe { attached.detach() };
+            }
+        }
+    }
+}
+
+/// Runs `f` attached to `interp` when Python may be entered from this
+/// thread; otherwise returns `None` without touching Python. `f` gets
+/// whether the caller already held the GIL in that interpreter.
+fn with_python<R>(interp: &'static Interp, for_release: bool, f: impl FnOnce(bool) -> R) -> Option<R> {
+    // SAFETY: callable without the GIL, before and after initialization.
+    if unsafe { py::Py_IsInitialized() } == 0 {
         return None;
     }
-    // SAFETY: the interpreter is initialized; callable without the GIL.
-    let have_gil = unsafe { py::PyGILState_Check() } != 0;
-    // SAFETY: alive, and the pass is held across the call.
-    let _gil = unsafe { Gil::ensure(have_gil) };
-    Some(f(have_gil))
+    // SAFETY: initialized.
+    let holder = unsafe { gil_holder() };
+    let state = interp.state.load(Acquire);
+    let same = holder.is_some_and(|t| {
+        // SAFETY: `t` is the thread state this thread holds the GIL with.
+        !state.is_null() && unsafe { py::PyThreadState_GetInterpreter(t) } == state
+    });
+    // A thread already inside Python there needs no pass; others count in
+    // first, so the exit hook cannot end the interpreter behind them.
+    let _pass = if same {
+        if interp.gate.load(SeqCst) == GATE_CLOSED && !IN_HOOK.with(Cell::get) && !for_release {
+            return None;
+        }
+        None
+    } else {
+        Some(GatePass::enter(interp, for_release)?)
+    };
+    let state = interp.state.load(Acquire);
+    if state.is_null() || !interpreter_alive() {
+        return None;
+    }
+    // SAFETY: alive, and (unless already attached) the pass is held.
+    let attached = unsafe { Attached::attach(state, interp.main.load(Relaxed), holder)? };
+    let guard = DetachOnPanic(Some(attached));
+    let result = f(same);
+    let mut guard = guard;
+    if let Some(attached) = guard.0.take() {
+        // SAFETY: attached above on this thread.
+        unsafe { attached.detach() };
+    }
+    Some(result)
 }
 
 // ---- values <-> Python objects (GIL held) ----
@@ -210,16 +506,24 @@ unsafe fn list_of<T>(items: &[T], make: impl Fn(&T) -> PyObj) -> Result<PyObj, S
     Ok(list)
 }
 
-/// Drops a returned str/bytes: its `owner` is the Python object.
+/// The owner of a returned str/bytes: the object and its interpreter.
+struct Returned {
+    obj: PyObj,
+    interp: &'static Interp,
+}
+
+/// Drops a returned str/bytes (`owner` is a `Returned`).
 unsafe extern "C-unwind" fn drop_returned(owner: *mut c_void) {
-    let obj = owner as PyObj;
-    // Finalizing: the object is left to the interpreter.
-    let _ = with_python(true, |_| py::Py_DecRef(obj));
+    // SAFETY: made by `store_result` with Box::into_raw.
+    let owner = Box::from_raw(owner.cast::<Returned>());
+    let obj = owner.obj;
+    // Finalizing or ended: the object is left to the interpreter.
+    let _ = with_python(owner.interp, true, |_| py::Py_DecRef(obj));
 }
 
 /// Stores the callback's result in `*ret`; takes ownership of `result`.
 /// Types with no `cbreg_value` form leave `*ret` none.
-unsafe fn store_result(result: PyObj, ret: &mut Value) {
+unsafe fn store_result(result: PyObj, ret: &mut Value, interp: &'static Interp) {
     let mut keep = false;
     if result == py::Py_None() {
         // none already
@@ -249,7 +553,7 @@ unsafe fn store_result(result: PyObj, ret: &mut Value) {
             keep = true;
         }
     } else if py::PyBytes_Check(result) != 0 {
-        let mut p: *mut c_char = std::ptr::null_mut();
+        let mut p: *mut c_char = null_mut();
         let mut len: py::Py_ssize_t = 0;
         if py::PyBytes_AsStringAndSize(result, &mut p, &mut len) == 0 {
             *ret = Value::bytes(std::slice::from_raw_parts(p.cast(), len as usize));
@@ -260,7 +564,7 @@ unsafe fn store_result(result: PyObj, ret: &mut Value) {
     }
     if keep {
         ret.drop = Some(drop_returned);
-        ret.owner = result.cast();
+        ret.owner = Box::into_raw(Box::new(Returned { obj: result, interp })).cast();
     } else {
         py::Py_DecRef(result);
     }
@@ -268,36 +572,93 @@ unsafe fn store_result(result: PyObj, ret: &mut Value) {
 
 // ---- the entry: call and release ----
 
+/// A Python entry's context. Never freed, only reused (`FREE_ENTRIES`):
+/// the exit hook reads `interp` of entries that another thread may be
+/// releasing at that moment.
+struct PyEntry {
+    callable: AtomicPtr<py::PyObject>,
+    interp: AtomicPtr<Interp>,
+    flags: AtomicU32,
+}
+
+static FREE_ENTRIES: Mutex<Vec<&'static PyEntry>> = Mutex::new(Vec::new());
+
+fn new_entry(callable: PyObj, interp: &'static Interp, flags: u32) -> &'static PyEntry {
+    let reused = FREE_ENTRIES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop();
+    let entry = reused.unwrap_or_else(|| {
+        Box::leak(Box::new(PyEntry {
+            callable: AtomicPtr::new(null_mut()),
+            interp: AtomicPtr::new(null_mut()),
+            flags: AtomicU32::new(0),
+        }))
+    });
+    entry.callable.store(callable, Relaxed);
+    entry.flags.store(flags, Relaxed);
+    entry
+        .interp
+        .store(interp as *const Interp as *mut Interp, Release);
+    entry
+}
+
+fn free_entry(entry: &'static PyEntry) {
+    entry.callable.store(null_mut(), Relaxed);
+    entry.interp.store(null_mut(), Release);
+    FREE_ENTRIES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(entry);
+}
+
+/// The interpreter of a Python entry's context (null: none, being reused).
+fn interp_of(ctx: *mut c_void) -> *const Interp {
+    // SAFETY: contexts with `release_python` are `PyEntry`s, never freed.
+    unsafe { &*(ctx as *const PyEntry) }.interp.load(Acquire)
+}
+
 unsafe extern "C-unwind" fn call_python(
     ctx: *mut c_void,
     args: *const Value,
     nargs: usize,
     ret: *mut Value,
 ) -> u32 {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        with_python(false, |have_gil| {
-            // SAFETY: GIL held; ctx is the callable we hold a reference to;
-            // args and ret come from invoke.
-            unsafe { call_with_gil(ctx as PyObj, args, nargs, ret, have_gil) }
-        })
-        .unwrap_or(Status::Closed)
-    }));
-    outcome.unwrap_or(Status::CallbackFailed) as u32
+    // SAFETY: the core passes the context we registered, alive while the
+    // entry can be invoked.
+    let entry = &*(ctx as *const PyEntry);
+    let interp = &*entry.interp.load(Acquire);
+    let callable = entry.callable.load(Relaxed);
+    let unraisable = entry.flags.load(Relaxed) & CBREG_PY_UNRAISABLE != 0;
+    with_python(interp, false, |held_gil| {
+        // SAFETY: attached to the callable's interpreter; args and ret come
+        // from invoke.
+        call_attached(callable, args, nargs, ret, held_gil && !unraisable, interp)
+    })
+    .unwrap_or(Status::Closed) as u32
 }
 
-unsafe fn call_with_gil(
+/// Calls with the GIL held in the callable's interpreter. `propagate`: a
+/// raised exception is left set for the caller (which held the GIL there);
+/// otherwise it goes to `sys.unraisablehook`.
+unsafe fn call_attached(
     callable: PyObj,
     args: *const Value,
     nargs: usize,
     ret: *mut Value,
-    from_python: bool,
+    propagate: bool,
+    interp: &'static Interp,
 ) -> Status {
-    let args = if nargs == 0 {
+    if !py::PyErr_Occurred().is_null() {
+        // Never call Python with an exception pending; it is the caller's.
+        return Status::CallbackFailed;
+    }
+    let args = if nargs == 0 || args.is_null() {
         &[][..]
     } else {
         std::slice::from_raw_parts(args, nargs)
     };
-    let tuple = py::PyTuple_New(nargs as _);
+    let tuple = py::PyTuple_New(args.len() as _);
     if tuple.is_null() {
         py::PyErr_Clear();
         return Status::NoMemory;
@@ -313,34 +674,79 @@ unsafe fn call_with_gil(
             }
         }
     }
-    let result = py::PyObject_Call(callable, tuple, std::ptr::null_mut());
+    let result = py::PyObject_Call(callable, tuple, null_mut());
     py::Py_DecRef(tuple);
     if result.is_null() {
-        // Fired from Python: leave the exception for the caller to raise.
-        if !from_python {
+        if !propagate {
             py::PyErr_WriteUnraisable(callable);
         }
         return Status::CallbackFailed;
     }
     match ret.as_mut() {
-        Some(ret) => store_result(result, ret),
+        Some(ret) => store_result(result, ret, interp),
         None => py::Py_DecRef(result),
     }
     Status::Ok
 }
 
 unsafe extern "C-unwind" fn release_python(ctx: *mut c_void) {
-    let callable = ctx as PyObj;
-    let released = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: GIL held; we own this reference.
-        with_python(true, |_| unsafe { py::Py_DecRef(callable) }).is_some()
-    }));
-    if !matches!(released, Ok(true)) {
+    // SAFETY: our context; the core runs this once, nothing invokes it now.
+    let entry: &'static PyEntry = &*(ctx as *const PyEntry);
+    let callable = entry.callable.load(Relaxed);
+    let interp = &*entry.interp.load(Acquire);
+    // SAFETY: attached; we own this reference.
+    let released = with_python(interp, true, |_| py::Py_DecRef(callable)).is_some();
+    if !released {
         registry::mark_release_leaked();
+    }
+    let _ = interp
+        .entries
+        .fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
+    free_entry(entry);
+}
+
+// ---- process set-up: blocking hook, fork ----
+
+/// A cbreg wait (unregister_wait, registry free) on a thread that holds the
+/// GIL gives it up while it waits.
+unsafe fn release_gil_while_waiting() -> *mut c_void {
+    if py::Py_IsInitialized() == 0 || gil_holder().is_none() {
+        return null_mut();
+    }
+    py::PyEval_SaveThread().cast()
+}
+
+unsafe fn take_gil_back(token: *mut c_void) {
+    if !token.is_null() {
+        py::PyEval_RestoreThread(token.cast());
     }
 }
 
-// ---- the atexit hook ----
+/// Once per process, GIL held.
+unsafe fn set_up_process() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, SeqCst) {
+        return;
+    }
+    probe_thread_id_offset();
+    set_blocking_hook(BlockingHook {
+        before: release_gil_while_waiting,
+        after: take_gil_back,
+    });
+    libc::pthread_atfork(
+        Some(before_fork),
+        Some(after_fork_in_parent),
+        Some(gates_after_fork_in_child),
+    );
+}
+
+/// Whether entries of a subinterpreter can be served safely on this
+/// CPython: 3.11 (one shared GIL) with its thread-state layout checked.
+fn subinterpreters_supported() -> bool {
+    py_minor() == 11 && THREAD_ID_OFFSET.load(Relaxed) != 0
+}
+
+// ---- the exit hooks ----
 
 unsafe extern "C" fn atexit_hook(_module: PyObj, _unused: PyObj) -> PyObj {
     cbreg_py_atexit_clear();
@@ -359,18 +765,21 @@ static HOOK_DEF: HookDef = HookDef(std::cell::UnsafeCell::new(py::PyMethodDef {
         PyCFunction: atexit_hook,
     },
     ml_flags: py::METH_NOARGS,
-    ml_doc: b"Clears cbreg's Python callbacks before the interpreter finalizes.\0"
+    ml_doc: b"Releases cbreg's Python callbacks before the interpreter finalizes.\0"
         .as_ptr()
         .cast(),
 }));
 
-unsafe fn install_hook() -> Result<(), Status> {
-    let func = py::PyCFunction_New(HOOK_DEF.0.get(), std::ptr::null_mut());
+/// Registers the hook with the current interpreter's `atexit` (GIL held).
+unsafe fn register_atexit() -> Result<(), Status> {
+    let func = py::PyCFunction_New(HOOK_DEF.0.get(), null_mut());
     if func.is_null() {
+        py::PyErr_Clear();
         return Err(Status::NoMemory);
     }
     let atexit = py::PyImport_ImportModule(b"atexit\0".as_ptr().cast());
     if atexit.is_null() {
+        py::PyErr_Clear();
         py::Py_DecRef(func);
         return Err(Status::Internal);
     }
@@ -383,127 +792,280 @@ unsafe fn install_hook() -> Result<(), Status> {
     py::Py_DecRef(atexit);
     py::Py_DecRef(func);
     if done.is_null() {
+        py::PyErr_Clear();
         return Err(Status::Internal);
     }
     py::Py_DecRef(done);
     Ok(())
 }
 
+/// Makes sure `interp` (the current interpreter, GIL held) has its exit
+/// hook, and the main interpreter its own: whichever interpreter imports
+/// first, the process-wide exit is handled in the main one.
+unsafe fn ensure_hooks(interp: &'static Interp) -> Result<(), Status> {
+    if !interp.hook_installed.swap(true, SeqCst) {
+        if let Err(e) = register_atexit() {
+            interp.hook_installed.store(false, SeqCst);
+            return Err(e);
+        }
+    }
+    if interp.main.load(Relaxed) {
+        return Ok(());
+    }
+    let main_state = py::PyInterpreterState_Main();
+    let main = interp_record(main_state)?;
+    if main.hook_installed.swap(true, SeqCst) {
+        return Ok(());
+    }
+    // Into the main interpreter for the registration (shared GIL: 3.11).
+    let made = py::PyThreadState_New(main_state);
+    if made.is_null() {
+        main.hook_installed.store(false, SeqCst);
+        return Err(Status::NoMemory);
+    }
+    let previous = py::PyThreadState_Swap(made);
+    let installed = register_atexit();
+    py::PyThreadState_Clear(made);
+    py::PyThreadState_Swap(previous);
+    py::PyThreadState_Delete(made);
+    if installed.is_err() {
+        main.hook_installed.store(false, SeqCst);
+    }
+    installed
+}
+
+/// The exit of `this` interpreter (GIL held there). The main one's exit is
+/// the process's: every interpreter's gate is shut and every Python entry
+/// released. A subinterpreter's concerns only itself.
+unsafe fn interpreter_exit(this: &'static Interp) {
+    if this.exit_done.swap(true, SeqCst) {
+        return;
+    }
+    let main = this.main.load(Relaxed);
+    let mut targets: [Option<&'static Interp>; MAX_INTERPRETERS] = [None; MAX_INTERPRETERS];
+    if main {
+        for (slot, interp) in targets.iter_mut().zip(interps()) {
+            *slot = Some(interp);
+        }
+    } else {
+        targets[0] = Some(this);
+    }
+    let mut gates: [&'static Interp; MAX_INTERPRETERS] = [this; MAX_INTERPRETERS];
+    let mut n = 0;
+    for t in targets.iter().flatten() {
+        gates[n] = t;
+        n += 1;
+    }
+    let gates = &gates[..n];
+    // A subinterpreter cannot end while a native thread has a thread state
+    // in it (CPython aborts), so its hook waits as long as those take.
+    let deadline = main.then(|| Instant::now() + EXIT_DRAIN);
+    let drain_unlocked = |gates: &[&'static Interp]| {
+        let saved = py::PyEval_SaveThread();
+        drain(gates, deadline);
+        py::PyEval_RestoreThread(saved);
+    };
+
+    IN_HOOK.with(|h| h.set(true));
+    for g in gates {
+        g.closed.store(true, SeqCst);
+        g.gate.fetch_max(GATE_DRAINING, SeqCst); // no new calls
+    }
+    drain_unlocked(gates);
+    let ours = |ctx: *mut c_void| {
+        let owner = interp_of(ctx);
+        gates.iter().any(|g| std::ptr::eq(*g, owner))
+    };
+    registry::retire_matching_everywhere(Some(release_python), &ours);
+    // Releases deferred to invokers still in flight run there, the gate
+    // letting releases through until every entry is released (or time is up).
+    let release_deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(5));
+    let saved = py::PyEval_SaveThread();
+    loop {
+        drain(gates, Some(release_deadline));
+        registry::default_core().collect();
+        let released = gates.iter().all(|g| g.entries.load(SeqCst) == 0);
+        if released || Instant::now() >= release_deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    py::PyEval_RestoreThread(saved);
+    for g in gates {
+        g.gate.fetch_max(GATE_CLOSED, SeqCst);
+    }
+    drain_unlocked(gates);
+    IN_HOOK.with(|h| h.set(false));
+    if !main {
+        this.state.store(null_mut(), Release); // ended: its entries are gone
+    }
+}
+
 // ---- the C ABI ----
 
-fn write_id(out_id: *mut u64, id: u64) {
+fn write_out<T>(out: *mut T, value: T) {
     // SAFETY: checked non-null by the caller; C passes a valid pointer.
-    unsafe { out_id.write(id) };
+    unsafe { out.write(value) };
 }
 
 /// Registers the Python callable `callable` (a `PyObject *`) in `reg` and
-/// writes its id to `*out_id`. The caller holds the GIL. `flags` is 0 or
-/// `CBREG_ONCE`.
+/// writes its id to `*out_id`. The caller holds the GIL. `flags`: 0,
+/// `CBREG_ONCE`, `CBREG_PY_UNRAISABLE`, or both.
 ///
-/// The entry takes a strong reference, dropped (GIL taken) on release; if
-/// the interpreter is finalizing by then, the reference is deliberately
-/// leaked and counted in `cbreg_stats.leaked`.
+/// The entry belongs to the calling interpreter: it is only ever called in
+/// that interpreter (a native thread gets a thread state there for the
+/// call), and it is released when that interpreter exits. The entry takes a
+/// strong reference, dropped in that interpreter on release; if it is
+/// finalizing or gone by then, the reference is deliberately leaked and
+/// counted in `cbreg_stats.leaked`.
 ///
-/// Invoking it from any thread: when the interpreter is finalizing (or the
-/// atexit hook has run and the caller lacks the GIL) it returns `CLOSED`
-/// without touching Python; otherwise it takes the GIL, converts the
-/// arguments (invalid UTF-8 in a string: `INVALID_ARGUMENT`, nothing
-/// called) and calls. A returned None, bool, int (64-bit), float, str or
-/// bytes fills `ret` (str and bytes own the Python object: release them
-/// with `cbreg_value_drop`); other results leave it none. If the callback
-/// raises: a caller that held the GIL (fired from Python) gets
-/// `CALLBACK_FAILED` with the exception still set, to re-raise; any other
-/// caller gets `CALLBACK_FAILED` and the exception goes to
-/// `sys.unraisablehook`.
+/// Invoking it from any thread: when the interpreter is finalizing or its
+/// exit hook has run (and the caller is not already running Python there)
+/// it returns `CLOSED` without touching Python; otherwise it attaches,
+/// converts the arguments (invalid UTF-8 in a string: `CALLBACK_FAILED`
+/// with callback code `INVALID_ARGUMENT`, nothing called) and calls. A
+/// returned None, bool, int (64-bit), float, str or bytes fills `ret` (str
+/// and bytes own the Python object: release them with `cbreg_value_drop`);
+/// other results leave it none.
 ///
-/// `CLOSED` after `cbreg_py_atexit_clear` has run.
+/// If the callback raises, the caller gets `CALLBACK_FAILED` and:
+/// - on a thread that holds the GIL in the entry's interpreter (fired from
+///   Python, or from native code that Python called): without
+///   `CBREG_PY_UNRAISABLE` the exception is left set, and that caller must
+///   hand it on (return NULL to Python, or throw `nanobind::python_error`);
+///   with it, the exception goes to `sys.unraisablehook` and none is left
+///   set;
+/// - on any other thread: it goes to `sys.unraisablehook`.
+///
+/// With an exception already set on the calling thread, the callback is not
+/// called: `CALLBACK_FAILED`, the pending exception left as it was.
+///
+/// `CLOSED` after the calling interpreter's exit hook has run. From a
+/// subinterpreter on a CPython where that cannot be made safe (other than
+/// 3.11, whose subinterpreters share one GIL) it refuses with
+/// `INVALID_ARGUMENT` and sets a Python `RuntimeError` saying so.
 #[no_mangle]
-pub extern "C" fn cbreg_py_register(
+pub extern "C-unwind" fn cbreg_py_register(
     reg: RegistryHandle,
     callable: *mut c_void,
     flags: u32,
     out_id: *mut u64,
 ) -> Status {
-    boundary(|| {
-        let core = core_of(reg)?;
-        if callable.is_null() || out_id.is_null() || flags & !CBREG_ONCE != 0 {
-            return Err(Status::InvalidArgument);
+    let core = match core_of(reg) {
+        Ok(core) => core,
+        Err(e) => return e,
+    };
+    if callable.is_null() || out_id.is_null() || flags & !(CBREG_ONCE | CBREG_PY_UNRAISABLE) != 0
+    {
+        return Status::InvalidArgument;
+    }
+    if !interpreter_alive() {
+        return Status::Closed;
+    }
+    // SAFETY: the caller holds the GIL, so the current interpreter is alive.
+    unsafe {
+        set_up_process();
+        let interp = match interp_record(py::PyInterpreterState_Get()) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        if !interp.main.load(Relaxed) && !subinterpreters_supported() {
+            py::PyErr_SetString(
+                py::PyExc_RuntimeError,
+                b"cbreg: Python callbacks cannot be registered from a subinterpreter on this \
+                  CPython (supported on 3.11, whose subinterpreters share the GIL)\0"
+                    .as_ptr()
+                    .cast(),
+            );
+            return Status::InvalidArgument;
         }
-        if REGISTRATION_CLOSED.load(SeqCst) || !interpreter_alive() {
-            return Err(Status::Closed);
+        if interp.closed.load(SeqCst) {
+            return Status::Closed;
         }
-        // SAFETY: the caller holds the GIL and passes a live object.
-        unsafe { py::Py_IncRef(callable as PyObj) };
+        if let Err(e) = ensure_hooks(interp) {
+            return e;
+        }
+        py::Py_IncRef(callable as PyObj);
+        interp.entries.fetch_add(1, SeqCst);
+        let entry = new_entry(callable as PyObj, interp, flags);
+        let ctx = entry as *const PyEntry as *mut c_void;
         let once = flags & CBREG_ONCE != 0;
-        match core.register(Some(call_python), callable, Some(release_python), once) {
+        match core.register(Some(call_python), ctx, Some(release_python), once) {
             Ok(id) => {
-                write_id(out_id, id);
-                Ok(())
+                write_out(out_id, id);
+                Status::Ok
             }
             Err(e) => {
-                // SAFETY: not registered, so the reference is still ours.
-                unsafe { py::Py_DecRef(callable as PyObj) };
-                Err(e)
+                // Not registered: the reference is still ours.
+                py::Py_DecRef(callable as PyObj);
+                interp.entries.fetch_sub(1, SeqCst);
+                free_entry(entry);
+                e
             }
         }
-    })
+    }
 }
 
-/// The exit hook: closes Python registration process-wide (later
-/// `cbreg_py_register` calls get `CLOSED`), stops native threads from
-/// entering Python (waiting, GIL released, up to a few seconds for those
-/// already inside), then clears the default registry and runs the
-/// releases while the interpreter is still whole. Call it with the GIL
-/// held; `cbreg_py_install_atexit` arranges that. Idempotent.
+/// The exit hook of the calling interpreter (GIL held there). In the main
+/// interpreter it is the process's exit: it closes Python registration
+/// everywhere (later `cbreg_py_register` calls get `CLOSED`), stops native
+/// threads from entering any interpreter (waiting, GIL released, well under
+/// a second in all for those already inside; those still inside then are
+/// left to CPython's finalization), and releases the Python entries of every
+/// registry while the interpreters are still whole. Native entries stay
+/// live. In a subinterpreter it does the same for that interpreter only
+/// (waiting for native threads inside its callbacks to return: CPython
+/// cannot end an interpreter with another thread state in it).
+/// `cbreg_py_install_atexit` arranges for it to run. Idempotent.
 #[no_mangle]
-pub extern "C" fn cbreg_py_atexit_clear() -> Status {
-    boundary(|| {
-        REGISTRATION_CLOSED.store(true, SeqCst);
-        let core = registry::default_core();
-        // SAFETY: the caller holds the GIL (checked); the save/restore pair
-        // lets native threads inside Python finish while we wait.
-        let have_gil = interpreter_alive() && unsafe { py::PyGILState_Check() } != 0;
-        let drain = |state| {
-            if have_gil {
-                let saved = unsafe { py::PyEval_SaveThread() };
-                gate_shut(state);
-                unsafe { py::PyEval_RestoreThread(saved) };
-            } else {
-                gate_shut(state);
+pub extern "C-unwind" fn cbreg_py_atexit_clear() -> Status {
+    // SAFETY: callable without the GIL.
+    if unsafe { py::Py_IsInitialized() } == 0 {
+        return Status::Ok;
+    }
+    // SAFETY: initialized; the GIL is checked before Python is touched.
+    unsafe {
+        if gil_holder().is_none() {
+            return Status::InvalidArgument;
+        }
+        match interp_record(py::PyInterpreterState_Get()) {
+            Ok(interp) => {
+                interpreter_exit(interp);
+                Status::Ok
             }
-        };
-        IN_HOOK.with(|h| h.set(true));
-        drain(GATE_DRAINING); // no new calls from native threads
-        core.clear();
-        drain(GATE_DRAINING); // releases deferred to invokers run there
-        core.collect();
-        drain(GATE_CLOSED);
-        core.collect();
-        IN_HOOK.with(|h| h.set(false));
-        Ok(())
-    })
+            Err(e) => e,
+        }
+    }
 }
 
-/// Registers `cbreg_py_atexit_clear` with Python's `atexit` module, once
-/// per process however many extension modules call it (the flag lives in
-/// this library). Call it with the GIL held, typically from module init.
+/// Registers `cbreg_py_atexit_clear` with the calling interpreter's
+/// `atexit` (once per interpreter, however many extension modules call it;
+/// a first call in a subinterpreter also installs the main interpreter's).
+/// Call it with the GIL held, typically from module init.
 #[no_mangle]
-pub extern "C" fn cbreg_py_install_atexit() -> Status {
-    boundary(|| {
-        if ATEXIT_INSTALLED.swap(true, SeqCst) {
-            return Ok(());
+pub extern "C-unwind" fn cbreg_py_install_atexit() -> Status {
+    if !interpreter_alive() {
+        return Status::Closed;
+    }
+    // SAFETY: the caller holds the GIL.
+    unsafe {
+        set_up_process();
+        match interp_record(py::PyInterpreterState_Get()) {
+            Ok(interp) => ensure_hooks(interp).err().unwrap_or(Status::Ok),
+            Err(e) => e,
         }
-        // SAFETY: the caller holds the GIL.
-        let installed = unsafe { install_hook() };
-        if installed.is_err() {
-            ATEXIT_INSTALLED.store(false, SeqCst);
-        }
-        installed
-    })
+    }
 }
 
-/// Whether Python registration is closed (`cbreg_py_atexit_clear` ran).
+/// Whether Python registration is closed in the calling interpreter (its
+/// exit hook ran). Call it with the GIL held.
 #[no_mangle]
-pub extern "C" fn cbreg_py_is_closed() -> bool {
-    REGISTRATION_CLOSED.load(SeqCst)
+pub extern "C-unwind" fn cbreg_py_is_closed() -> bool {
+    // SAFETY: callable without the GIL; the interpreter is read with it.
+    unsafe {
+        if py::Py_IsInitialized() == 0 || gil_holder().is_none() {
+            return true;
+        }
+        interp_record(py::PyInterpreterState_Get()).map_or(true, |i| i.closed.load(SeqCst))
+    }
 }

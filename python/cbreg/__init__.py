@@ -4,9 +4,28 @@ Python callables registered here live in cbreg's process-wide default
 registry, the same table C, C++ and Rust code (including other extension
 modules linked against :func:`get_library`) register into and invoke from,
 from any thread. The table is owned by Rust and never destroyed at exit;
-importing this package installs an ``atexit`` hook that clears it while the
-interpreter is still whole, so callbacks still registered at exit, and
-native threads still firing them, cannot crash the interpreter's shutdown.
+importing this package installs an ``atexit`` hook that releases the Python
+callbacks while the interpreter is still whole (native entries stay live),
+so callbacks still registered at exit, and native threads still firing them,
+cannot crash the interpreter's shutdown. The hook also runs when the package
+is first imported inside another ``atexit`` handler (the installed
+``_cbreg_exit_hook`` module, loaded at start-up by ``cbreg-exit-hook.pth``,
+calls it after every other handler).
+
+Each callback belongs to the interpreter that registered it: native threads
+call it in that interpreter, and it is released when that interpreter ends
+(subinterpreters: CPython 3.11, whose subinterpreters share the GIL).
+
+Exceptions: a callback that raises on a thread that does not hold the GIL
+(a native thread) goes to :func:`sys.unraisablehook`, and the native caller
+gets ``CALLBACK_FAILED``. On a thread that holds the GIL (:func:`invoke`, or
+native code that Python called, such as an engine's ``run()`` firing
+callbacks synchronously) the registration chooses: ``errors="propagate"``
+(the default) leaves the exception set for that caller, so it propagates to
+the Python code that called it (:func:`invoke` raises it; native code must
+hand it on, e.g. with ``cbreg::nb::check``); ``errors="unraisable"`` sends it
+to :func:`sys.unraisablehook`, leaves no exception set, and :func:`invoke`
+raises :class:`CallbackFailed`.
 
     import cbreg
 
@@ -56,9 +75,10 @@ class Subscription:
         """Whether this is a one-shot entry."""
         return self._once
 
-    def unregister(self) -> bool:
-        """Unregisters; False if it was already gone (ran once, cleared)."""
-        return _core.unregister(self._id)
+    def unregister(self, *, wait: bool = False) -> bool:
+        """Unregisters; False if it was already gone (ran once, cleared).
+        ``wait=True``: as :func:`cbreg.unregister`."""
+        return _core.unregister(self._id, wait)
 
     def __call__(self, *args):
         """Same as ``invoke(self.id, *args)``."""
@@ -88,26 +108,42 @@ class Stats:
     leaked: int
 
 
-def register(fn, *, once: bool = False) -> Subscription:
+_ERROR_POLICIES = ("propagate", "unraisable")
+
+
+def register(fn, *, once: bool = False, errors: str = "propagate") -> Subscription:
     """Registers callable ``fn``; the registry holds a strong reference until
     the entry is released. ``once=True``: it runs at most once, then
-    unregisters itself. Raises :class:`Closed` once Python is exiting."""
+    unregisters itself. ``errors``: where an exception raised by ``fn`` goes
+    when it is fired on a thread that holds the GIL: ``"propagate"`` (to the
+    Python caller; the default) or ``"unraisable"`` (to
+    :func:`sys.unraisablehook`). Fired from a native thread it always goes to
+    :func:`sys.unraisablehook`. Raises :class:`Closed` once this interpreter
+    is exiting; ``RuntimeError`` from a subinterpreter on a CPython where
+    that cannot be made safe."""
     if not callable(fn):
         raise TypeError(f"cbreg.register: {fn!r} is not callable")
-    return Subscription(_core.register(fn, once), once)
+    if errors not in _ERROR_POLICIES:
+        raise ValueError(f"cbreg.register: errors must be 'propagate' or 'unraisable', not {errors!r}")
+    return Subscription(_core.register(fn, once, errors == "unraisable"), once)
 
 
 def invoke(id: int, *args):
     """Invokes entry ``id`` on this thread and returns its return value. An
-    exception raised by a Python callback propagates; other failures raise
-    the :class:`Error` subclass for the status (e.g. :class:`NotFound`)."""
+    exception raised by a Python callback propagates (registered with
+    ``errors="unraisable"``: it goes to :func:`sys.unraisablehook` and this
+    raises :class:`CallbackFailed`); other failures raise the :class:`Error`
+    subclass for the status (e.g. :class:`NotFound`)."""
     return _core.invoke(id, *args)
 
 
-def unregister(id: int) -> bool:
+def unregister(id: int, *, wait: bool = False) -> bool:
     """Unregisters entry ``id``; no invocation starts after this returns.
+    ``wait=True``: also waits until no invocation of it is running on any
+    thread and its release has run (the GIL is given up while waiting);
+    raises :class:`WouldDeadlock` from inside that entry's own callback.
     Returns False if there was no such live entry."""
-    return _core.unregister(id)
+    return _core.unregister(id, wait)
 
 
 def clear() -> int:
@@ -133,7 +169,8 @@ def stats() -> Stats:
 
 
 def is_closed() -> bool:
-    """Whether Python registration is closed (the atexit hook has run)."""
+    """Whether Python registration is closed in this interpreter (its exit
+    hook has run)."""
     return _core.is_closed()
 
 

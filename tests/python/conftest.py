@@ -10,8 +10,10 @@ by `make python-test`) to fail rather than skip when an artefact is missing.
 """
 import collections
 import os
+import re
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -22,6 +24,8 @@ NAIVE_DIR = os.environ.get("CBREG_NAIVE_DIR", os.path.join(ROOT, "build", "naive
 ENGINE_DIR = os.environ.get("CBREG_ENGINE_DIR", os.path.join(ROOT, "build", "engine"))
 RUNS = int(os.environ.get("CBREG_SHUTDOWN_RUNS", "200"))
 JOBS = int(os.environ.get("CBREG_TEST_JOBS", "4"))
+# How long an exit may take after the scenario's own work is done (seconds).
+EXIT_BUDGET = float(os.environ.get("CBREG_EXIT_BUDGET", "1.0"))
 
 if ENGINE_DIR not in sys.path:
     sys.path.insert(0, ENGINE_DIR)
@@ -51,13 +55,35 @@ def run_scenario(name, module, runs, env=None, timeout=60):
         try:
             p = subprocess.run([sys.executable, script], env=full_env, capture_output=True,
                                text=True, timeout=timeout)
-            return p.returncode, p.stdout, p.stderr
-        except subprocess.TimeoutExpired:
-            return "timeout", "", ""
+            return p.returncode, p.stdout, p.stderr, time.time()
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            return "timeout", out, "", time.time()
 
     with ThreadPoolExecutor(JOBS) as pool:
         results = list(pool.map(once, range(runs)))
     return collections.Counter(r[0] for r in results), results
+
+
+def exit_seconds(results):
+    """Per run: seconds from the scenario's END line (its own work done) to
+    the process having exited; None for a run that printed no END."""
+    out = []
+    for r in results:
+        m = re.search(r"^END ([0-9.]+)", r[1], re.M)
+        out.append(r[3] - float(m.group(1)) if m else None)
+    return out
+
+
+def assert_prompt_exits(results):
+    """Every run printed END and exited within EXIT_BUDGET after it."""
+    times = exit_seconds(results)
+    missing = sum(t is None for t in times)
+    assert not missing, f"{missing} runs never reached the end of their work"
+    slow = sorted(t for t in times if t > EXIT_BUDGET)
+    assert not slow, (f"{len(slow)} of {len(times)} exits took over {EXIT_BUDGET} s "
+                      f"after the work was done (slowest {slow[-1]:.2f} s)")
+    return max(times)
 
 
 def describe(codes, results):

@@ -170,7 +170,7 @@ def test_native_thread_call_converts_arguments():
 
 
 @need_engine
-def test_invalid_utf8_str_argument_is_invalid_argument():
+def test_invalid_utf8_str_argument_fails_with_code_invalid_argument():
     import cbreg_engine
     got = []
     with cbreg.register(lambda *a: got.append(a)) as sub:

@@ -24,6 +24,19 @@ std::array<std::atomic<std::uint64_t>, 256> g_ids{};  // naive_ext id -> cbreg i
 std::atomic<bool> g_stop{false};
 std::atomic<int> g_running{0};
 std::atomic<std::uint64_t> g_fired{0}, g_ok{0}, g_closed{0}, g_not_found{0}, g_failed{0};
+std::atomic<std::uint64_t> g_native_calls{0};  // calls of the native counter entries
+
+// A native entry: counts its calls, owns nothing.
+std::uint32_t count_native(void*, const cbreg_value*, std::size_t, cbreg_value*) {
+    g_native_calls.fetch_add(1, std::memory_order_relaxed);
+    return CBREG_STATUS_OK;
+}
+
+cbreg_registry registry_of(std::uint64_t handle) { return cbreg_registry{handle}; }
+
+std::uint32_t python_flags(bool once, bool unraisable) {
+    return (once ? cbreg::once : cbreg::persistent) | (unraisable ? cbreg::nb::unraisable : 0);
+}
 
 cbreg_registry reg() { return cbreg_default(); }
 
@@ -71,10 +84,62 @@ NB_MODULE(cbreg_engine, m) {
     cbreg::nb::install_atexit();
 
     // ---- the engine proper: cbreg ids ----
-    m.def("subscribe", [](nb::callable cb, bool once) {
-        return cbreg::nb::subscribe(cb, once ? cbreg::once : cbreg::persistent).release();
-    }, nb::arg("callback"), nb::arg("once") = false,
+    m.def("subscribe", [](nb::callable cb, bool once, bool unraisable) {
+        return cbreg::nb::subscribe(cb, python_flags(once, unraisable)).release();
+    }, nb::arg("callback"), nb::arg("once") = false, nb::arg("unraisable") = false,
        "Registers through this module's own link to libcbreg.so; returns the cbreg id.");
+
+    m.def("subscribe_native", [] {
+        std::uint64_t id = 0;
+        cbreg::nb::check(static_cast<cbreg::status>(
+            cbreg_register(reg(), count_native, nullptr, nullptr, 0, &id)));
+        return id;
+    }, "Registers a native entry (a C++ counter) in the default registry; returns its id.");
+
+    m.def("new_registry", [] {
+        cbreg_registry h{0};
+        cbreg::nb::check(static_cast<cbreg::status>(cbreg_registry_new(&h)));
+        return h.handle;
+    }, "Creates a registry of its own (never freed); returns its handle.");
+
+    m.def("subscribe_native_in", [](std::uint64_t handle) {
+        std::uint64_t id = 0;
+        cbreg::nb::check(static_cast<cbreg::status>(
+            cbreg_register(registry_of(handle), count_native, nullptr, nullptr, 0, &id)));
+        return id;
+    }, nb::arg("handle"), "A native counter entry in registry `handle`.");
+
+    m.def("subscribe_in", [](std::uint64_t handle, nb::callable cb) {
+        return cbreg::nb::subscribe(cb, cbreg::persistent, registry_of(handle)).release();
+    }, nb::arg("handle"), nb::arg("callback"), "Registers a Python callable in registry `handle`.");
+
+    m.def("native_calls", [] { return g_native_calls.load(); });
+
+    m.def("fire_in_on_thread", [](std::uint64_t handle, std::uint64_t id) {
+        cbreg_status s = CBREG_STATUS_OK;
+        nb::gil_scoped_release unlocked;
+        std::thread([&] { s = cbreg_invoke(registry_of(handle), id, nullptr, 0, nullptr); }).join();
+        return static_cast<std::uint32_t>(s);
+    }, nb::arg("handle"), nb::arg("id"), "Invokes `id` of registry `handle` from a fresh native thread.");
+
+    m.def("unregister_wait", [](std::uint64_t id) {
+        // The GIL stays held, as in any bound method that does not release it.
+        return static_cast<std::uint32_t>(cbreg_unregister_wait(reg(), id));
+    }, nb::arg("id"), "cbreg_unregister_wait called with the GIL held; returns the status.");
+
+    m.def("run_sync", [](std::uint64_t id, int n) {
+        // An engine's run(): fires on this thread, GIL held. A Python
+        // exception left pending with CALLBACK_FAILED is re-raised.
+        nb::list statuses;
+        for (int i = 0; i < n; ++i) {
+            const cbreg_value arg = cbreg::value::i64(i);
+            cbreg_status s = cbreg_invoke(reg(), id, &arg, 1, nullptr);
+            if (s == CBREG_STATUS_CALLBACK_FAILED && PyErr_Occurred()) throw nb::python_error();
+            statuses.append(static_cast<std::uint32_t>(s));
+        }
+        return nb::make_tuple(statuses, PyErr_Occurred() != nullptr);
+    }, nb::arg("id"), nb::arg("n") = 1,
+       "Fires `id` n times on this thread with the GIL held; returns (statuses, exception_pending).");
 
     m.def("start", [](std::uint64_t id, double hz) {
         g_stop.store(false);

@@ -1,0 +1,64 @@
+"""Exit edge cases on cbreg (DESIGN 4.4a, 4.6): each scenario runs
+CBREG_SHUTDOWN_RUNS times (default 200) in fresh interpreters; every run must
+exit 0, print what the contract promises, and be gone within EXIT_BUDGET
+(default 1 s) of the end of its own work. The naive control for the first
+three is in test_exit_control.py."""
+import re
+import sys
+
+import pytest
+
+from conftest import RUNS, assert_prompt_exits, describe, need_engine, run_scenario
+
+
+def run_clean(name, expect=(), timeout=60):
+    codes, results = run_scenario(name, "cbreg_engine", RUNS, timeout=timeout)
+    assert codes == {0: RUNS}, describe(codes, results)
+    for text in expect:
+        missing = [r for r in results if text not in r[1]]
+        assert not missing, f"{len(missing)} runs lack {text!r}; e.g. stdout {missing[0][1]!r}"
+    slowest = assert_prompt_exits(results)
+    print(f"{name}: {RUNS}/{RUNS} exit 0, slowest exit {slowest:.3f} s after the work")
+    return results
+
+
+@need_engine
+def test_python_daemon_thread_inside_callback_does_not_hold_up_exit():
+    run_clean("daemon_in_callback", ["threads inside, exiting"])
+
+
+@need_engine
+def test_native_thread_in_callback_longer_than_the_hook_waits_exits_without_abort():
+    run_clean("native_long_callback", ["engine inside, exiting"])
+
+
+@need_engine
+def test_first_import_inside_an_atexit_handler_still_runs_the_exit_hook():
+    run_clean("import_in_atexit", ["ticks inside atexit", "Listener.__del__ finalizing=False"])
+
+
+@need_engine
+def test_exit_hook_releases_python_entries_only_in_every_registry():
+    results = run_clean("native_entries_survive_exit", [
+        "python_default.__del__ finalizing=False", "python_own.__del__ finalizing=False"])
+    for r in results:
+        report = dict(eval(re.search(r"native_entries_survive_exit: (\[.*\])", r[1]).group(1)))
+        assert report == {"closed": True, "native_default": 0, "native_own": 0,
+                          "python_default": 1, "python_own": 1,
+                          "engine_kept_firing": True, "engine_not_found": 0,
+                          "engine_closed": 0}, report
+
+
+@need_engine
+def test_forked_child_exits_promptly_while_native_threads_fire():
+    results = run_clean("fork_while_firing", ["slowest child"])
+    slowest = max(float(re.search(r"slowest child ([0-9.]+) s", r[1]).group(1)) for r in results)
+    assert slowest < 1.0, f"a forked child took {slowest:.2f} s"
+
+
+@need_engine
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="_xxsubinterpreters as in CPython 3.11")
+def test_subinterpreter_entries_are_called_and_ended_in_their_own_interpreter():
+    run_clean("subinterp_at_exit", [
+        "A fires in A", "B fires in B", "B entry released in B=True",
+        "B's id after B ended: 1", "A ended while fired", "main fires in main, exiting"])
