@@ -38,7 +38,7 @@ loom:
 ## Clippy with warnings as errors, on the library, its tests and the loom build.
 lint:
 	$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
-	$(CARGO) clippy --all-targets --features header -- -D warnings
+	$(CARGO) clippy --all-targets --features header,python -- -D warnings
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) clippy --release --test loom -- -D warnings
 
 ## The guarantees again with the fence barrier that systems without

@@ -33,9 +33,7 @@ use std::time::{Duration, Instant};
 
 use pyo3_ffi as py;
 
-use crate::ffi::{core_of, RegistryHandle, CBREG_ONCE};
-use crate::registry;
-use crate::wait::{set_blocking_hook, BlockingHook};
+use crate::ffi::{self, RegistryHandle, CBREG_ONCE};
 use crate::{Status, Tag, Value};
 
 type PyObj = *mut py::PyObject;
@@ -697,7 +695,7 @@ unsafe extern "C-unwind" fn release_python(ctx: *mut c_void) {
     // SAFETY: attached; we own this reference.
     let released = with_python(interp, true, |_| py::Py_DecRef(callable)).is_some();
     if !released {
-        registry::mark_release_leaked();
+        ffi::cbreg_release_mark_leaked();
     }
     let _ = interp
         .entries
@@ -709,14 +707,14 @@ unsafe extern "C-unwind" fn release_python(ctx: *mut c_void) {
 
 /// A cbreg wait (unregister_wait, registry free) on a thread that holds the
 /// GIL gives it up while it waits.
-unsafe fn release_gil_while_waiting() -> *mut c_void {
+unsafe extern "C" fn release_gil_while_waiting() -> *mut c_void {
     if py::Py_IsInitialized() == 0 || gil_holder().is_none() {
         return null_mut();
     }
     py::PyEval_SaveThread().cast()
 }
 
-unsafe fn take_gil_back(token: *mut c_void) {
+unsafe extern "C" fn take_gil_back(token: *mut c_void) {
     if !token.is_null() {
         py::PyEval_RestoreThread(token.cast());
     }
@@ -729,10 +727,9 @@ unsafe fn set_up_process() {
         return;
     }
     probe_thread_id_offset();
-    set_blocking_hook(BlockingHook {
-        before: release_gil_while_waiting,
-        after: take_gil_back,
-    });
+    // Installed in the copy of cbreg that owns the registries (the one
+    // that waits), whichever copy this is.
+    crate::rendezvous::set_blocking_hook(release_gil_while_waiting, take_gil_back);
     libc::pthread_atfork(
         Some(before_fork),
         Some(after_fork_in_parent),
@@ -872,18 +869,25 @@ unsafe fn interpreter_exit(this: &'static Interp) {
         g.gate.fetch_max(GATE_DRAINING, SeqCst); // no new calls
     }
     drain_unlocked(gates);
-    let ours = |ctx: *mut c_void| {
+    extern "C" fn ours(ctx: *mut c_void, gates: *mut c_void) -> bool {
+        // SAFETY: `gates` is the slice passed below, alive for the call;
+        // ctx is one of our entries (its release is `release_python`).
+        let gates = unsafe { &*(gates as *const &[&'static Interp]) };
         let owner = interp_of(ctx);
         gates.iter().any(|g| std::ptr::eq(*g, owner))
-    };
-    registry::retire_matching_everywhere(Some(release_python), &ours);
+    }
+    crate::rendezvous::retire_matching(
+        Some(release_python),
+        ours,
+        &gates as *const &[&'static Interp] as *mut c_void,
+    );
     // Releases deferred to invokers still in flight run there, the gate
     // letting releases through until every entry is released (or time is up).
     let release_deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(5));
     let saved = py::PyEval_SaveThread();
     loop {
         drain(gates, Some(release_deadline));
-        registry::default_core().collect();
+        crate::rendezvous::collect_all();
         let released = gates.iter().all(|g| g.entries.load(SeqCst) == 0);
         if released || Instant::now() >= release_deadline {
             break;
@@ -951,10 +955,6 @@ pub extern "C-unwind" fn cbreg_py_register(
     flags: u32,
     out_id: *mut u64,
 ) -> Status {
-    let core = match core_of(reg) {
-        Ok(core) => core,
-        Err(e) => return e,
-    };
     if callable.is_null() || out_id.is_null() || flags & !(CBREG_ONCE | CBREG_PY_UNRAISABLE) != 0
     {
         return Status::InvalidArgument;
@@ -989,13 +989,22 @@ pub extern "C-unwind" fn cbreg_py_register(
         interp.entries.fetch_add(1, SeqCst);
         let entry = new_entry(callable as PyObj, interp, flags);
         let ctx = entry as *const PyEntry as *mut c_void;
-        let once = flags & CBREG_ONCE != 0;
-        match core.register(Some(call_python), ctx, Some(release_python), once) {
-            Ok(id) => {
+        // Through the C ABI, so the entry lands in the process's registries
+        // whichever copy of cbreg owns them.
+        let mut id = 0;
+        match ffi::cbreg_register(
+            reg,
+            Some(call_python),
+            ctx,
+            Some(release_python),
+            flags & CBREG_ONCE,
+            &mut id,
+        ) {
+            Status::Ok => {
                 write_out(out_id, id);
                 Status::Ok
             }
-            Err(e) => {
+            e => {
                 // Not registered: the reference is still ours.
                 py::Py_DecRef(callable as PyObj);
                 interp.entries.fetch_sub(1, SeqCst);

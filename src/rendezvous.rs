@@ -68,6 +68,7 @@ pub struct Api {
         unsafe extern "C" fn() -> *mut c_void,
         unsafe extern "C" fn(*mut c_void),
     ) -> bool,
+    pub(crate) collect_all: extern "C" fn() -> usize,
 }
 
 static OWN: Api = Api {
@@ -91,6 +92,7 @@ static OWN: Api = Api {
     release_mark_leaked: ffi::cbreg_release_mark_leaked,
     retire_matching: retire_matching_local,
     set_blocking_hook: set_blocking_hook_local,
+    collect_all: collect_all_local,
 };
 
 /// Where this copy's calls go: null until decided, `&OWN` when this copy
@@ -276,6 +278,24 @@ extern "C" fn set_blocking_hook_local(
     after: unsafe extern "C" fn(*mut c_void),
 ) -> bool {
     crate::wait::set_blocking_hook(crate::wait::BlockingHook { before, after })
+}
+
+extern "C" fn collect_all_local() -> usize {
+    let mut n = 0;
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::registry::for_each_core(|core| n += core.collect())
+    }));
+    n
+}
+
+/// Runs the deferred releases that are ready in every registry of the
+/// process; returns how many ran.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub(crate) fn collect_all() -> usize {
+    match remote() {
+        Some(api) => (api.collect_all)(),
+        None => collect_all_local(),
+    }
 }
 
 /// Unregisters every live entry, in every registry of the process, whose
