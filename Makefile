@@ -33,7 +33,7 @@ rust-test:
 loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) test --release --test loom
 
-test: rust-test loom c-test c-test-asan cpp-test cpp-test-asan python-test
+test: rust-test loom c-test c-test-asan cpp-test cpp-test-asan python-test stress fuzz
 
 native-demo:
 	$(CARGO) run --release --example native_demo
