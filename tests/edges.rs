@@ -299,6 +299,20 @@ edge! {
     }
 }
 
+edge! {
+    fn id_of_another_registry_is_not_found() {
+        let (a, b) = (new_registry(), new_registry());
+        let (pa, pb) = (plain_probe(), plain_probe());
+        let ida = register(a, pa, PERSISTENT);
+        let idb = register(b, pb, PERSISTENT);
+        assert_eq!(invoke(b, ida), Status::NotFound, "A's id presented to B");
+        assert_eq!(cbreg_unregister(b, ida), Status::NotFound, "A's id unregistered through B");
+        assert_eq!((pa.called(), pb.called()), (0, 0), "no entry ran");
+        assert_eq!((invoke(a, ida), invoke(b, idb)), (Status::Ok, Status::Ok));
+        assert_eq!(pb.released(), 0, "B's entry is still registered");
+    }
+}
+
 // ---- waiting ----
 
 edge! {
