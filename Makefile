@@ -23,6 +23,8 @@ include mk/cpp.mk
 include mk/python.mk
 include mk/rendezvous.mk
 include mk/install.mk
+include mk/stress.mk
+include mk/fuzz.mk
 
 ## Regenerate the committed C header from src/ (cbindgen, via build.rs).
 header:
@@ -44,9 +46,9 @@ lint:
 ## The guarantees again with the fence barrier that systems without
 ## membarrier use (forced by CBREG_BARRIER=fence).
 rust-test-fence:
-	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test model --test fork
+	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test edges --test edges_fork --test model --test fork
 
-test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test install-test python-test
+test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test install-test python-test stress fuzz
 
 native-demo:
 	$(CARGO) run --release --example native_demo

@@ -7,6 +7,9 @@
 #   make c-test        build/c/consumer
 #   make c-test-asan   build/c/consumer_asan (ASan + UBSan; the Rust static
 #                      library itself is not instrumented)
+#   make c-no-alloc    build/c/no_alloc_libc: invoke makes no allocation,
+#                      libc's own included (it defines malloc and friends,
+#                      so it has no ASan build); part of c-test
 
 CARGO_STATICLIB ?= target/release/libcbreg.a
 
@@ -18,7 +21,7 @@ C_LDLIBS     := -lpthread -ldl -lm
 C_TEST_SRC   := tests/c/consumer.c
 C_TEST_DEPS  := $(C_TEST_SRC) include/cbreg.h $(CARGO_STATICLIB)
 
-.PHONY: c-test c-test-asan
+.PHONY: c-test c-test-asan c-no-alloc
 
 $(C_BUILD_DIR):
 	mkdir -p $@
@@ -32,9 +35,18 @@ $(C_BUILD_DIR)/consumer_asan: $(C_TEST_DEPS) | $(C_BUILD_DIR)
 $(C_BUILD_DIR)/thread_exit: tests/c/thread_exit.c include/cbreg.h $(CARGO_STATICLIB) | $(C_BUILD_DIR)
 	$(CC) $(C_CFLAGS) -O2 $(C_CPPFLAGS) $< $(CARGO_STATICLIB) $(C_LDLIBS) -o $@
 
-c-test: $(C_BUILD_DIR)/consumer $(C_BUILD_DIR)/thread_exit
+$(C_BUILD_DIR)/no_alloc_libc: tests/c/no_alloc_libc.c include/cbreg.h $(CARGO_STATICLIB) | $(C_BUILD_DIR)
+	$(CC) $(C_CFLAGS) -O2 $(C_CPPFLAGS) $< $(CARGO_STATICLIB) $(C_LDLIBS) -o $@
+
+c-no-alloc: $(C_BUILD_DIR)/no_alloc_libc
+	./$<
+
+c-test: $(C_BUILD_DIR)/consumer $(C_BUILD_DIR)/thread_exit $(C_BUILD_DIR)/no_alloc_libc
 	./$(C_BUILD_DIR)/consumer
 	./$(C_BUILD_DIR)/thread_exit
+	./$(C_BUILD_DIR)/no_alloc_libc
 
 c-test-asan: $(C_BUILD_DIR)/consumer_asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./$<
+
+# The C stress job and the fuzzer have makefiles of their own.

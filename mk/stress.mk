@@ -1,0 +1,30 @@
+# Stress and accounting job (tests/stress/stress.c), included from mk/c.mk.
+#
+#   make stress   STRESS_SECONDS (default 40) of 32 threads plus bursts of
+#                 300 short-lived ones, nested invokes, one-shots, frees and
+#                 recreations, forks, real-time threads; exits non-zero on
+#                 any violation or hang (the program's own alarm() watchdog)
+#   make soak     the same for SOAK_SECONDS (default 1800), then the fuzzer
+#                 for as long
+
+CARGO_STATICLIB ?= target/release/libcbreg.a
+
+STRESS_BUILD_DIR := build/stress
+STRESS_SECONDS   ?= 40
+STRESS_THREADS   ?= 32
+SOAK_SECONDS     ?= 1800
+
+.PHONY: stress soak
+
+$(STRESS_BUILD_DIR):
+	mkdir -p $@
+
+$(STRESS_BUILD_DIR)/stress: tests/stress/stress.c include/cbreg.h $(CARGO_STATICLIB) | $(STRESS_BUILD_DIR)
+	$(CC) -std=gnu99 -Wall -Wextra -Werror -pthread -g -O2 -Iinclude $< $(CARGO_STATICLIB) -lpthread -ldl -lm -o $@
+
+stress: $(STRESS_BUILD_DIR)/stress
+	./$< $(STRESS_SECONDS) $(STRESS_THREADS)
+
+soak: $(STRESS_BUILD_DIR)/stress
+	./$< $(SOAK_SECONDS) $(STRESS_THREADS)
+	$(MAKE) fuzz FUZZ_SECONDS=$(SOAK_SECONDS)
