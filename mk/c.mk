@@ -48,5 +48,3 @@ c-test: $(C_BUILD_DIR)/consumer $(C_BUILD_DIR)/thread_exit $(C_BUILD_DIR)/no_all
 
 c-test-asan: $(C_BUILD_DIR)/consumer_asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 ./$<
-
-# The C stress job and the fuzzer have makefiles of their own.
