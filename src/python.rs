@@ -126,7 +126,10 @@ unsafe fn gil_holder() -> Option<TState> {
     static CURRENT: OnceLock<Option<Current>> = OnceLock::new();
     let current = lookup(
         &CURRENT,
-        &[b"PyThreadState_GetUnchecked\0", b"_PyThreadState_UncheckedGet\0"],
+        &[
+            b"PyThreadState_GetUnchecked\0",
+            b"_PyThreadState_UncheckedGet\0",
+        ],
     )?;
     let tstate = current();
     if tstate.is_null() {
@@ -139,7 +142,10 @@ unsafe fn gil_holder() -> Option<TState> {
     if offset != 0 {
         // Another thread may free `tstate` as we read it: a stale word of a
         // heap block at worst, and never equal to our own thread's id.
-        let thread_id = (tstate as *const u8).add(offset).cast::<c_ulong>().read_volatile();
+        let thread_id = (tstate as *const u8)
+            .add(offset)
+            .cast::<c_ulong>()
+            .read_volatile();
         return (thread_id == libc::pthread_self() as c_ulong).then_some(tstate);
     }
     (tstate == py::PyGILState_GetThisThreadState()).then_some(tstate)
@@ -236,9 +242,7 @@ impl GatePass {
     fn enter(interp: &'static Interp, for_release: bool) -> Option<GatePass> {
         interp.inside.fetch_add(1, SeqCst);
         let state = interp.gate.load(SeqCst);
-        if state == GATE_OPEN
-            || (state == GATE_DRAINING && for_release)
-            || IN_HOOK.with(Cell::get)
+        if state == GATE_OPEN || (state == GATE_DRAINING && for_release) || IN_HOOK.with(Cell::get)
         {
             let depth = HELD_DEPTH.with(Cell::get);
             if depth < HELD_TRACKED {
@@ -409,7 +413,11 @@ impl Drop for DetachOnPanic {
 /// Runs `f` attached to `interp` when Python may be entered from this
 /// thread; otherwise returns `None` without touching Python. `f` gets
 /// whether the caller already held the GIL in that interpreter.
-fn with_python<R>(interp: &'static Interp, for_release: bool, f: impl FnOnce(bool) -> R) -> Option<R> {
+fn with_python<R>(
+    interp: &'static Interp,
+    for_release: bool,
+    f: impl FnOnce(bool) -> R,
+) -> Option<R> {
     // SAFETY: callable without the GIL, before and after initialization.
     if unsafe { py::Py_IsInitialized() } == 0 {
         return None;
@@ -562,7 +570,11 @@ unsafe fn store_result(result: PyObj, ret: &mut Value, interp: &'static Interp) 
     }
     if keep {
         ret.drop = Some(drop_returned);
-        ret.owner = Box::into_raw(Box::new(Returned { obj: result, interp })).cast();
+        ret.owner = Box::into_raw(Box::new(Returned {
+            obj: result,
+            interp,
+        }))
+        .cast();
     } else {
         py::Py_DecRef(result);
     }
@@ -955,8 +967,7 @@ pub extern "C-unwind" fn cbreg_py_register(
     flags: u32,
     out_id: *mut u64,
 ) -> Status {
-    if callable.is_null() || out_id.is_null() || flags & !(CBREG_ONCE | CBREG_PY_UNRAISABLE) != 0
-    {
+    if callable.is_null() || out_id.is_null() || flags & !(CBREG_ONCE | CBREG_PY_UNRAISABLE) != 0 {
         return Status::InvalidArgument;
     }
     if !interpreter_alive() {

@@ -78,13 +78,14 @@ edge! {
         let freeing = spawn_named("registry_free", move || cbreg_registry_free(r.0));
         wait_until("the free to run the release", || started.load(SeqCst));
 
-        let mut seen = Vec::new();
-        seen.push(("register", try_register(reg, plain_probe(), PERSISTENT).err()));
-        seen.push(("invoke", Some(invoke(reg, id))));
-        seen.push(("unregister", Some(cbreg_unregister(reg, id))));
-        seen.push(("clear", Some(cbreg_clear(reg, std::ptr::null_mut()))));
         let mut s = Stats::default();
-        seen.push(("stats_get", Some(cbreg_stats_get(reg, &mut s))));
+        let mut seen = vec![
+            ("register", try_register(reg, plain_probe(), PERSISTENT).err()),
+            ("invoke", Some(invoke(reg, id))),
+            ("unregister", Some(cbreg_unregister(reg, id))),
+            ("clear", Some(cbreg_clear(reg, std::ptr::null_mut()))),
+            ("stats_get", Some(cbreg_stats_get(reg, &mut s))),
+        ];
         seen.push(("registry_free", Some(cbreg_registry_free(reg))));
         go.store(true, SeqCst);
         let freed = freeing.join();
@@ -101,7 +102,7 @@ edge! {
             for round in 0..1000 {
                 let reg = Reg(new_registry());
                 // A release that takes a moment widens the window.
-                register(reg.0, probe(|| 0, || thread::yield_now()), PERSISTENT);
+                register(reg.0, probe(|| 0, thread::yield_now), PERSISTENT);
                 register(reg.0, plain_probe(), PERSISTENT);
                 let start = Arc::new(Barrier::new(3));
                 let free = |b: Arc<Barrier>| thread::spawn(move || {

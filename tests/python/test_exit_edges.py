@@ -2,7 +2,7 @@
 CBREG_SHUTDOWN_RUNS times (default 200) in fresh interpreters; every run must
 exit 0, print what the contract promises, and be gone within EXIT_BUDGET
 (default 1 s) of the end of its own work. The naive control for the first
-three is in test_exit_control.py."""
+three is in test_exit_control.py (test_naive_control_fails_the_exit_edges)."""
 import re
 import sys
 
