@@ -9,10 +9,12 @@
 //! entry (`docs/protocol.md`). A thread that finds the pool empty, or nests
 //! deeper than the cells allow, uses the slot's shared `inflight` counter.
 //!
-//! No thread-exit hook is needed (a pthread key's value would make glibc
-//! allocate on a process with 32 keys or more): a record is claimed with the
-//! owner's kernel thread id, and a thread that needs a record while none is
-//! free takes back those whose owner no longer exists.
+//! A record goes back to the pool when its thread exits, through a pthread
+//! key's destructor, but only where setting the key's value cannot allocate
+//! (glibc allocates for keys past the first 32: see `exit_key`). Otherwise,
+//! and as a backstop, a record is claimed with the owner's kernel thread id
+//! and a thread that needs a record while none is free (or the reclaimer,
+//! about once a second) takes back those whose owner no longer exists.
 //!
 //! The thread also keeps, for itself alone, what no other thread needs to
 //! see but that it must know to refuse a wait on itself: a list of frames on
@@ -244,6 +246,8 @@ fn claim() -> Option<&'static ThreadRecord> {
                 // load.
                 crate::sync::fence(Ordering::SeqCst);
                 RECORD.with(|r| r.set(rec as *const ThreadRecord as usize));
+                #[cfg(all(unix, not(loom)))]
+                register_thread_exit(i);
                 return Some(rec);
             }
         }
@@ -331,12 +335,24 @@ pub(crate) fn invoked_total(counter: usize) -> u64 {
 /// The writer's barrier, skipped when no other thread holds a record (then
 /// no other thread can be between its hazard store and its state load).
 pub(crate) fn heavy_barrier() {
-    let pool = pool();
     crate::sync::fence(Ordering::SeqCst);
-    let mine = usize::from(has_record());
-    if pool.claimed.load(Ordering::SeqCst) > mine {
+    if others_hold_records() {
         barrier::heavy();
     }
+}
+
+/// Whether a thread other than this one holds a record (so a heavy barrier
+/// is not free). Call after a SeqCst fence.
+pub(crate) fn others_hold_records() -> bool {
+    pool().claimed.load(Ordering::SeqCst) > usize::from(has_record())
+}
+
+/// Takes back the records of threads that have exited (the reclaimer does
+/// this now and then, so a process whose other threads are gone gets its
+/// free heavy barrier back).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn sweep_exited_threads() {
+    take_back_records_of_exited_threads();
 }
 
 /// True if any thread has published `slot` (call after `heavy_barrier`).
@@ -538,7 +554,7 @@ pub(crate) fn wait_would_cycle(slot: usize) -> bool {
     false
 }
 
-// ---- fork (not modelled under loom) ----
+// ---- thread exit and fork (not modelled under loom) ----
 
 #[cfg(not(loom))]
 fn install_fork_handler() {
@@ -547,6 +563,53 @@ fn install_fork_handler() {
     unsafe {
         libc::pthread_atfork(None, None, Some(after_fork_in_child))
     };
+    #[cfg(unix)]
+    let _ = exit_key();
+}
+
+/// A pthread key whose destructor returns a thread's record, if setting its
+/// value never allocates: with glibc, keys below 32 live in the thread
+/// descriptor and later ones in blocks that `pthread_setspecific` callocs
+/// (on a real-time thread's first invoke); elsewhere no key is used and
+/// exited threads' records are taken back by `take_back_records_of_exited_threads`.
+#[cfg(all(unix, not(loom)))]
+fn exit_key() -> Option<libc::pthread_key_t> {
+    static KEY: std::sync::OnceLock<Option<libc::pthread_key_t>> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| {
+        if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+            return None;
+        }
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: creates a key with an `extern "C"` destructor.
+        if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } != 0 {
+            return None;
+        }
+        if key < 32 {
+            Some(key)
+        } else {
+            // SAFETY: the key was just created and never set.
+            unsafe { libc::pthread_key_delete(key) };
+            None
+        }
+    })
+}
+
+#[cfg(all(unix, not(loom)))]
+fn register_thread_exit(index: usize) {
+    if let Some(key) = exit_key() {
+        // SAFETY: a key below 32 (no allocation); the value is an integer.
+        unsafe { libc::pthread_setspecific(key, (index + 1) as *const libc::c_void) };
+    }
+}
+
+#[cfg(all(unix, not(loom)))]
+extern "C" fn on_thread_exit(value: *mut libc::c_void) {
+    // Code that runs later in this thread's exit (another key's destructor)
+    // may still invoke: it must not write into a record another thread can
+    // now claim, so from here on it uses the slot counters.
+    RECORD.with(|r| r.set(NO_RECORD));
+    let rec = &pool().records[value as usize - 1];
+    release_record(rec, rec.owner.load(Ordering::SeqCst));
 }
 
 /// In a forked child only the forking thread exists: every other record is

@@ -3,9 +3,9 @@
 //! A real-time thread never runs a release; what it retires goes on its
 //! registry's pending list, and it raises a flag with one store. The
 //! reclaimer, started when the first thread is marked real-time, looks at
-//! the flag every `PERIOD` and collects every registry when it is up. So a
-//! release deferred by a real-time thread runs within about `PERIOD` plus
-//! the time the releases before it take, with nobody calling collect.
+//! the flag every `PERIOD` and collects every registry when it is up. So a deferred release runs within about `PERIOD` plus the time
+//! the releases before it take, with nobody calling collect. About once a
+//! second it also takes back the thread records of exited threads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,15 +38,22 @@ pub(crate) fn wake() {
 
 #[cfg_attr(loom, allow(dead_code))]
 fn run() {
-    loop {
+    for round in 1u64.. {
         std::thread::sleep(PERIOD);
         if WORK.swap(false, Ordering::AcqRel) {
             crate::registry::for_each_core(|core| {
                 core.collect();
             });
         }
+        if round % SWEEP_ROUNDS == 0 {
+            crate::hazard::sweep_exited_threads();
+        }
     }
 }
+
+/// Every this many periods (about a second) the reclaimer also takes back
+/// the records of exited threads.
+const SWEEP_ROUNDS: u64 = 100;
 
 /// The child of a fork has no reclaimer thread: the next thread marked
 /// real-time starts one, and work the parent left is kept.
