@@ -163,7 +163,12 @@ thread_cell! { static TOKEN: u32 = 0; }
 thread_cell! { static FRAMES: usize = 0; }
 // Registries this thread holds pinned (core addresses; 0 = unused), and how
 // many pins did not fit.
-thread_cell! { static PINS: [usize; PIN_SLOTS] = [0; PIN_SLOTS]; }
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_PIN: Cell<usize> = Cell::new(0);
+#[cfg(not(loom))]
+std::thread_local! { static PINS: [Cell<usize>; PIN_SLOTS] = const { [NO_PIN; PIN_SLOTS] }; }
+#[cfg(loom)]
+loom::thread_local! { static PINS: [Cell<usize>; PIN_SLOTS] = [NO_PIN; PIN_SLOTS]; }
 thread_cell! { static PINS_OVERFLOW: usize = 0; }
 
 const NONE_YET: usize = 0;
@@ -464,7 +469,7 @@ pub(crate) fn inside_registry(core: usize, owns: impl Fn(usize) -> bool) -> bool
         } else {
             a == core
         }
-    }) || PINS.with(|p| p.get().contains(&core))
+    }) || pinned_here(core)
         || PINS_OVERFLOW.with(|o| o.get()) > 0
 }
 
@@ -481,36 +486,28 @@ fn inside(matches: impl Fn(u8, usize) -> bool) -> bool {
 
 /// Notes a pin of the registry at `core` on this thread.
 pub(crate) fn note_pin(core: usize) {
-    PINS.with(|p| {
-        let mut pins = p.get();
-        match pins.iter_mut().find(|c| **c == 0) {
-            Some(free) => {
-                *free = core;
-                p.set(pins);
-            }
-            None => PINS_OVERFLOW.with(|o| o.set(o.get() + 1)),
-        }
+    PINS.with(|pins| match pins.iter().find(|c| c.get() == 0) {
+        Some(free) => free.set(core),
+        None => PINS_OVERFLOW.with(|o| o.set(o.get() + 1)),
     })
 }
 
 /// Forgets one pin of the registry at `core` on this thread.
 pub(crate) fn note_unpin(core: usize) {
-    PINS.with(|p| {
-        let mut pins = p.get();
-        match pins.iter_mut().rev().find(|c| **c == core) {
-            Some(slot) => {
-                *slot = 0;
-                p.set(pins);
-            }
-            None => PINS_OVERFLOW.with(|o| o.set(o.get().saturating_sub(1))),
-        }
+    PINS.with(|pins| match pins.iter().rev().find(|c| c.get() == core) {
+        Some(slot) => slot.set(0),
+        None => PINS_OVERFLOW.with(|o| o.set(o.get().saturating_sub(1))),
     })
+}
+
+fn pinned_here(core: usize) -> bool {
+    PINS.with(|pins| pins.iter().any(|c| c.get() == core))
 }
 
 /// Pins this thread holds on the registry at `core` (for the fork child).
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn my_pins(core: usize) -> usize {
-    PINS.with(|p| p.get().iter().filter(|c| **c == core).count())
+    PINS.with(|pins| pins.iter().filter(|c| c.get() == core).count())
 }
 
 // ---- waiting: cycles between threads ----

@@ -173,9 +173,10 @@ impl Core {
             .store(release.map_or(0, |f| f as usize), Ordering::Relaxed);
         let state = slots::key(fresh) | LIVE | if once { ONCE } else { 0 };
         self.counters.registered.fetch_add(1, Ordering::Relaxed);
-        // SeqCst store/load pairs with `close`: either close's clear sees
-        // this entry, or this sees `closed` and takes the entry back.
-        slot.state.store(state, Ordering::SeqCst);
+        // Store, fence, load pairs with `close` (store, fence, clear's
+        // loads): either close's clear sees this entry, or this sees
+        // `closed` and takes the entry back.
+        slot.state.store(state, Ordering::Release);
         fence(Ordering::SeqCst);
         if self.closed.load(Ordering::SeqCst) {
             if let Ok(slot) = self.claim(slot.id(state)) {

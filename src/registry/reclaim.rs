@@ -94,7 +94,8 @@ impl Core {
     fn finish(&self, slot: &Slot) {
         let state = slot.state.load(Ordering::Relaxed);
         slot.owner.store(hazard::token(), Ordering::Relaxed);
-        slot.state.store(state | FINISHING, Ordering::SeqCst);
+        // Read by this thread, and by a forked child (after the fork).
+        slot.state.store(state | FINISHING, Ordering::Relaxed);
         let release = slot.release.swap(0, Ordering::Relaxed);
         let ctx = slot.ctx.swap(std::ptr::null_mut(), Ordering::Relaxed);
         slot.call.store(0, Ordering::Relaxed);
@@ -119,10 +120,12 @@ impl Core {
             unsafe { release(ctx) };
         }
         unwinding.3 = false;
+        // Release: whoever sees the count (a `free` waiting for it) sees the
+        // release's effects.
         if RELEASE_LEAKED.with(|c| c.replace(outer_mark)) {
-            self.counters.leaked.fetch_add(1, Ordering::SeqCst);
+            self.counters.leaked.fetch_add(1, Ordering::Release);
         } else {
-            self.counters.released.fetch_add(1, Ordering::SeqCst);
+            self.counters.released.fetch_add(1, Ordering::Release);
         }
         self.recycle(slot, state);
     }
@@ -130,8 +133,9 @@ impl Core {
     /// After the release step was counted: the next generation, then free.
     fn recycle(&self, slot: &Slot, state: u64) {
         slot.owner.store(0, Ordering::Relaxed);
+        // Release: a waiter that sees the next generation sees the release.
         slot.state
-            .store(Slot::next_free_state(state), Ordering::SeqCst);
+            .store(Slot::next_free_state(state), Ordering::Release);
         self.free.free(slot);
     }
 

@@ -155,7 +155,7 @@ impl std::ops::Deref for Pinned {
 impl Drop for Pinned {
     fn drop(&mut self) {
         hazard::note_unpin(self.core.addr());
-        self.core.pins.fetch_sub(1, Ordering::SeqCst);
+        self.core.pins.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -166,6 +166,9 @@ pub(crate) fn pin(handle: u64) -> Result<Pinned, Status> {
     // Count in first, then check (SeqCst both; `free` does the reverse):
     // either `free` sees this pin, or this sees DYING.
     core.pins.fetch_add(1, Ordering::SeqCst);
+    // SeqCst RMW then SeqCst load already order (Dekker); loom models the
+    // pairing only through fences.
+    #[cfg(loom)]
     fence(Ordering::SeqCst);
     if core.life.load(Ordering::SeqCst) != (handle >> 32) << 32 | ALIVE {
         core.pins.fetch_sub(1, Ordering::SeqCst);
