@@ -57,7 +57,7 @@ def test_helper_prints_the_cmake_package():
 def test_helper_prints_the_headers():
     (include_dir,) = cbreg_main("--include_dir")
     assert include_dir == cbreg.get_include()
-    for name in ("cbreg.h", "cbreg.hpp", "cbreg_nanobind.hpp"):
+    for name in ("cbreg.h", "cbreg.hpp", "cbreg_nanobind.hpp", "cbreg_pybind11.hpp"):
         assert os.path.isfile(os.path.join(include_dir, name)), name
 
 
