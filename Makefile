@@ -23,6 +23,7 @@ include mk/cpp.mk
 include mk/python.mk
 include mk/rendezvous.mk
 include mk/install.mk
+include mk/adopters.mk
 include mk/stress.mk
 include mk/fuzz.mk
 
@@ -48,7 +49,7 @@ lint:
 rust-test-fence:
 	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test edges --test edges_fork --test model --test fork
 
-test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test install-test python-test stress fuzz
+test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test install-test python-test adopters-test stress fuzz
 
 native-demo:
 	$(CARGO) run --release --example native_demo

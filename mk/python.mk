@@ -1,14 +1,15 @@
 # mk/python.mk: the Python side's tools and the naive control extension.
 # Included by the top-level Makefile; all paths are relative to the repo root.
 #
-#   make venv                 .venv/ with nanobind, scikit-build-core, cmake,
-#                             ninja, pytest (re-installs only when
+#   make venv                 .venv/ with nanobind, pybind11,
+#                             scikit-build-core, cmake, ninja, pytest (re-installs only when
 #                             python/requirements-dev.txt changes)
 #   make naive-ext            build tests/python/naive into build/naive/
 #   make python-scenarios     run the exit-time scenarios against it
 #                             (SCENARIO_RUNS=20 each, in subprocesses)
 #   make python-install       pip install . (the cbreg package: cargo builds
-#                             libcbreg.so, CMake the nanobind extension)
+#                             libcbreg.so and libcbreg_python.a, CMake the
+#                             nanobind extension)
 #   make python-engine        build tests/python/engine (cbreg_engine,
 #                             cbreg_peer) against the installed package
 #   make python-test          all of the above, then pytest tests/python

@@ -1,9 +1,10 @@
 """cbreg: a shutdown-safe, thread-safe callback registry.
 
 Python callables registered here live in cbreg's process-wide default
-registry, the same table C, C++ and Rust code (including other extension
-modules linked against :func:`get_library`) register into and invoke from,
-from any thread. The table is owned by Rust and never destroyed at exit;
+registry, the same table C, C++ and Rust code (other extension modules
+built with ``find_package(cbreg)`` from :func:`get_cmake_dir`, Rust crates,
+C programs linked against :func:`get_library`) register into and invoke
+from, from any thread. The table is owned by Rust and never destroyed at exit;
 importing this package installs an ``atexit`` hook that releases the Python
 callbacks while the interpreter is still whole (native entries stay live),
 so callbacks still registered at exit, and native threads still firing them,
@@ -44,7 +45,7 @@ from ._errors import (CallbackFailed, Closed, Error, InternalError, InvalidArgum
 
 __all__ = [
     "register", "invoke", "unregister", "clear", "close", "collect", "stats", "is_closed",
-    "Subscription", "Stats", "get_include", "get_library",
+    "Subscription", "Stats", "get_include", "get_library", "get_cmake_dir", "get_static_library",
     "Error", "NotFound", "Closed", "InvalidArgument", "InvalidRegistry", "CallbackFailed",
     "WouldDeadlock", "NoMemory", "InternalError",
 ]
@@ -175,11 +176,28 @@ def is_closed() -> bool:
 
 
 def get_include() -> str:
-    """Directory holding cbreg.h, cbreg.hpp and cbreg_nanobind.hpp."""
+    """Directory holding cbreg.h, cbreg.hpp and the nanobind and pybind11
+    adapter headers."""
     return _os.path.join(_HERE, "include")
 
 
 def get_library() -> str:
-    """Path of the libcbreg.so this package uses. Link other extension
-    modules against it (RPATH its directory) to share the default registry."""
+    """Path of the package's libcbreg.so: cbreg's C ABI without Python, for
+    C and C++ programs (and ctypes). Whatever links it shares the process's
+    one set of registries with this package. Extension modules link
+    :func:`get_static_library` instead (``cbreg::cbreg`` in CMake)."""
     return _os.path.join(_HERE, "libcbreg.so")
+
+
+def get_static_library() -> str:
+    """Path of libcbreg_python.a: cbreg with its Python adapter, a static
+    library for extension modules (what ``cbreg::cbreg`` links). The module
+    needs nothing of this package at run time, and its copy of cbreg joins
+    the process's one set of registries at its first call."""
+    return _os.path.join(_HERE, "libcbreg_python.a")
+
+
+def get_cmake_dir() -> str:
+    """Directory of cbreg's CMake package: ``find_package(cbreg CONFIG)``
+    with ``cbreg_DIR`` set to it (or on ``CMAKE_PREFIX_PATH``)."""
+    return _os.path.join(_HERE, "cmake")

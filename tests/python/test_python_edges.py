@@ -117,13 +117,19 @@ def test_unregister_wait_with_the_gil_held_while_a_native_thread_is_inside(how):
     assert p.stdout.split() == ["0" if "ext." in how else "True", "True", "True", "True"], p.stdout
 
 
-# ---- the nanobind header, either side of cbreg.h / cbreg.hpp ----
+# ---- the nanobind and pybind11 headers, either side of cbreg.h / cbreg.hpp ----
 
 ORDERS = {
     "after_cbreg_h": ['"cbreg.h"', '"cbreg_nanobind.hpp"'],
     "after_cbreg_hpp": ['"cbreg.hpp"', '"cbreg_nanobind.hpp"'],
     "before_cbreg_hpp": ['"cbreg_nanobind.hpp"', '"cbreg.hpp"', '"cbreg.h"'],
     "after_nanobind": ["<nanobind/nanobind.h>", '"cbreg.hpp"', '"cbreg_nanobind.hpp"'],
+}
+PYBIND11_ORDERS = {
+    "after_cbreg_h": ['"cbreg.h"', '"cbreg_pybind11.hpp"'],
+    "before_cbreg_hpp": ['"cbreg_pybind11.hpp"', '"cbreg.hpp"', '"cbreg.h"'],
+    "after_pybind11": ["<pybind11/pybind11.h>", '"cbreg.hpp"', '"cbreg_pybind11.hpp"'],
+    "beside_nanobind": ['"cbreg_nanobind.hpp"', '"cbreg_pybind11.hpp"'],
 }
 
 
@@ -144,4 +150,27 @@ def test_nanobind_header_compiles_in_any_include_order(order, tmp_path):
                         "-I", os.path.join(ROOT, "include"), "-I", os.path.join(ROOT, "cpp_shim"),
                         "-I", nanobind.include_dir(), "-I", sysconfig.get_paths()["include"],
                         str(src)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("order", sorted(PYBIND11_ORDERS))
+def test_pybind11_header_compiles_in_any_include_order(order, tmp_path):
+    pybind11 = pytest.importorskip("pybind11")
+    nanobind = pytest.importorskip("nanobind")
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    assert cxx, "no C++ compiler"
+    src = tmp_path / "order.cpp"
+    src.write_text("".join(f"#include {h}\n" for h in PYBIND11_ORDERS[order]) + textwrap.dedent("""
+        int main() {
+            pybind11::function fn;
+            (void)[&] { return cbreg::py::subscribe(fn).release(); };
+            (void)[&](pybind11::args a) { return cbreg::py::invoke(1, a); };
+            return cbreg_py_is_closed() ? 1 : 0;
+        }
+    """))
+    p = subprocess.run([cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Werror",
+                        "-I", os.path.join(ROOT, "include"), "-I", os.path.join(ROOT, "cpp_shim"),
+                        "-I", pybind11.get_include(), "-I", nanobind.include_dir(),
+                        "-I", sysconfig.get_paths()["include"], str(src)],
+                       capture_output=True, text=True)
     assert p.returncode == 0, p.stderr

@@ -1,6 +1,7 @@
-// cbreg_peer: a second extension module, linked separately against the same
-// libcbreg.so as cbreg_engine and the cbreg package. Entries registered by
-// any of them are visible to all: one process-wide default registry.
+// cbreg_peer: a second extension module, built separately; like cbreg_engine
+// and the cbreg package it holds its own static copy of cbreg. Entries
+// registered by any of them are visible to all: one process-wide default
+// registry.
 #include "cbreg_nanobind.hpp"
 
 namespace nb = nanobind;

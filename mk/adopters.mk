@@ -1,0 +1,64 @@
+# Out-of-tree adopters (tests/adopters/), each built with its ecosystem's
+# own tools and defaults, then installed into one venv beside the cbreg
+# wheel. Included by the top-level Makefile after mk/python.mk.
+#
+#   make adopters-test   builds the cbreg wheel; downloads the build
+#                        requirements into build/adopters/wheelhouse once;
+#                        builds nanobind_ext and pybind11_ext with
+#                        `pip wheel` (default build isolation, cbreg from the
+#                        wheelhouse through build-system.requires, no index)
+#                        and repairs them with `auditwheel repair`; builds
+#                        pyo3_ext with `maturin build --release` (its own
+#                        repair); installs all into build/adopters/venv and
+#                        runs tests/adopters/test_adopters.py there
+
+ADOPT_DIR        := build/adopters
+ADOPT_WHEELHOUSE := $(ADOPT_DIR)/wheelhouse
+ADOPT_DIST       := $(ADOPT_DIR)/dist
+ADOPT_REPAIRED   := $(ADOPT_DIR)/repaired
+ADOPT_VENV       := $(ADOPT_DIR)/venv
+# pip runs the isolated builds from a venv of its own with nothing in it, so
+# CMake can only find cbreg where build isolation put it.
+ADOPT_BUILDER    := $(ADOPT_DIR)/builder
+ADOPT_TOOLS      := $(VENV)/.adopter-tools
+ADOPT_DOWNLOADED := $(ADOPT_WHEELHOUSE)/.downloaded
+ADOPT_PIP        := --disable-pip-version-check -q
+ADOPT_OFFLINE    := --no-index --find-links $(ADOPT_WHEELHOUSE)
+
+.PHONY: adopters-test adopters-build cbreg-wheel
+
+$(ADOPT_TOOLS): tests/adopters/requirements-tools.txt $(VENV_STAMP)
+	$(VENV_PY) -m pip install $(ADOPT_PIP) -r $<
+	touch $@
+
+$(ADOPT_DOWNLOADED): tests/adopters/requirements-wheelhouse.txt $(VENV_STAMP)
+	mkdir -p $(ADOPT_WHEELHOUSE)
+	$(VENV_PY) -m pip download $(ADOPT_PIP) --only-binary :all: -d $(ADOPT_WHEELHOUSE) -r $<
+	touch $@
+
+## The cbreg wheel, into the wheelhouse (incremental through build/py/).
+cbreg-wheel: $(VENV_STAMP)
+	mkdir -p $(ADOPT_WHEELHOUSE)
+	rm -f $(ADOPT_WHEELHOUSE)/cbreg-*.whl
+	$(VENV_PY) -m pip wheel $(ADOPT_PIP) --no-deps --no-build-isolation \
+	  -C build-dir=build/py/{wheel_tag} -w $(ADOPT_WHEELHOUSE) .
+	@ls -l $(ADOPT_WHEELHOUSE)/cbreg-*.whl | awk '{print "cbreg wheel: " $$5 " bytes, " $$NF}'
+
+$(ADOPT_BUILDER)/bin/python:
+	$(PYTHON) -m venv $(ADOPT_BUILDER)
+
+adopters-build: cbreg-wheel $(ADOPT_DOWNLOADED) $(ADOPT_TOOLS) $(ADOPT_BUILDER)/bin/python
+	rm -rf $(ADOPT_DIST) $(ADOPT_REPAIRED)
+	for ext in nanobind_ext pybind11_ext; do \
+	  $(ADOPT_BUILDER)/bin/python -m pip wheel $(ADOPT_PIP) --no-deps $(ADOPT_OFFLINE) -w $(ADOPT_DIST) tests/adopters/$$ext \
+	  || exit 1; done
+	for whl in $(ADOPT_DIST)/*.whl; do PATH=$(CURDIR)/$(VENV)/bin:$$PATH auditwheel repair -w $(ADOPT_REPAIRED) $$whl || exit 1; done
+	cd tests/adopters/pyo3_ext && CARGO_TARGET_DIR=$(CURDIR)/$(ADOPT_DIR)/pyo3-target \
+	  $(CURDIR)/$(VENV)/bin/maturin build --release --locked -i $(CURDIR)/$(VENV_PY) -o $(CURDIR)/$(ADOPT_REPAIRED)
+
+adopters-test: adopters-build
+	rm -rf $(ADOPT_VENV)
+	$(PYTHON) -m venv $(ADOPT_VENV)
+	$(ADOPT_VENV)/bin/python -m pip install $(ADOPT_PIP) $(ADOPT_OFFLINE) cbreg pytest $(ADOPT_REPAIRED)/*.whl
+	CBREG_ADOPTER_WHEELS=$(CURDIR)/$(ADOPT_REPAIRED) \
+	  $(ADOPT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/adopters

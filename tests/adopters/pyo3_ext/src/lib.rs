@@ -1,0 +1,61 @@
+//! An extension that adopts cbreg from Rust: Python callables go in through
+//! cbreg's Python adapter, native code fires ids with the Rust API.
+
+use cbreg::{Registry, Status, Value};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+/// `Ok`, or the exception cbreg left set, or one naming the status.
+fn check(py: Python<'_>, status: Status) -> PyResult<()> {
+    if status == Status::Ok {
+        return Ok(());
+    }
+    Err(PyErr::take(py).unwrap_or_else(|| PyRuntimeError::new_err(format!("cbreg: {status:?}"))))
+}
+
+/// Registers `fn` in the default registry; returns its id.
+#[pyfunction]
+fn subscribe(callable: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let mut id = 0;
+    let reg = cbreg::ffi::cbreg_default();
+    check(callable.py(), cbreg::python::cbreg_py_register(reg, callable.as_ptr().cast(), 0, &mut id))?;
+    Ok(id)
+}
+
+/// Invokes `id` with `(freq, name)` on this thread.
+#[pyfunction]
+fn invoke(py: Python<'_>, id: u64, freq: f64, name: &str) -> PyResult<()> {
+    check(py, Registry::global().call(id, &[Value::f64(freq), Value::str(name)]))
+}
+
+/// Invokes `id` with `(freq, name)` from a new native thread; returns the
+/// status code.
+#[pyfunction]
+fn fire_on_thread(py: Python<'_>, id: u64, freq: f64, name: String) -> u32 {
+    py.detach(|| {
+        std::thread::spawn(move || Registry::global().call(id, &[Value::f64(freq), Value::str(&name)]) as u32)
+            .join()
+            .unwrap_or(u32::MAX)
+    })
+}
+
+#[pyfunction]
+fn unregister(id: u64) -> bool {
+    Registry::global().unregister(id) == Status::Ok
+}
+
+#[pyfunction]
+fn live() -> u64 {
+    Registry::global().stats().live
+}
+
+#[pymodule]
+fn pyo3_adopter(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    check(m.py(), cbreg::python::cbreg_py_install_atexit())?;
+    m.add_function(wrap_pyfunction!(subscribe, m)?)?;
+    m.add_function(wrap_pyfunction!(invoke, m)?)?;
+    m.add_function(wrap_pyfunction!(fire_on_thread, m)?)?;
+    m.add_function(wrap_pyfunction!(unregister, m)?)?;
+    m.add_function(wrap_pyfunction!(live, m)?)?;
+    Ok(())
+}

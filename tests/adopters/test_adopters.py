@@ -1,0 +1,125 @@
+"""Three extensions built outside this repository with their ecosystems' own
+tools (nanobind and pybind11 by scikit-build-core under pip's build
+isolation, repaired by auditwheel; PyO3 by maturin), installed in one venv
+beside the cbreg wheel: one registry for all of them.
+
+Run by `make adopters-test` in build/adopters/venv; CBREG_ADOPTER_WHEELS
+names the repaired wheels."""
+import glob
+import importlib
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import cbreg
+
+ADOPTERS = ["nb_adopter", "pyb_adopter", "pyo3_adopter"]
+OK = 0
+WHEELS = os.environ.get("CBREG_ADOPTER_WHEELS", "")
+
+
+def modules():
+    return {name: importlib.import_module(name) for name in ADOPTERS}
+
+
+def registrars():
+    """Every way to register a Python callable: the cbreg package and each
+    adopter."""
+    mods = modules()
+    out = {"cbreg": lambda fn: cbreg.register(fn).id}
+    out.update({name: mod.subscribe for name, mod in mods.items()})
+    return out
+
+
+def invokers():
+    """Every way to fire an id with (440.0, "A4"): from Python through each
+    module, and from a native thread of each adopter."""
+    mods = modules()
+    out = {"cbreg.invoke": lambda id: cbreg.invoke(id, 440.0, "A4")}
+    for name, mod in mods.items():
+        out[name + ".invoke"] = lambda id, mod=mod: mod.invoke(id, 440.0, "A4")
+        out[name + ".thread"] = lambda id, mod=mod: _ok(mod.fire_on_thread(id, 440.0, "A4"))
+    return out
+
+
+def _ok(status):
+    assert status == OK, f"native invoke returned status {status}"
+
+
+def live_counts():
+    counts = {name: mod.live() for name, mod in modules().items()}
+    counts["cbreg"] = cbreg.stats().live
+    return counts
+
+
+@pytest.mark.parametrize("registrar", ["cbreg"] + ADOPTERS)
+def test_a_callback_registered_through_one_fires_from_every_other(registrar):
+    calls = []
+    id = registrars()[registrar](lambda *args: calls.append(args))
+    try:
+        fired = []
+        for name, fire in invokers().items():
+            before = len(calls)
+            fire(id)
+            fired.append((name, len(calls) - before))
+        assert fired == [(name, 1) for name in invokers()]
+        assert set(calls) == {(440.0, "A4")}
+    finally:
+        assert cbreg.unregister(id)
+
+
+def test_every_side_counts_the_same_live_entries():
+    base = live_counts()
+    assert len(set(base.values())) == 1, base
+    ids = [register(print) for register in registrars().values()]
+    after = live_counts()
+    assert set(after.values()) == {base["cbreg"] + len(ids)}, after
+    # Unregistered through a module other than the one that registered each.
+    unregisters = [m.unregister for m in modules().values()] + [cbreg.unregister]
+    for i, id in enumerate(ids):
+        assert unregisters[(i + 1) % len(unregisters)](id)
+    assert live_counts() == base
+
+
+@pytest.mark.parametrize("first", ADOPTERS)
+def test_an_adopter_works_before_cbreg_is_imported(first):
+    """Imported first, alone, an adopter serves its own callbacks; the
+    modules imported after it (cbreg last) join the same registry; the
+    process exits cleanly with Python callbacks of every copy registered."""
+    others = [m for m in ADOPTERS if m != first]
+    code = f"""
+import sys, {first}
+calls = []
+id = {first}.subscribe(lambda *a: calls.append(a))
+assert {first}.fire_on_thread(id, 440.0, "A4") == 0, "own callback"
+assert "cbreg" not in sys.modules
+import {", ".join(others)}, cbreg
+for m in ({", ".join(others)},):
+    assert m.fire_on_thread(id, 440.0, "A4") == 0
+    m.subscribe(print)
+cbreg.invoke(id, 440.0, "A4")
+assert len(calls) == 4, calls
+lives = {{{first}.live(), cbreg.stats().live, *(m.live() for m in ({", ".join(others)},))}}
+assert lives == {{3}}, lives
+print("ok")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout.strip()) == (0, "ok"), p.stderr
+
+
+@pytest.mark.skipif(not WHEELS, reason="CBREG_ADOPTER_WHEELS not set")
+@pytest.mark.parametrize("adopter", ADOPTERS)
+def test_repaired_wheel_carries_no_cbreg_library(adopter):
+    """cbreg is inside each extension: the repair found nothing to vendor,
+    and the module needs no libcbreg at run time."""
+    (wheel,) = glob.glob(os.path.join(WHEELS, adopter + "-*.whl"))
+    assert "manylinux" in os.path.basename(wheel)
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+    assert not [n for n in names if ".libs/" in n or "libcbreg" in n], names
+    module = importlib.import_module(adopter)
+    needed = subprocess.run(["readelf", "-d", module.__file__], capture_output=True, text=True).stdout
+    assert "libcbreg" not in needed
