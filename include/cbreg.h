@@ -277,6 +277,49 @@ void cbreg_release_mark_leaked(void);
 void cbreg_value_drop(struct cbreg_value *value);
 
 #if defined(CBREG_PYTHON)
+// Converts the Python objects `items[0..nargs]` (GIL held) to a value
+// vector for `cbreg_invoke`: None, bool, int (64-bit), float, str (UTF-8),
+// bytes, and lists of ints (an i64 array) or of numbers with a float among
+// them (an f64 array). Writes the vector's address to `*out_values`; it
+// stays valid, borrowing the objects' str and bytes buffers (keep the
+// objects alive), until `cbreg_py_args_free` of the returned pointer.
+// NULL with a Python exception set (TypeError, OverflowError, ...) on
+// failure, or with more than `CBREG_MAX_ARGS` items.
+//
+// # Safety
+// The GIL is held; `items` points to `nargs` live Python objects.
+void *cbreg_py_args_new(void *const *items, size_t nargs, const struct cbreg_value **out_values);
+#endif
+
+#if defined(CBREG_PYTHON)
+// Frees what `cbreg_py_args_new` returned (NULL is ignored).
+//
+// # Safety
+// `args` came from `cbreg_py_args_new` and is freed once.
+void cbreg_py_args_free(void *args);
+#endif
+
+#if defined(CBREG_PYTHON)
+// A new Python object for `*value` (GIL held): None, bool, int, float,
+// str, bytes, a list for an array, an int for a pointer. NULL with a
+// Python exception set on failure (a bad tag, invalid UTF-8).
+//
+// # Safety
+// The GIL is held; `value` is NULL or a valid value.
+void *cbreg_py_value_to_object(const struct cbreg_value *value);
+#endif
+
+#if defined(CBREG_PYTHON)
+// Sets the Python exception for `status` (GIL held), unless one is
+// already pending: the `cbreg` package's class (cbreg.NotFound,
+// cbreg.Closed, ...) when it is importable, RuntimeError otherwise.
+//
+// # Safety
+// The GIL is held.
+void cbreg_py_set_error(uint32_t status);
+#endif
+
+#if defined(CBREG_PYTHON)
 // Registers the Python callable `callable` (a `PyObject *`) in `reg` and
 // writes its id to `*out_id`. The caller holds the GIL. `flags`: 0,
 // `CBREG_ONCE`, `CBREG_PY_UNRAISABLE`, or both.

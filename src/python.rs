@@ -512,6 +512,137 @@ unsafe fn list_of<T>(items: &[T], make: impl Fn(&T) -> PyObj) -> Result<PyObj, S
     Ok(list)
 }
 
+/// Python objects converted to a value vector (`cbreg_py_args_new`):
+/// borrows the objects' str and bytes buffers; owns the arrays made from
+/// lists.
+struct PyArgs {
+    values: Vec<Value>,
+    i64s: Vec<Vec<i64>>,
+    f64s: Vec<Vec<f64>>,
+}
+
+impl PyArgs {
+    /// One argument; `None` with a Python exception set.
+    unsafe fn push(&mut self, obj: PyObj) -> Option<()> {
+        let v = if obj == py::Py_None() {
+            Value::none()
+        } else if py::PyBool_Check(obj) != 0 {
+            Value::bool(obj == py::Py_True())
+        } else if py::PyLong_Check(obj) != 0 {
+            let x = py::PyLong_AsLongLong(obj);
+            if x == -1 && !py::PyErr_Occurred().is_null() {
+                return None;
+            }
+            Value::i64(x)
+        } else if py::PyFloat_Check(obj) != 0 {
+            let x = py::PyFloat_AsDouble(obj);
+            if x == -1.0 && !py::PyErr_Occurred().is_null() {
+                return None;
+            }
+            Value::f64(x)
+        } else if py::PyUnicode_Check(obj) != 0 {
+            let mut len: py::Py_ssize_t = 0;
+            let p = py::PyUnicode_AsUTF8AndSize(obj, &mut len);
+            if p.is_null() {
+                return None; // lone surrogates: UnicodeEncodeError set
+            }
+            // The UTF-8 buffer lives as long as the str object.
+            Value::str(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                p.cast(),
+                len as usize,
+            )))
+        } else if py::PyBytes_Check(obj) != 0 {
+            let mut p: *mut c_char = std::ptr::null_mut();
+            let mut len: py::Py_ssize_t = 0;
+            if py::PyBytes_AsStringAndSize(obj, &mut p, &mut len) != 0 {
+                return None;
+            }
+            Value::bytes(std::slice::from_raw_parts(p.cast(), len as usize))
+        } else if py::PyList_Check(obj) != 0 {
+            self.list(obj)?
+        } else {
+            return type_error(
+                b"cbreg: arguments must be None, bool, int, float, str, bytes or a list of numbers\0",
+            );
+        };
+        self.values.push(v);
+        Some(())
+    }
+
+    /// A list of ints (an i64 array) or of numbers with a float among them
+    /// (an f64 array), copied.
+    unsafe fn list(&mut self, list: PyObj) -> Option<Value> {
+        let n = py::PyList_Size(list).max(0) as usize;
+        let item = |i: usize| py::PyList_GetItem(list, i as py::Py_ssize_t);
+        let mut any_float = false;
+        for i in 0..n {
+            let x = item(i);
+            if py::PyFloat_Check(x) != 0 {
+                any_float = true;
+            } else if py::PyLong_Check(x) == 0 || py::PyBool_Check(x) != 0 {
+                return type_error(b"cbreg: a list argument must hold only ints or floats\0");
+            }
+        }
+        if any_float {
+            let mut v = Vec::with_capacity(n);
+            for i in 0..n {
+                let x = py::PyFloat_AsDouble(item(i));
+                if x == -1.0 && !py::PyErr_Occurred().is_null() {
+                    return None;
+                }
+                v.push(x);
+            }
+            self.f64s.push(v);
+            Some(Value::f64_array(self.f64s.last()?))
+        } else {
+            let mut v = Vec::with_capacity(n);
+            for i in 0..n {
+                let x = py::PyLong_AsLongLong(item(i));
+                if x == -1 && !py::PyErr_Occurred().is_null() {
+                    return None;
+                }
+                v.push(x);
+            }
+            self.i64s.push(v);
+            Some(Value::i64_array(self.i64s.last()?))
+        }
+    }
+}
+
+unsafe fn type_error<T>(message: &[u8]) -> Option<T> {
+    py::PyErr_SetString(py::PyExc_TypeError, message.as_ptr().cast());
+    None
+}
+
+/// Sets the Python exception for `status` (GIL held) unless one is pending:
+/// the `cbreg` package's class for it (cbreg.NotFound, ...) when that is
+/// importable, RuntimeError otherwise.
+unsafe fn set_error(status: Status) {
+    if !py::PyErr_Occurred().is_null() {
+        return;
+    }
+    let message = status.message().as_ptr().cast();
+    let errors = py::PyImport_ImportModule(b"cbreg._errors\0".as_ptr().cast());
+    let by_status = if errors.is_null() {
+        std::ptr::null_mut()
+    } else {
+        let table = py::PyObject_GetAttrString(errors, b"BY_STATUS\0".as_ptr().cast());
+        py::Py_DecRef(errors);
+        table
+    };
+    if !by_status.is_null() {
+        let class = py::PySequence_GetItem(by_status, status as u32 as py::Py_ssize_t);
+        py::Py_DecRef(by_status);
+        if !class.is_null() {
+            py::PyErr_SetString(class, message);
+            py::Py_DecRef(class);
+            return;
+        }
+    }
+    py::PyErr_Clear();
+    py::PyErr_SetString(py::PyExc_RuntimeError, message);
+}
+
 /// The owner of a returned str/bytes: the object and its interpreter.
 struct Returned {
     obj: PyObj,
@@ -922,6 +1053,93 @@ unsafe fn interpreter_exit(this: &'static Interp) {
 fn write_out<T>(out: *mut T, value: T) {
     // SAFETY: checked non-null by the caller; C passes a valid pointer.
     unsafe { out.write(value) };
+}
+
+// ---- conversions for the C++ adapters (the one place the rules live) ----
+
+/// Converts the Python objects `items[0..nargs]` (GIL held) to a value
+/// vector for `cbreg_invoke`: None, bool, int (64-bit), float, str (UTF-8),
+/// bytes, and lists of ints (an i64 array) or of numbers with a float among
+/// them (an f64 array). Writes the vector's address to `*out_values`; it
+/// stays valid, borrowing the objects' str and bytes buffers (keep the
+/// objects alive), until `cbreg_py_args_free` of the returned pointer.
+/// NULL with a Python exception set (TypeError, OverflowError, ...) on
+/// failure, or with more than `CBREG_MAX_ARGS` items.
+///
+/// # Safety
+/// The GIL is held; `items` points to `nargs` live Python objects.
+#[no_mangle]
+pub unsafe extern "C" fn cbreg_py_args_new(
+    items: *const *mut c_void,
+    nargs: usize,
+    out_values: *mut *const Value,
+) -> *mut c_void {
+    if out_values.is_null() || (nargs > 0 && items.is_null()) {
+        return std::ptr::null_mut();
+    }
+    if nargs > ffi::CBREG_MAX_ARGS {
+        set_error(Status::InvalidArgument);
+        return std::ptr::null_mut();
+    }
+    let mut args = Box::new(PyArgs {
+        values: Vec::with_capacity(nargs),
+        i64s: Vec::new(),
+        f64s: Vec::new(),
+    });
+    for i in 0..nargs {
+        if args.push(*items.add(i) as PyObj).is_none() {
+            return std::ptr::null_mut();
+        }
+    }
+    *out_values = args.values.as_ptr();
+    Box::into_raw(args).cast()
+}
+
+/// Frees what `cbreg_py_args_new` returned (NULL is ignored).
+///
+/// # Safety
+/// `args` came from `cbreg_py_args_new` and is freed once.
+#[no_mangle]
+pub unsafe extern "C" fn cbreg_py_args_free(args: *mut c_void) {
+    if !args.is_null() {
+        drop(Box::from_raw(args.cast::<PyArgs>()));
+    }
+}
+
+/// A new Python object for `*value` (GIL held): None, bool, int, float,
+/// str, bytes, a list for an array, an int for a pointer. NULL with a
+/// Python exception set on failure (a bad tag, invalid UTF-8).
+///
+/// # Safety
+/// The GIL is held; `value` is NULL or a valid value.
+#[no_mangle]
+pub unsafe extern "C" fn cbreg_py_value_to_object(value: *const Value) -> *mut c_void {
+    let Some(value) = value.as_ref() else {
+        set_error(Status::InvalidArgument);
+        return std::ptr::null_mut();
+    };
+    match to_python(value) {
+        Ok(obj) => obj.cast(),
+        Err(status) => {
+            set_error(status);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Sets the Python exception for `status` (GIL held), unless one is
+/// already pending: the `cbreg` package's class (cbreg.NotFound,
+/// cbreg.Closed, ...) when it is importable, RuntimeError otherwise.
+///
+/// # Safety
+/// The GIL is held.
+#[no_mangle]
+pub unsafe extern "C" fn cbreg_py_set_error(status: u32) {
+    let status = crate::status::ALL_STATUSES
+        .get(status as usize)
+        .copied()
+        .unwrap_or(Status::Internal);
+    set_error(status);
 }
 
 /// Registers the Python callable `callable` (a `PyObject *`) in `reg` and
