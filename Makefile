@@ -21,6 +21,7 @@ FORCE:
 include mk/c.mk
 include mk/cpp.mk
 include mk/python.mk
+include mk/interpreters.mk
 
 ## Regenerate the committed C header from src/ (cbindgen, via build.rs).
 header:
