@@ -11,18 +11,20 @@ root=$1
 here=$(cd "$(dirname "$0")" && pwd)
 jobs=$(nproc)
 
+log=$root.python3.13t.log
+echo "building CPython 3.13t in $root/opt/python3.13t (log: $log)"
 "$here/in_root.sh" "$root" env JOBS="$jobs" sh -euc '
 src=/usr/src/python3.13t
 rm -rf "$src" /opt/python3.13t
 mkdir -p "$src"
 cd "$src"
-apt-get source --download-only -q python3.13 2>&1 | grep -v "unsandboxed" || true
+apt-get source --download-only -q python3.13
 tar -xf python3.13_*.orig.tar.xz
 cd Python-3.13*/
 ./configure -q --disable-gil --prefix=/opt/python3.13t --without-ensurepip \
     --with-system-expat
-make -s -j"$JOBS" >/dev/null
-make -s install >/dev/null
+make -s -j"$JOBS"
+make -s install
 /opt/python3.13t/bin/python3.13t - <<PY
 import ssl, sys, sysconfig, zlib, ctypes
 assert sysconfig.get_config_var("Py_GIL_DISABLED") == 1, "not a free-threaded build"
@@ -30,4 +32,5 @@ assert not sys._is_gil_enabled()
 print("python3.13t:", sys.version.replace(chr(10), " "))
 PY
 rm -rf "$src"
-'
+' > "$log" 2>&1 || { tail -n 30 "$log"; exit 1; }
+tail -n 1 "$log"

@@ -20,7 +20,9 @@ fi
 if [ ! -e "$root/.debootstrap.stamp" ]; then
     rm -rf "$root"
     mkdir -p "$root"
-    debootstrap --variant=minbase trixie "$root" "$mirror"
+    echo "debootstrap trixie into $root (log: $root.log)"
+    debootstrap --variant=minbase trixie "$root" "$mirror" > "$root.log" 2>&1 ||
+        { tail -n 30 "$root.log"; exit 1; }
     touch "$root/.debootstrap.stamp"
 fi
 
@@ -41,6 +43,7 @@ deb $mirror trixie main
 deb-src $mirror trixie main
 SOURCES
 
+echo "apt-get install in the root (log: $root.log)"
 "$here/in_root.sh" "$root" env DEBIAN_FRONTEND=noninteractive sh -euc '
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
@@ -50,4 +53,4 @@ apt-get install -y -q --no-install-recommends \
     libssl-dev zlib1g-dev libffi-dev libbz2-dev liblzma-dev libexpat1-dev
 update-ca-certificates >/dev/null
 apt-get clean
-'
+' >> "$root.log" 2>&1 || { tail -n 30 "$root.log"; exit 1; }
