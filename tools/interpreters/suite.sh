@@ -2,9 +2,9 @@
 # One interpreter's whole Python run, inside the trixie root (in_root.sh):
 #   tools/interpreters/suite.sh NAME PYTHON OUT [CMAKE_VAR=VALUE...]
 # venv OUT/../venv-<PYTHON's tag> (shared by runs of one interpreter), then
-# `pip install .` with cargo's target dir and build dir under OUT, the naive
-# control and the engine extensions under OUT, `import cbreg` (GIL state,
-# warnings), and pytest tests/python. Each step's log and outcome go to OUT
+# `pip install .` (build dir under OUT, cargo's target dir OUT/../target),
+# the naive control and the engine extensions under OUT, `import cbreg` (GIL
+# state, warnings), and pytest tests/python. Each step's log and outcome go to OUT
 # (status.txt, *.log, gil.txt, tally.json); table.py reads them. Exits 0
 # when every step passed.
 set -u
