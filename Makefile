@@ -26,6 +26,7 @@ include mk/install.mk
 include mk/adopters.mk
 include mk/stress.mk
 include mk/fuzz.mk
+include mk/interpreters.mk
 
 ## Regenerate the committed C header from src/ (cbindgen, via build.rs).
 header:

@@ -1,0 +1,46 @@
+# mk/interpreters.mk: the Python suite on interpreters other than the host's.
+# Included by the top-level Makefile; all paths are relative to the repo root.
+#
+#   make interpreters               build/interp/: a Debian trixie root
+#                                   (debootstrap, minbase) with CPython 3.13,
+#                                   and CPython 3.13t (--disable-gil, from
+#                                   trixie's python3.13 source) built in it.
+#                                   Stamped: a second run does nothing.
+#   make python-test-interpreters   pytest tests/python on each of
+#                                   INTERPRETERS (CBREG_SHUTDOWN_RUNS=20 runs
+#                                   per exit scenario), each in its own venv
+#                                   under build/interp/, cbreg and the test
+#                                   extensions built against it; prints a
+#                                   table; fails when any suite fails.
+#
+# The root runs as a chroot in a private mount namespace, with the work tree
+# and the host's ~/.cargo and ~/.rustup bound in at the same paths
+# (tools/interpreters/in_root.sh): cargo and rustc are the host's, linking
+# with the root's gcc against its glibc. See tools/interpreters/run.sh for
+# the interpreter names.
+
+INTERP_CACHE := build/interp
+INTERP_ROOT := $(INTERP_CACHE)/trixie
+INTERP_ROOT_STAMP := $(INTERP_CACHE)/trixie.stamp
+INTERP_FT_STAMP := $(INTERP_CACHE)/python3.13t.stamp
+INTERPRETERS ?= 3.13 3.13t
+INTERP_SHUTDOWN_RUNS ?= 20
+
+.PHONY: interpreters python-test-interpreters interpreters-clean
+
+interpreters: $(INTERP_ROOT_STAMP) $(INTERP_FT_STAMP)
+
+$(INTERP_ROOT_STAMP): tools/interpreters/make_root.sh
+	tools/interpreters/make_root.sh $(INTERP_ROOT)
+	touch $@
+
+$(INTERP_FT_STAMP): $(INTERP_ROOT_STAMP) tools/interpreters/build_python_ft.sh
+	tools/interpreters/build_python_ft.sh $(INTERP_ROOT)
+	touch $@
+
+python-test-interpreters: interpreters
+	CBREG_SHUTDOWN_RUNS=$(INTERP_SHUTDOWN_RUNS) \
+	  tools/interpreters/run.sh $(INTERP_CACHE) $(INTERPRETERS)
+
+interpreters-clean:
+	rm -rf $(INTERP_CACHE)

@@ -1,0 +1,45 @@
+"""pytest plugin: records every exit-scenario batch the suite runs (scenario,
+extension, runs, exit codes, first failure's stderr) and writes them as JSON
+to $CBREG_TALLY_OUT at the end of the session.
+
+    pytest -p scenario_tally tests/python      (with this folder on sys.path)
+
+It wraps conftest.run_scenario when tests/python/conftest.py is registered,
+before the test modules import it, so no scenario runs twice.
+"""
+import json
+import os
+
+_batches = []
+
+
+def _tally(run_scenario):
+    def wrapped(name, module, runs, env=None, timeout=60):
+        codes, results = run_scenario(name, module, runs, env, timeout)
+        bad = [r for r in results if r[0] != 0]
+        _batches.append({
+            "scenario": name,
+            "variant": (env or {}).get("CBREG_TEST_ENGINE_CALLBACK", ""),
+            "module": module,
+            "runs": runs,
+            "exit0": codes.get(0, 0),
+            "codes": {str(k): v for k, v in codes.items()},
+            "first_failure_stderr": bad[0][2][-2000:] if bad else "",
+        })
+        return codes, results
+
+    wrapped.tallied = True
+    return wrapped
+
+
+def pytest_plugin_registered(plugin, manager):
+    fn = getattr(plugin, "run_scenario", None)
+    if getattr(plugin, "__name__", "") == "conftest" and fn and not getattr(fn, "tallied", False):
+        plugin.run_scenario = _tally(fn)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    out = os.environ.get("CBREG_TALLY_OUT")
+    if out:
+        with open(out, "w") as f:
+            json.dump(_batches, f, indent=1)
