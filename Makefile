@@ -32,7 +32,10 @@ include mk/interpreters.mk
 header:
 	CBREG_WRITE_HEADER=1 $(CARGO) build --lib --features header
 
+# The library first: tests/rendezvous.rs loads the shared library that
+# `cargo build` makes beside the test binaries (`cargo test` alone does not).
 rust-test:
+	$(CARGO) build --lib --features header
 	$(CARGO) test --features header
 
 ## Loom models of the invoke / unregister / clear / collect protocol.
