@@ -2,9 +2,15 @@
 //!
 //! Built with pyo3-ffi's `extension-module` feature, so this library never
 //! links libpython: the symbols come from the interpreter that loads the
-//! extension module that loads us. Only exported CPython functions are used
-//! (no inline refcount macros), and what differs between CPython versions is
-//! looked up at run time, so one build serves any CPython 3.x.
+//! extension module that loads us. Only exported CPython functions are used:
+//! no inline refcount macros, and no type checks that read an object's
+//! header (`kind_of`), which differs between the GIL and free-threaded
+//! builds. What differs between CPython versions is looked up at run time.
+//! The one layout this file reads is 3.11's thread state, to serve 3.11
+//! subinterpreters (`probe_thread_id_offset`, checked at start-up). The
+//! rules that turn values into Python objects and back live here alone; the
+//! C++ adapters reach them through `cbreg_py_args_new` and
+//! `cbreg_py_value_to_object`.
 //!
 //! Every Python entry belongs to the interpreter that registered it and is
 //! only ever called or released in that interpreter. Each interpreter has a
@@ -512,6 +518,54 @@ unsafe fn list_of<T>(items: &[T], make: impl Fn(&T) -> PyObj) -> Result<PyObj, S
     Ok(list)
 }
 
+/// What a Python object is, for conversion. Found through functions the
+/// interpreter exports (`PyObject_Type`, `PyType_GetFlags`,
+/// `PyType_IsSubtype`), never by reading an object's header, so the same
+/// code is right for the GIL and the free-threaded object layouts (the
+/// `Py*_Check` helpers of pyo3-ffi read `ob_type` at a fixed offset).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    None,
+    Bool,
+    Int,
+    Float,
+    Str,
+    Bytes,
+    List,
+    Other,
+}
+
+unsafe fn kind_of(obj: PyObj) -> Kind {
+    if obj == py::Py_None() {
+        return Kind::None;
+    }
+    let ty = py::PyObject_Type(obj);
+    if ty.is_null() {
+        py::PyErr_Clear();
+        return Kind::Other;
+    }
+    let ty_ptr = ty.cast::<py::PyTypeObject>();
+    let flags = py::PyType_GetFlags(ty_ptr);
+    let is = |base: *mut py::PyTypeObject| ty_ptr == base || py::PyType_IsSubtype(ty_ptr, base) != 0;
+    let kind = if ty_ptr == std::ptr::addr_of_mut!(py::PyBool_Type) {
+        Kind::Bool
+    } else if flags & py::Py_TPFLAGS_LONG_SUBCLASS != 0 {
+        Kind::Int
+    } else if is(std::ptr::addr_of_mut!(py::PyFloat_Type)) {
+        Kind::Float
+    } else if flags & py::Py_TPFLAGS_UNICODE_SUBCLASS != 0 {
+        Kind::Str
+    } else if flags & py::Py_TPFLAGS_BYTES_SUBCLASS != 0 {
+        Kind::Bytes
+    } else if flags & py::Py_TPFLAGS_LIST_SUBCLASS != 0 {
+        Kind::List
+    } else {
+        Kind::Other
+    };
+    py::Py_DecRef(ty);
+    kind
+}
+
 /// Python objects converted to a value vector (`cbreg_py_args_new`):
 /// borrows the objects' str and bytes buffers; owns the arrays made from
 /// lists.
@@ -524,46 +578,49 @@ struct PyArgs {
 impl PyArgs {
     /// One argument; `None` with a Python exception set.
     unsafe fn push(&mut self, obj: PyObj) -> Option<()> {
-        let v = if obj == py::Py_None() {
-            Value::none()
-        } else if py::PyBool_Check(obj) != 0 {
-            Value::bool(obj == py::Py_True())
-        } else if py::PyLong_Check(obj) != 0 {
-            let x = py::PyLong_AsLongLong(obj);
-            if x == -1 && !py::PyErr_Occurred().is_null() {
-                return None;
+        let v = match kind_of(obj) {
+            Kind::None => Value::none(),
+            Kind::Bool => Value::bool(obj == py::Py_True()),
+            Kind::Int => {
+                let x = py::PyLong_AsLongLong(obj);
+                if x == -1 && !py::PyErr_Occurred().is_null() {
+                    return None;
+                }
+                Value::i64(x)
             }
-            Value::i64(x)
-        } else if py::PyFloat_Check(obj) != 0 {
-            let x = py::PyFloat_AsDouble(obj);
-            if x == -1.0 && !py::PyErr_Occurred().is_null() {
-                return None;
+            Kind::Float => {
+                let x = py::PyFloat_AsDouble(obj);
+                if x == -1.0 && !py::PyErr_Occurred().is_null() {
+                    return None;
+                }
+                Value::f64(x)
             }
-            Value::f64(x)
-        } else if py::PyUnicode_Check(obj) != 0 {
-            let mut len: py::Py_ssize_t = 0;
-            let p = py::PyUnicode_AsUTF8AndSize(obj, &mut len);
-            if p.is_null() {
-                return None; // lone surrogates: UnicodeEncodeError set
+            Kind::Str => {
+                let mut len: py::Py_ssize_t = 0;
+                let p = py::PyUnicode_AsUTF8AndSize(obj, &mut len);
+                if p.is_null() {
+                    return None; // lone surrogates: UnicodeEncodeError set
+                }
+                // The UTF-8 buffer lives as long as the str object.
+                Value::str(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                    p.cast(),
+                    len as usize,
+                )))
             }
-            // The UTF-8 buffer lives as long as the str object.
-            Value::str(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-                p.cast(),
-                len as usize,
-            )))
-        } else if py::PyBytes_Check(obj) != 0 {
-            let mut p: *mut c_char = std::ptr::null_mut();
-            let mut len: py::Py_ssize_t = 0;
-            if py::PyBytes_AsStringAndSize(obj, &mut p, &mut len) != 0 {
-                return None;
+            Kind::Bytes => {
+                let mut p: *mut c_char = std::ptr::null_mut();
+                let mut len: py::Py_ssize_t = 0;
+                if py::PyBytes_AsStringAndSize(obj, &mut p, &mut len) != 0 {
+                    return None;
+                }
+                Value::bytes(std::slice::from_raw_parts(p.cast(), len as usize))
             }
-            Value::bytes(std::slice::from_raw_parts(p.cast(), len as usize))
-        } else if py::PyList_Check(obj) != 0 {
-            self.list(obj)?
-        } else {
-            return type_error(
-                b"cbreg: arguments must be None, bool, int, float, str, bytes or a list of numbers\0",
-            );
+            Kind::List => self.list(obj)?,
+            Kind::Other => {
+                return type_error(
+                    b"cbreg: arguments must be None, bool, int, float, str, bytes or a list of numbers\0",
+                )
+            }
         };
         self.values.push(v);
         Some(())
@@ -576,11 +633,10 @@ impl PyArgs {
         let item = |i: usize| py::PyList_GetItem(list, i as py::Py_ssize_t);
         let mut any_float = false;
         for i in 0..n {
-            let x = item(i);
-            if py::PyFloat_Check(x) != 0 {
-                any_float = true;
-            } else if py::PyLong_Check(x) == 0 || py::PyBool_Check(x) != 0 {
-                return type_error(b"cbreg: a list argument must hold only ints or floats\0");
+            match kind_of(item(i)) {
+                Kind::Float => any_float = true,
+                Kind::Int => {}
+                _ => return type_error(b"cbreg: a list argument must hold only ints or floats\0"),
             }
         }
         if any_float {
@@ -662,42 +718,44 @@ unsafe extern "C-unwind" fn drop_returned(owner: *mut c_void) {
 /// Types with no `cbreg_value` form leave `*ret` none.
 unsafe fn store_result(result: PyObj, ret: &mut Value, interp: &'static Interp) {
     let mut keep = false;
-    if result == py::Py_None() {
-        // none already
-    } else if py::PyBool_Check(result) != 0 {
-        *ret = Value::bool(result == py::Py_True());
-    } else if py::PyLong_Check(result) != 0 {
-        let mut overflow = 0;
-        let n = py::PyLong_AsLongLongAndOverflow(result, &mut overflow);
-        let failed = n == -1 && !py::PyErr_Occurred().is_null();
-        if overflow == 0 && !failed {
-            *ret = Value::i64(n);
-        }
-        py::PyErr_Clear();
-    } else if py::PyFloat_Check(result) != 0 {
-        *ret = Value::f64(py::PyFloat_AsDouble(result));
-    } else if py::PyUnicode_Check(result) != 0 {
-        let mut len: py::Py_ssize_t = 0;
-        let p = py::PyUnicode_AsUTF8AndSize(result, &mut len);
-        if p.is_null() {
-            py::PyErr_Clear(); // lone surrogates: no UTF-8 form
-        } else {
-            // The UTF-8 buffer lives as long as the str object.
-            *ret = Value::str(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-                p.cast(),
-                len as usize,
-            )));
-            keep = true;
-        }
-    } else if py::PyBytes_Check(result) != 0 {
-        let mut p: *mut c_char = null_mut();
-        let mut len: py::Py_ssize_t = 0;
-        if py::PyBytes_AsStringAndSize(result, &mut p, &mut len) == 0 {
-            *ret = Value::bytes(std::slice::from_raw_parts(p.cast(), len as usize));
-            keep = true;
-        } else {
+    match kind_of(result) {
+        Kind::Bool => *ret = Value::bool(result == py::Py_True()),
+        Kind::Int => {
+            let mut overflow = 0;
+            let n = py::PyLong_AsLongLongAndOverflow(result, &mut overflow);
+            let failed = n == -1 && !py::PyErr_Occurred().is_null();
+            if overflow == 0 && !failed {
+                *ret = Value::i64(n);
+            }
             py::PyErr_Clear();
         }
+        Kind::Float => *ret = Value::f64(py::PyFloat_AsDouble(result)),
+        Kind::Str => {
+            let mut len: py::Py_ssize_t = 0;
+            let p = py::PyUnicode_AsUTF8AndSize(result, &mut len);
+            if p.is_null() {
+                py::PyErr_Clear(); // lone surrogates: no UTF-8 form
+            } else {
+                // The UTF-8 buffer lives as long as the str object.
+                *ret = Value::str(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                    p.cast(),
+                    len as usize,
+                )));
+                keep = true;
+            }
+        }
+        Kind::Bytes => {
+            let mut p: *mut c_char = null_mut();
+            let mut len: py::Py_ssize_t = 0;
+            if py::PyBytes_AsStringAndSize(result, &mut p, &mut len) == 0 {
+                *ret = Value::bytes(std::slice::from_raw_parts(p.cast(), len as usize));
+                keep = true;
+            } else {
+                py::PyErr_Clear();
+            }
+        }
+        // None, lists and other types have no return form: none.
+        Kind::None | Kind::List | Kind::Other => {}
     }
     if keep {
         ret.drop = Some(drop_returned);
