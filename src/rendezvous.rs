@@ -18,7 +18,10 @@
 //! reads a stale address.
 //!
 //! The owner is pinned in memory (`RTLD_NODELETE`) so forwarding copies never
-//! call into an unloaded library. A copy that meets an owner whose `Api` is
+//! call into an unloaded library. The process that created the object
+//! removes it at exit; one that ends with `_exit` or replaces itself with
+//! exec leaves a 16-byte file in /dev/shm (named for that image, so never
+//! read again). A copy that meets an owner whose `Api` is
 //! older than it needs fails every call with `CBREG_STATUS_INTERNAL` and
 //! says why on stderr once: never a silent second registry. With
 //! `CBREG_PRIVATE=1` in the environment (for tests) a copy keeps a table of
