@@ -371,6 +371,9 @@ impl Attached {
 /// thread-state lock before re-creating it: a thread that held it in
 /// `PyThreadState_New` at the fork leaves the child hung. The fork waits
 /// for those (they need no GIL), and no new one starts until it is done.
+/// From 3.12 on, CPython holds that lock across the fork itself
+/// (`PyOS_BeforeFork`) before this handler runs, so waiting there would wait
+/// for a thread blocked on the forking thread: only 3.11 waits.
 static MAKING_TSTATE: AtomicUsize = AtomicUsize::new(0);
 static FORKING: AtomicBool = AtomicBool::new(false);
 
@@ -391,6 +394,9 @@ unsafe fn new_thread_state(state: InterpState) -> TState {
 }
 
 extern "C" fn before_fork() {
+    if py_minor() != 11 {
+        return;
+    }
     FORKING.store(true, SeqCst);
     while MAKING_TSTATE.load(SeqCst) != 0 {
         std::thread::yield_now();

@@ -1,6 +1,8 @@
 """The control: the naive extension (callbacks in a C++ static map) must
 crash at exit. This proves the exit-code tests can fail. Only the variants
 that fail reliably are asserted, and only "non-zero" (134 or 139 vary)."""
+import sys
+
 import pytest
 
 from conftest import describe, need_naive, run_scenario
@@ -8,9 +10,14 @@ from conftest import describe, need_naive, run_scenario
 CONTROL_RUNS = 3
 
 
+FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
 @need_naive
 @pytest.mark.parametrize("name, env", [
-    ("holds_print", {}),
+    pytest.param("holds_print", {}, marks=pytest.mark.skipif(
+        FREE_THREADED, reason="on free-threaded CPython the naive map holding a "
+        "builtin exits 0; the instance and engine controls still crash")),
     ("holds_instance", {}),
     ("engine_at_exit", {"CBREG_TEST_ENGINE_CALLBACK": "builtin"}),
 ], ids=["held_print", "held_instance", "engine_builtin"])
