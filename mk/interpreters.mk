@@ -7,7 +7,7 @@
 #                                   trixie's python3.13 source) built in it.
 #                                   Stamped: a second run does nothing.
 #   make python-test-interpreters   pytest tests/python on each of
-#                                   INTERPRETERS (CBREG_SHUTDOWN_RUNS=20 runs
+#                                   INTERPRETERS (CBREG_SHUTDOWN_RUNS=50 runs
 #                                   per exit scenario), each in its own venv
 #                                   under build/interp/, cbreg and the test
 #                                   extensions built against it; prints a
@@ -24,7 +24,7 @@ INTERP_ROOT := $(INTERP_CACHE)/trixie
 INTERP_ROOT_STAMP := $(INTERP_CACHE)/trixie.stamp
 INTERP_FT_STAMP := $(INTERP_CACHE)/python3.13t.stamp
 INTERPRETERS ?= 3.13 3.13t
-INTERP_SHUTDOWN_RUNS ?= 20
+INTERP_SHUTDOWN_RUNS ?= 50
 
 .PHONY: interpreters python-test-interpreters interpreters-clean
 
