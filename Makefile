@@ -53,7 +53,7 @@ lint:
 rust-test-fence:
 	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test edges --test edges_fork --test model --test fork
 
-test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test install-test python-test python-test-interpreters adopters-test stress fuzz
+test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test install-test python-test adopters-test stress fuzz
 
 native-demo:
 	$(CARGO) run --release --example native_demo
