@@ -264,8 +264,11 @@ fn claim() -> Option<&'static ThreadRecord> {
     None
 }
 
-/// Frees the records whose owners have exited; true if it freed any.
-fn take_back_records_of_exited_threads() -> bool {
+/// Frees the records whose owners have exited; true if it freed any. A
+/// thread that finds the pool full calls it, and the reclaimer now and
+/// then, so a process whose other threads are gone gets its free heavy
+/// barrier back.
+pub(crate) fn take_back_records_of_exited_threads() -> bool {
     let pool = pool();
     let mut freed = false;
     for rec in pool.in_use() {
@@ -341,31 +344,14 @@ pub(crate) fn invoked_total(counter: usize) -> u64 {
 /// no other thread can be between its hazard store and its state load).
 pub(crate) fn heavy_barrier() {
     crate::sync::fence(Ordering::SeqCst);
-    if others_hold_records() {
+    if pool().claimed.load(Ordering::SeqCst) > usize::from(has_record()) {
         barrier::heavy();
     }
 }
 
-/// Whether a thread other than this one holds a record (so a heavy barrier
-/// is not free). Call after a SeqCst fence.
-pub(crate) fn others_hold_records() -> bool {
-    pool().claimed.load(Ordering::SeqCst) > usize::from(has_record())
-}
-
-/// Takes back the records of threads that have exited (the reclaimer does
-/// this now and then, so a process whose other threads are gone gets its
-/// free heavy barrier back).
-#[cfg_attr(loom, allow(dead_code))]
-pub(crate) fn sweep_exited_threads() {
-    take_back_records_of_exited_threads();
-}
-
 /// True if any thread has published `slot` (call after `heavy_barrier`).
 pub(crate) fn is_hazarded(slot: usize) -> bool {
-    pool()
-        .in_use()
-        .iter()
-        .any(|r| r.cells.iter().any(|c| c.load(Ordering::Acquire) == slot))
+    pool().in_use().iter().any(|r| r.holds(slot))
 }
 
 /// Every slot address published in a hazard cell, sorted: one scan of the

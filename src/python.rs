@@ -552,7 +552,8 @@ unsafe fn kind_of(obj: PyObj) -> Kind {
     }
     let ty_ptr = ty.cast::<py::PyTypeObject>();
     let flags = py::PyType_GetFlags(ty_ptr);
-    let is = |base: *mut py::PyTypeObject| ty_ptr == base || py::PyType_IsSubtype(ty_ptr, base) != 0;
+    let is =
+        |base: *mut py::PyTypeObject| ty_ptr == base || py::PyType_IsSubtype(ty_ptr, base) != 0;
     let kind = if ty_ptr == std::ptr::addr_of_mut!(py::PyBool_Type) {
         Kind::Bool
     } else if flags & py::Py_TPFLAGS_LONG_SUBCLASS != 0 {

@@ -46,7 +46,7 @@ fn run() {
             });
         }
         if round % SWEEP_ROUNDS == 0 {
-            crate::hazard::sweep_exited_threads();
+            let _ = crate::hazard::take_back_records_of_exited_threads();
         }
     }
 }

@@ -243,8 +243,9 @@ impl Value {
     }
 }
 
-/// An argument vector cbreg accepts: at most `CBREG_MAX_ARGS` values, each
-/// well formed. The one rule the C ABI and the Rust API both apply.
+/// Whether every value of an argument vector is well formed (the count is
+/// checked before the slice is made, in `ffi::args_of`, which the Rust API
+/// reaches too).
 ///
 /// One pass over the tags decides it for scalar arguments (none, i64, f64,
 /// pointer): only a vector that holds a BOOL or memory (str, bytes, arrays)
@@ -256,9 +257,6 @@ pub(crate) fn args_acceptable(args: &[Value]) -> bool {
         | 1 << Tag::Bytes as u32
         | 1 << Tag::I64Array as u32
         | 1 << Tag::F64Array as u32;
-    if args.len() > crate::ffi::CBREG_MAX_ARGS {
-        return false;
-    }
     let mut unknown = false;
     let mut more = 0;
     for v in args {

@@ -11,7 +11,7 @@
 
 use std::ffi::c_void;
 
-use super::slots::{key, Slot, LIVE, ONCE, RETIRED};
+use super::slots::{key, Slot, LIVE, ONCE};
 use super::{Core, ALIVE};
 use crate::hazard::{self, Frame, ThreadRecord, FRAME_INVOKE};
 use crate::sync::{barrier, Ordering};
@@ -178,21 +178,11 @@ impl Core {
         }
         let claimed_once = state & ONCE != 0;
         if claimed_once {
-            if slot
-                .state
-                .compare_exchange(
-                    state,
-                    state & !LIVE | RETIRED,
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-            {
+            if !Self::take(slot, state, hazard::token()) {
                 return (Status::NotFound, false);
             }
             // Counted while our hazard is still up: a `free` waiting for
             // every retired entry to finish cannot miss this one.
-            slot.owner.store(hazard::token(), Ordering::Relaxed);
             self.counters.retired.fetch_add(1, Ordering::SeqCst);
         }
         self.counters

@@ -20,27 +20,37 @@ use crate::wait::{self, Step};
 use crate::Status;
 
 impl Core {
+    /// The one way an entry stops being live: a CAS from its live `state`
+    /// to RETIRED. The one thread that wins owns the release and is noted
+    /// as its holder (`owner`, for a forked child).
+    pub(super) fn take(slot: &Slot, state: u64, owner: u32) -> bool {
+        let won = slot
+            .state
+            .compare_exchange(
+                state,
+                state & !LIVE | RETIRED,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if won {
+            slot.owner.store(owner, Ordering::Relaxed);
+        }
+        won
+    }
+
     /// Moves `id`'s slot from LIVE to RETIRED; the caller then owns it.
     pub(super) fn claim(&self, id: u64) -> Result<&Slot, Status> {
         let (want, index) = split(id).ok_or(Status::NotFound)?;
         let slot = self.segments.slot(index).ok_or(Status::NotFound)?;
-        let mut state = slot.state.load(Ordering::Acquire);
         loop {
+            let state = slot.state.load(Ordering::Acquire);
             if key(state) != want || state & LIVE == 0 {
                 return Err(Status::NotFound);
             }
-            match slot.state.compare_exchange(
-                state,
-                state & !LIVE | RETIRED,
-                Ordering::SeqCst,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    slot.owner.store(hazard::token(), Ordering::Relaxed);
-                    self.counters.retired.fetch_add(1, Ordering::SeqCst);
-                    return Ok(slot);
-                }
-                Err(s) => state = s,
+            if Self::take(slot, state, hazard::token()) {
+                self.counters.retired.fetch_add(1, Ordering::SeqCst);
+                return Ok(slot);
             }
         }
     }
@@ -255,18 +265,7 @@ impl Core {
         let mut count = 0;
         self.for_each_used_slot(|slot| {
             let state = slot.state.load(Ordering::SeqCst);
-            if state & LIVE != 0
-                && slot
-                    .state
-                    .compare_exchange(
-                        state,
-                        state & !LIVE | RETIRED,
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-            {
-                slot.owner.store(me, Ordering::Relaxed);
+            if state & LIVE != 0 && Self::take(slot, state, me) {
                 slot.next.store(batch, Ordering::Relaxed);
                 batch = slot.index + 1;
                 count += 1;
