@@ -24,6 +24,7 @@
 //! ```
 
 mod api;
+mod arg;
 pub mod ffi;
 mod hazard;
 #[cfg(feature = "python")]
@@ -37,6 +38,7 @@ mod value;
 mod wait;
 
 pub use api::{set_thread_realtime, Id, Registry, Subscription};
+pub use arg::Arg;
 pub use registry::{CallFn, ReleaseFn, Stats, ENTRY_BYTES};
 pub use status::{last_callback_code, Status};
 pub use value::{Payload, Tag, Value, ValueDropFn};

@@ -3,6 +3,8 @@
 
 use std::ffi::c_void;
 
+use crate::Arg;
+
 /// The kind of a `cbreg_value`; stored in `cbreg_value.tag`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,30 +180,29 @@ impl Value {
 
     /// # Safety
     /// The pointer and length must still describe live memory (true for the
-    /// arguments a callback receives, during the call).
+    /// arguments a callback receives, during the call). Safe Rust reads
+    /// arguments through [`Arg`](crate::Arg) instead.
     pub unsafe fn as_bytes(&self) -> Option<&[u8]> {
-        match self.tag() {
-            Some(Tag::Str | Tag::Bytes) => Some(raw_slice(self.r#as.bytes, self.len)),
-            _ => None,
-        }
+        // SAFETY: the caller's promise is `Arg`'s invariant for this borrow.
+        unsafe { Arg::from_value(self) }.as_bytes()
     }
     /// # Safety
     /// As for [`Value::as_bytes`]; `None` also for invalid UTF-8.
     pub unsafe fn as_str(&self) -> Option<&str> {
-        match self.tag() {
-            Some(Tag::Str) => std::str::from_utf8(raw_slice(self.r#as.str, self.len)).ok(),
-            _ => None,
-        }
+        // SAFETY: as in `as_bytes`.
+        unsafe { Arg::from_value(self) }.as_str()
     }
     /// # Safety
     /// As for [`Value::as_bytes`].
     pub unsafe fn as_i64s(&self) -> Option<&[i64]> {
-        (self.tag() == Some(Tag::I64Array)).then(|| raw_slice(self.r#as.i64s, self.len))
+        // SAFETY: as in `as_bytes`.
+        unsafe { Arg::from_value(self) }.as_i64s()
     }
     /// # Safety
     /// As for [`Value::as_bytes`].
     pub unsafe fn as_f64s(&self) -> Option<&[f64]> {
-        (self.tag() == Some(Tag::F64Array)).then(|| raw_slice(self.r#as.f64s, self.len))
+        // SAFETY: as in `as_bytes`.
+        unsafe { Arg::from_value(self) }.as_f64s()
     }
 
     /// A tag cbreg knows, a non-null pointer wherever `len` is nonzero, and
@@ -269,12 +270,4 @@ pub(crate) fn args_acceptable(args: &[Value]) -> bool {
 #[cold]
 fn args_acceptable_in_full(args: &[Value]) -> bool {
     args.iter().all(Value::is_well_formed)
-}
-
-unsafe fn raw_slice<'a, T>(p: *const T, len: usize) -> &'a [T] {
-    if len == 0 {
-        &[]
-    } else {
-        std::slice::from_raw_parts(p, len)
-    }
 }
