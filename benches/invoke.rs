@@ -14,7 +14,7 @@ use std::time::Instant;
 use cbreg::ffi::{
     cbreg_clear, cbreg_invoke, cbreg_register, cbreg_registry_new, cbreg_unregister, RegistryHandle,
 };
-use cbreg::{Registry, Status, Value};
+use cbreg::{Arg, Registry, Status, Value};
 
 const ITERS: u64 = 5_000_000;
 const ROUNDS: usize = 7;
@@ -138,10 +138,11 @@ fn main() {
     // SAFETY: the callback only reads its leaked, never-freed context.
     let rust_id =
         unsafe { rust_reg.register_raw(Some(native_callback), rust_ctx, None, false) }.unwrap();
+    let rust_arg = Arg::f64(440.0);
     let rust_one = best_ns(1, |_| {
         let reg = Registry::global();
         Box::new(move || {
-            black_box(reg.call(black_box(rust_id), std::slice::from_ref(&arg)));
+            black_box(reg.call(black_box(rust_id), std::slice::from_ref(&rust_arg)));
         })
     });
 

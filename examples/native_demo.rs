@@ -5,18 +5,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cbreg::{set_thread_realtime, Registry, Status, Value};
+use cbreg::{set_thread_realtime, Arg, Registry, Status, Value};
 
 fn main() {
     let reg = Arc::new(Registry::new().expect("registry"));
     let heard = Arc::new(AtomicU64::new(0));
     let h = heard.clone();
     let note = reg
-        .register(move |args: &[Value], _: &mut Value| {
+        .register(move |args: &[Arg], _: &mut Value| {
             let tick = args[0].as_i64().unwrap_or(-1);
             if h.fetch_add(1, SeqCst) % 250 == 0 {
-                // SAFETY: arguments are valid during the call.
-                let name = unsafe { args[2].as_str() }.unwrap_or("?");
+                let name = args[2].as_str().unwrap_or("?");
                 println!(
                     "  callback: tick {tick:5}  {:.1} Hz  {name}",
                     args[1].as_f64().unwrap_or(0.0)
@@ -34,7 +33,7 @@ fn main() {
         let (mut ok, mut gone) = (0u64, 0u64);
         let mut tick = 0i64;
         while !s.load(SeqCst) {
-            let args = [Value::i64(tick), Value::f64(440.0), Value::str("A4")];
+            let args = [Arg::i64(tick), Arg::f64(440.0), Arg::str("A4")];
             match r.call(id, &args) {
                 Status::Ok => ok += 1,
                 Status::NotFound => gone += 1,
@@ -50,13 +49,13 @@ fn main() {
     println!("main: unregister the note callback while the engine fires it");
     assert_eq!(note.unregister(), Status::Ok);
     let once = reg
-        .register_once(|_: &[Value], _: &mut Value| Ok(()))
+        .register_once(|_: &[Arg], _: &mut Value| Ok(()))
         .expect("one-shot")
         .detach();
     println!("main: one-shot {once:#x} fired: {}", reg.call(once, &[]));
     println!("main: one-shot fired again: {}", reg.call(once, &[]));
     for _ in 0..3 {
-        reg.register(|_: &[Value], _: &mut Value| Ok(()))
+        reg.register(|_: &[Arg], _: &mut Value| Ok(()))
             .expect("register")
             .detach();
     }
@@ -64,7 +63,7 @@ fn main() {
     println!(
         "main: close -> {} entries; register now: {:?}",
         reg.close(),
-        reg.register(|_: &[Value], _: &mut Value| Ok(())).err()
+        reg.register(|_: &[Arg], _: &mut Value| Ok(())).err()
     );
     std::thread::sleep(Duration::from_millis(50));
     stop.store(true, SeqCst);

@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::ffi::{self, RegistryHandle, CBREG_ONCE};
 use crate::registry::{CallFn, ReleaseFn, Stats};
-use crate::{Status, Value};
+use crate::{Arg, Status, Value};
 
 /// An entry id: nonzero, never reused for the life of the registry.
 pub type Id = u64;
@@ -23,10 +23,19 @@ pub struct Registry {
     owned: bool,
 }
 
-/// The callback signature of the Rust API: arguments in, an optional return
-/// value out (it starts as `Value::none()`).
-pub trait Callback: Fn(&[Value], &mut Value) -> Result<(), Status> + Send + Sync + 'static {}
-impl<F: Fn(&[Value], &mut Value) -> Result<(), Status> + Send + Sync + 'static> Callback for F {}
+/// The callback signature of the Rust API: arguments in, read safely for
+/// the call, whichever language invoked; an optional return value out (it
+/// starts as `Value::none()`).
+///
+/// The return value is a raw [`Value`]: a string, bytes or array put there
+/// must outlive the caller's use of it (a callback that allocates sets
+/// `drop` and `owner`), so reading one back from [`Registry::invoke`] is
+/// `unsafe` (`Value::as_str` and the like).
+pub trait Callback:
+    Fn(&[Arg<'_>], &mut Value) -> Result<(), Status> + Send + Sync + 'static
+{
+}
+impl<F: Fn(&[Arg<'_>], &mut Value) -> Result<(), Status> + Send + Sync + 'static> Callback for F {}
 
 impl Registry {
     /// The process-wide default registry that C, C++ and Python also reach.
@@ -98,10 +107,23 @@ impl Registry {
     }
 
     /// Invokes entry `id`; returns the callback's return value.
-    /// `InvalidArgument` for more than `CBREG_MAX_ARGS` values or one that
-    /// is not well formed (a bad tag, a BOOL byte other than 0 or 1).
+    /// `InvalidArgument` for more than `CBREG_MAX_ARGS` arguments.
     #[inline]
-    pub fn invoke(&self, id: Id, args: &[Value]) -> Result<Value, Status> {
+    pub fn invoke(&self, id: Id, args: &[Arg<'_>]) -> Result<Value, Status> {
+        // SAFETY: every `Arg` borrows its memory for at least this call.
+        unsafe { self.invoke_raw(id, Arg::as_values(args)) }
+    }
+
+    /// Invokes entry `id` with raw values (what the C ABI does).
+    /// `InvalidArgument` for more than `CBREG_MAX_ARGS` values or one that
+    /// is not well formed (a bad tag, a null pointer with a nonzero `len`,
+    /// a BOOL byte other than 0 or 1).
+    ///
+    /// # Safety
+    /// The memory each value points to (string, bytes, array) is valid for
+    /// the call: callbacks read it as [`Arg`]s.
+    #[inline]
+    pub unsafe fn invoke_raw(&self, id: Id, args: &[Value]) -> Result<Value, Status> {
         let mut ret = Value::none();
         ffi::cbreg_invoke(self.handle, id, args.as_ptr(), args.len(), &mut ret)
             .ok()
@@ -110,11 +132,11 @@ impl Registry {
 
     /// Invokes entry `id`, discarding any return value.
     #[inline]
-    pub fn call(&self, id: Id, args: &[Value]) -> Status {
+    pub fn call(&self, id: Id, args: &[Arg<'_>]) -> Status {
         ffi::cbreg_invoke(
             self.handle,
             id,
-            args.as_ptr(),
+            Arg::as_values(args).as_ptr(),
             args.len(),
             std::ptr::null_mut(),
         )
@@ -197,6 +219,10 @@ unsafe extern "C-unwind" fn call_closure(
     } else {
         unsafe { std::slice::from_raw_parts(args, nargs) }
     };
+    // SAFETY: `cbreg_invoke`, the only way in, checked that every value is
+    // well formed before any callback ran (`ffi::args_of`), and its caller
+    // promises the memory is valid for the call: `Arg`'s invariant.
+    let args = unsafe { Arg::from_values(args) };
     let mut scratch = Value::none();
     let out = if ret.is_null() {
         &mut scratch

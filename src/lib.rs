@@ -11,11 +11,14 @@
 //! ```
 //! # fn main() -> Result<(), cbreg::Status> {
 //! let reg = cbreg::Registry::global();
-//! let sub = reg.register(|args: &[cbreg::Value], ret: &mut cbreg::Value| {
+//! let sub = reg.register(|args: &[cbreg::Arg], ret: &mut cbreg::Value| {
+//!     let name = args[1].as_str().unwrap_or("?"); // borrowed for the call: no unsafe
+//!     println!("{name}");
 //!     *ret = cbreg::Value::f64(args[0].as_f64().unwrap_or(0.0) * 2.0);
 //!     Ok(())
 //! })?;
-//! assert_eq!(reg.invoke(sub.id(), &[cbreg::Value::f64(220.0)])?.as_f64(), Some(440.0));
+//! let args = [cbreg::Arg::f64(220.0), cbreg::Arg::str("A3")];
+//! assert_eq!(reg.invoke(sub.id(), &args)?.as_f64(), Some(440.0));
 //! let id = sub.id();
 //! drop(sub); // unregisters
 //! assert_eq!(reg.invoke(id, &[]).unwrap_err(), cbreg::Status::NotFound);

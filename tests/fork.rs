@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cbreg::{Registry, Status, Value};
+use cbreg::{Arg, Registry, Status, Value};
 
 #[test]
 fn fork_child_can_register_invoke_and_clear_while_parent_threads_were_inside_invoke() {
@@ -14,7 +14,7 @@ fn fork_child_can_register_invoke_and_clear_while_parent_threads_were_inside_inv
     let stop = Arc::new(AtomicBool::new(false));
     let i2 = inside.clone();
     let slow = reg
-        .register(move |_: &[Value], _: &mut Value| {
+        .register(move |_: &[Arg], _: &mut Value| {
             i2.fetch_add(1, SeqCst);
             std::thread::sleep(Duration::from_millis(20));
             Ok(())
@@ -62,14 +62,14 @@ fn child(reg: &Registry, slow: u64) -> i32 {
         }
     }
     let flag = Flag(released.clone());
-    let Ok(sub) = reg.register(move |a: &[Value], r: &mut Value| {
+    let Ok(sub) = reg.register(move |a: &[Arg], r: &mut Value| {
         let _ = &flag;
         *r = Value::i64(a[0].as_i64().unwrap() + 1);
         Ok(())
     }) else {
         return 1;
     };
-    match reg.invoke(sub.id(), &[Value::i64(1)]) {
+    match reg.invoke(sub.id(), &[Arg::i64(1)]) {
         Ok(v) if v.as_i64() == Some(2) => {}
         _ => return 2,
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use cbreg::{set_thread_realtime, Registry, Status, Value};
+use cbreg::{set_thread_realtime, Arg, Registry, Status, Value};
 
 /// Counts its own drops: the closure's release.
 struct DropCounter(Arc<AtomicUsize>);
@@ -23,7 +23,7 @@ fn counted(releases: &Arc<AtomicUsize>) -> DropCounter {
 /// Registers a no-op entry whose release bumps `releases`; returns its id.
 fn register_counted(reg: &Registry, releases: &Arc<AtomicUsize>) -> u64 {
     let guard = counted(releases);
-    reg.register(move |_: &[Value], _: &mut Value| {
+    reg.register(move |_: &[Arg], _: &mut Value| {
         let _ = &guard;
         Ok(())
     })
@@ -36,7 +36,7 @@ fn ids_are_nonzero_and_never_reused() {
     let reg = Registry::new().unwrap();
     let mut seen = HashSet::new();
     for _ in 0..10_000 {
-        let sub = reg.register(|_: &[Value], _: &mut Value| Ok(())).unwrap();
+        let sub = reg.register(|_: &[Arg], _: &mut Value| Ok(())).unwrap();
         assert_ne!(sub.id(), 0);
         assert!(seen.insert(sub.id()), "id {:#x} reused", sub.id());
     }
@@ -45,13 +45,13 @@ fn ids_are_nonzero_and_never_reused() {
 #[test]
 fn stale_id_after_its_slot_is_reused_is_not_found() {
     let reg = Registry::new().unwrap();
-    let old = reg.register(|_: &[Value], ret: &mut Value| {
+    let old = reg.register(|_: &[Arg], ret: &mut Value| {
         *ret = Value::i64(1);
         Ok(())
     });
     let old_id = old.unwrap().unregister_and_id();
     let new = reg
-        .register(|_: &[Value], ret: &mut Value| {
+        .register(|_: &[Arg], ret: &mut Value| {
             *ret = Value::i64(2);
             Ok(())
         })
@@ -80,7 +80,7 @@ fn release_runs_exactly_once_when_unregistered() {
     let reg = Registry::new().unwrap();
     let releases = Arc::new(AtomicUsize::new(0));
     let guard = counted(&releases);
-    let sub = reg.register(move |_: &[Value], _: &mut Value| {
+    let sub = reg.register(move |_: &[Arg], _: &mut Value| {
         let _ = &guard;
         Ok(())
     });
@@ -129,7 +129,7 @@ fn eight_threads_invoking_while_others_unregister_and_clear_release_each_entry_o
             while !stop.load(SeqCst) {
                 let snapshot: Vec<u64> = ids.lock().unwrap().clone();
                 for id in snapshot {
-                    let _ = reg.call(id, &[Value::i64(n as i64)]);
+                    let _ = reg.call(id, &[Arg::i64(n as i64)]);
                     n += 1;
                 }
             }
@@ -155,7 +155,7 @@ fn eight_threads_invoking_while_others_unregister_and_clear_release_each_entry_o
                 });
                 let inside = inside.clone();
                 let sub = reg
-                    .register(move |_: &[Value], _: &mut Value| {
+                    .register(move |_: &[Arg], _: &mut Value| {
                         entry.inside.fetch_add(1, SeqCst);
                         inside.fetch_add(1, SeqCst);
                         std::hint::spin_loop();
@@ -207,7 +207,7 @@ fn release_waits_for_the_invocation_in_flight_and_runs_when_it_returns() {
     let guard = counted(&releases);
     let (e, p) = (entered.clone(), proceed.clone());
     let id = reg
-        .register(move |_: &[Value], _: &mut Value| {
+        .register(move |_: &[Arg], _: &mut Value| {
             let _ = &guard;
             e.wait();
             p.wait();
@@ -241,7 +241,7 @@ fn callback_unregisters_itself() {
     let guard = counted(&releases);
     let (r, m) = (reg.clone(), my_id.clone());
     let id = reg
-        .register(move |_: &[Value], _: &mut Value| {
+        .register(move |_: &[Arg], _: &mut Value| {
             let _ = &guard;
             r.unregister(m.load(SeqCst)).ok()
         })
@@ -262,33 +262,33 @@ fn callback_registers_and_invokes_from_inside_a_callback() {
     let reg = Arc::new(Registry::new().unwrap());
     let r = reg.clone();
     let id = reg
-        .register(move |args: &[Value], ret: &mut Value| {
+        .register(move |args: &[Arg], ret: &mut Value| {
             let depth = args[0].as_i64().unwrap();
             if depth == 0 {
                 *ret = Value::i64(100);
                 return Ok(());
             }
             let r2 = r.clone();
-            let inner = r.register(move |a: &[Value], ret: &mut Value| {
+            let inner = r.register(move |a: &[Arg], ret: &mut Value| {
                 // One level further: invoke a third entry from inside.
                 let x = a[0].as_i64().unwrap();
-                let leaf = r2.register(|a: &[Value], ret: &mut Value| {
+                let leaf = r2.register(|a: &[Arg], ret: &mut Value| {
                     *ret = Value::i64(a[0].as_i64().unwrap() * 2);
                     Ok(())
                 })?;
-                *ret = r2.invoke(leaf.id(), &[Value::i64(x)])?;
+                *ret = r2.invoke(leaf.id(), &[Arg::i64(x)])?;
                 Ok(())
             })?;
-            *ret = r.invoke(inner.id(), &[Value::i64(depth)])?;
+            *ret = r.invoke(inner.id(), &[Arg::i64(depth)])?;
             Ok(())
         })
         .unwrap();
     assert_eq!(
-        reg.invoke(id.id(), &[Value::i64(21)]).unwrap().as_i64(),
+        reg.invoke(id.id(), &[Arg::i64(21)]).unwrap().as_i64(),
         Some(42)
     );
     assert_eq!(
-        reg.invoke(id.id(), &[Value::i64(0)]).unwrap().as_i64(),
+        reg.invoke(id.id(), &[Arg::i64(0)]).unwrap().as_i64(),
         Some(100)
     );
     drop(id);
@@ -302,14 +302,14 @@ fn nesting_deeper_than_the_hazard_cells_still_protects_every_level() {
     let id = Arc::new(AtomicU64::new(0));
     let me = id.clone();
     let sub = reg
-        .register(move |a: &[Value], ret: &mut Value| {
+        .register(move |a: &[Arg], ret: &mut Value| {
             let n = a[0].as_i64().unwrap();
             *ret = if n == 0 {
                 Value::i64(0)
             } else {
                 Value::i64(
                     1 + r
-                        .invoke(me.load(SeqCst), &[Value::i64(n - 1)])?
+                        .invoke(me.load(SeqCst), &[Arg::i64(n - 1)])?
                         .as_i64()
                         .unwrap(),
                 )
@@ -319,7 +319,7 @@ fn nesting_deeper_than_the_hazard_cells_still_protects_every_level() {
         .unwrap();
     id.store(sub.id(), SeqCst);
     assert_eq!(
-        reg.invoke(sub.id(), &[Value::i64(20)]).unwrap().as_i64(),
+        reg.invoke(sub.id(), &[Arg::i64(20)]).unwrap().as_i64(),
         Some(20)
     );
 }
@@ -334,7 +334,7 @@ fn callback_may_clear_and_close_its_own_registry() {
     let r = reg.clone();
     let g = counted(&releases);
     let id = reg
-        .register(move |_: &[Value], ret: &mut Value| {
+        .register(move |_: &[Arg], ret: &mut Value| {
             let _ = &g;
             *ret = Value::i64(r.close() as i64);
             Ok(())
@@ -359,7 +359,7 @@ fn release_may_call_back_into_the_registry() {
             // Register from inside a release: no lock is held.
             let id = self
                 .0
-                .register(|_: &[Value], _: &mut Value| Ok(()))
+                .register(|_: &[Arg], _: &mut Value| Ok(()))
                 .unwrap()
                 .detach();
             self.1.store(id, SeqCst);
@@ -369,7 +369,7 @@ fn release_may_call_back_into_the_registry() {
     let out = Arc::new(AtomicU64::new(0));
     let g = Reentrant(reg.clone(), out.clone());
     let id = reg
-        .register(move |_: &[Value], _: &mut Value| {
+        .register(move |_: &[Arg], _: &mut Value| {
             let _ = &g;
             Ok(())
         })
@@ -387,7 +387,7 @@ fn one_shot_runs_once_under_eight_racing_invokers() {
         let releases = Arc::new(AtomicUsize::new(0));
         let (r, g) = (runs.clone(), counted(&releases));
         let id = reg
-            .register_once(move |_: &[Value], _: &mut Value| {
+            .register_once(move |_: &[Arg], _: &mut Value| {
                 let _ = &g;
                 r.fetch_add(1, SeqCst);
                 Ok(())
@@ -425,7 +425,7 @@ fn unregister_wait_inside_its_own_callback_would_deadlock() {
     let me = Arc::new(AtomicU64::new(0));
     let m = me.clone();
     let id = reg
-        .register(move |_: &[Value], ret: &mut Value| {
+        .register(move |_: &[Arg], ret: &mut Value| {
             *ret = Value::i64(r.unregister_wait(m.load(SeqCst)) as i64);
             Ok(())
         })
@@ -449,7 +449,7 @@ fn unregister_wait_returns_after_the_invocation_in_flight_and_its_release() {
     let entered = Arc::new(Barrier::new(2));
     let (g, d, e) = (counted(&releases), done.clone(), entered.clone());
     let id = reg
-        .register(move |_: &[Value], _: &mut Value| {
+        .register(move |_: &[Arg], _: &mut Value| {
             let _ = &g;
             e.wait();
             thread::sleep(Duration::from_millis(50));
@@ -477,7 +477,7 @@ fn register_after_close_is_closed() {
     assert_eq!(reg.call(id, &[]), Status::NotFound);
     let g2 = counted(&releases);
     let err = reg
-        .register(move |_: &[Value], _: &mut Value| {
+        .register(move |_: &[Arg], _: &mut Value| {
             let _ = &g2;
             Ok(())
         })
@@ -502,7 +502,7 @@ fn real_time_thread_never_runs_a_release() {
     }
     let p = Probe(release_thread.clone());
     let id = reg
-        .register_once(move |_: &[Value], _: &mut Value| {
+        .register_once(move |_: &[Arg], _: &mut Value| {
             let _ = &p;
             Ok(())
         })
@@ -529,56 +529,20 @@ fn real_time_thread_never_runs_a_release() {
 fn panicking_callback_reports_callback_failed() {
     let reg = Registry::new().unwrap();
     let sub = reg
-        .register(|_: &[Value], _: &mut Value| panic!("boom"))
+        .register(|_: &[Arg], _: &mut Value| panic!("boom"))
         .unwrap();
     assert_eq!(reg.call(sub.id(), &[]), Status::CallbackFailed);
     let sub2 = reg
-        .register(|_: &[Value], _: &mut Value| Err(Status::CallbackFailed))
+        .register(|_: &[Arg], _: &mut Value| Err(Status::CallbackFailed))
         .unwrap();
     assert_eq!(reg.call(sub2.id(), &[]), Status::CallbackFailed);
 }
 
 #[test]
-fn typed_values_reach_the_callback_unchanged() {
-    let reg = Registry::new().unwrap();
-    let sub = reg
-        .register(|a: &[Value], ret: &mut Value| {
-            assert_eq!(a.len(), 9);
-            assert_eq!(a[0].tag(), Some(cbreg::Tag::None));
-            assert_eq!(a[1].as_bool(), Some(true));
-            assert_eq!(a[2].as_i64(), Some(-7));
-            assert_eq!(a[3].as_f64(), Some(440.0));
-            // SAFETY: arguments are valid during the call.
-            unsafe {
-                assert_eq!(a[4].as_str(), Some("A4"));
-                assert_eq!(a[5].as_bytes(), Some(&[0u8, 255][..]));
-                assert_eq!(a[6].as_i64s(), Some(&[1i64, 2, 3][..]));
-                assert_eq!(a[7].as_f64s(), Some(&[0.5f64][..]));
-            }
-            assert_eq!(a[8].as_ptr(), Some(8usize as *mut std::ffi::c_void));
-            *ret = Value::f64(1.5);
-            Ok(())
-        })
-        .unwrap();
-    let args = [
-        Value::none(),
-        Value::bool(true),
-        Value::i64(-7),
-        Value::f64(440.0),
-        Value::str("A4"),
-        Value::bytes(&[0, 255]),
-        Value::i64_array(&[1, 2, 3]),
-        Value::f64_array(&[0.5]),
-        Value::ptr(8usize as *mut _),
-    ];
-    assert_eq!(reg.invoke(sub.id(), &args).unwrap().as_f64(), Some(1.5));
-}
-
-#[test]
 fn stats_account_for_every_entry() {
     let reg = Registry::new().unwrap();
-    let a = reg.register(|_: &[Value], _: &mut Value| Ok(())).unwrap();
-    let b = reg.register(|_: &[Value], _: &mut Value| Ok(())).unwrap();
+    let a = reg.register(|_: &[Arg], _: &mut Value| Ok(())).unwrap();
+    let b = reg.register(|_: &[Arg], _: &mut Value| Ok(())).unwrap();
     for _ in 0..5 {
         assert_eq!(reg.call(a.id(), &[]), Status::Ok);
     }
@@ -595,7 +559,7 @@ fn stats_account_for_every_entry() {
 fn destroyed_registry_handle_is_detected() {
     let reg = Registry::new().unwrap();
     let handle = reg.handle();
-    let sub = reg.register(|_: &[Value], _: &mut Value| Ok(())).unwrap();
+    let sub = reg.register(|_: &[Arg], _: &mut Value| Ok(())).unwrap();
     drop(reg);
     // The subscription outlived its registry: unregistering is a status.
     assert_eq!(sub.unregister(), Status::InvalidRegistry);
@@ -619,7 +583,7 @@ fn clear_counts_what_it_unregistered() {
     let reg = Registry::new().unwrap();
     let subs: Vec<_> = (0..1000)
         .map(|_| {
-            reg.register(|_: &[Value], _: &mut Value| Ok(()))
+            reg.register(|_: &[Arg], _: &mut Value| Ok(()))
                 .unwrap()
                 .detach()
         })

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
-use cbreg::{Registry, Status, Value};
+use cbreg::{Arg, Registry, Status, Value};
 
 #[test]
 fn an_id_of_one_registry_is_not_found_in_another() {
@@ -13,9 +13,9 @@ fn an_id_of_one_registry_is_not_found_in_another() {
     let b = Registry::new().unwrap();
     let ran_b = Arc::new(AtomicUsize::new(0));
     let r = ran_b.clone();
-    let in_a = a.register(|_: &[Value], _: &mut Value| Ok(())).unwrap();
+    let in_a = a.register(|_: &[Arg], _: &mut Value| Ok(())).unwrap();
     let in_b = b
-        .register(move |_: &[Value], _: &mut Value| {
+        .register(move |_: &[Arg], _: &mut Value| {
             r.fetch_add(1, SeqCst);
             Ok(())
         })

@@ -9,7 +9,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
 
-use cbreg::{Registry, Status, Value};
+use cbreg::{Arg, Registry, Status, Value};
 
 /// What an entry observes: invocations inside it, releases, and releases
 /// that ran while an invocation was inside.
@@ -33,7 +33,7 @@ impl Drop for Guard {
 
 fn entry(reg: &Registry, probe: &Arc<Probe>, once: bool) -> u64 {
     let guard = Guard(probe.clone());
-    let f = move |_: &[Value], _: &mut Value| {
+    let f = move |_: &[Arg], _: &mut Value| {
         let p = &guard.0;
         p.inside.fetch_add(1, SeqCst);
         p.calls.fetch_add(1, SeqCst);
@@ -162,7 +162,7 @@ fn release_never_runs_on_a_realtime_invoker() {
         }
         let guard = RtGuard(released_on_rt.clone(), releases.clone());
         let id = reg
-            .register(move |_: &[Value], _: &mut Value| {
+            .register(move |_: &[Arg], _: &mut Value| {
                 let _ = &guard;
                 Ok(())
             })
@@ -259,7 +259,7 @@ fn invoke_nested_past_the_cells_racing_unregister() {
         // takes the counter path.
         let r = reg.clone();
         let middle = reg
-            .register(move |_: &[Value], _: &mut Value| {
+            .register(move |_: &[Arg], _: &mut Value| {
                 let _ = r.call(inner, &[]);
                 Ok(())
             })
@@ -267,7 +267,7 @@ fn invoke_nested_past_the_cells_racing_unregister() {
             .detach();
         let r = reg.clone();
         let outer = reg
-            .register(move |_: &[Value], _: &mut Value| {
+            .register(move |_: &[Arg], _: &mut Value| {
                 let _ = r.call(middle, &[]);
                 Ok(())
             })

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use cbreg::{Registry, Status, Value};
+use cbreg::{Arg, Registry, Status, Value};
 
 /// xorshift64*: small, deterministic, good enough to pick operations.
 struct Rng(u64);
@@ -64,7 +64,7 @@ fn run(seed: u64, steps: usize) {
                 next_tag += 1;
                 let tag = next_tag;
                 let guard = Released(tag, log.clone());
-                let f = move |_: &[Value], ret: &mut Value| {
+                let f = move |_: &[Arg], ret: &mut Value| {
                     let _ = &guard;
                     *ret = Value::i64(value);
                     Ok(())
@@ -85,7 +85,7 @@ fn run(seed: u64, steps: usize) {
             }
             30..=64 => {
                 let id = pick(&mut rng);
-                let got = reg.invoke(id, &[Value::i64(step as i64)]);
+                let got = reg.invoke(id, &[Arg::i64(step as i64)]);
                 match model.live.get(&id).copied() {
                     Some((value, once)) => {
                         assert_eq!(

@@ -4,7 +4,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cbreg::{Registry, Status, Value};
+use cbreg::{Arg, Registry, Status, Value};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -43,21 +43,21 @@ fn counting_allocator_sees_allocations() {
 fn invoke_allocates_nothing_even_first_on_a_new_thread() {
     let reg = Registry::global();
     let sub = reg
-        .register(|a: &[Value], ret: &mut Value| {
+        .register(|a: &[Arg], ret: &mut Value| {
             *ret = Value::f64(a[0].as_f64().unwrap() * 2.0);
             Ok(())
         })
         .unwrap();
     let id = sub.id();
     let gone = reg
-        .register(|_: &[Value], _: &mut Value| Ok(()))
+        .register(|_: &[Arg], _: &mut Value| Ok(()))
         .unwrap()
         .detach();
     assert_eq!(reg.unregister(gone), Status::Ok);
     for _ in 0..4 {
         let n = std::thread::spawn(move || {
             let reg = Registry::global();
-            let args = [Value::f64(220.0), Value::str("A3")];
+            let args = [Arg::f64(220.0), Arg::str("A3")];
             allocations_in(|| {
                 for _ in 0..1000 {
                     assert_eq!(reg.invoke(id, &args).unwrap().as_f64(), Some(440.0));

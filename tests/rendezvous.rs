@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 use cbreg::ffi::RegistryHandle;
-use cbreg::{Registry, Stats, Status, Value};
+use cbreg::{Arg, Registry, Stats, Status, Value};
 
 type InvokeFn =
     extern "C-unwind" fn(RegistryHandle, u64, *const Value, usize, *mut Value) -> Status;
@@ -44,7 +44,7 @@ fn a_static_copy_and_a_shared_copy_share_one_registry() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     let sub = reg
-        .register(move |_: &[Value], _: &mut Value| {
+        .register(move |_: &[Arg], _: &mut Value| {
             c.fetch_add(1, SeqCst);
             Ok(())
         })

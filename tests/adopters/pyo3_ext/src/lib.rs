@@ -1,7 +1,7 @@
 //! An extension that adopts cbreg from Rust: Python callables go in through
 //! cbreg's Python adapter, native code fires ids with the Rust API.
 
-use cbreg::{Registry, Status, Value};
+use cbreg::{Arg, Registry, Status};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
@@ -25,7 +25,7 @@ fn subscribe(callable: &Bound<'_, PyAny>) -> PyResult<u64> {
 /// Invokes `id` with `(freq, name)` on this thread.
 #[pyfunction]
 fn invoke(py: Python<'_>, id: u64, freq: f64, name: &str) -> PyResult<()> {
-    check(py, Registry::global().call(id, &[Value::f64(freq), Value::str(name)]))
+    check(py, Registry::global().call(id, &[Arg::f64(freq), Arg::str(name)]))
 }
 
 /// Invokes `id` with `(freq, name)` from a new native thread; returns the
@@ -33,7 +33,7 @@ fn invoke(py: Python<'_>, id: u64, freq: f64, name: &str) -> PyResult<()> {
 #[pyfunction]
 fn fire_on_thread(py: Python<'_>, id: u64, freq: f64, name: String) -> u32 {
     py.detach(|| {
-        std::thread::spawn(move || Registry::global().call(id, &[Value::f64(freq), Value::str(&name)]) as u32)
+        std::thread::spawn(move || Registry::global().call(id, &[Arg::f64(freq), Arg::str(&name)]) as u32)
             .join()
             .unwrap_or(u32::MAX)
     })
