@@ -98,10 +98,13 @@ impl<'a> Arg<'a> {
         unsafe { &*(values as *const [Value] as *const [Arg<'a>]) }
     }
 
-    /// As [`Arg::from_values`], for one value.
+    /// As [`Arg::from_values`], for one value that only needs reading (what
+    /// `Value`'s own unsafe accessors do).
     ///
     /// # Safety
-    /// As for [`Arg::from_values`].
+    /// The memory the value points to is valid for `'a`, as for
+    /// [`Arg::from_values`]. An unknown tag or a BOOL byte other than 0 or 1
+    /// is harmless here: the accessors check both before reading.
     pub(crate) unsafe fn from_value(value: &'a Value) -> &'a Arg<'a> {
         // SAFETY: as in `from_values`.
         unsafe { &*(value as *const Value as *const Arg<'a>) }

@@ -181,7 +181,7 @@ impl Value {
     /// # Safety
     /// The pointer and length must still describe live memory (true for the
     /// arguments a callback receives, during the call). Safe Rust reads
-    /// arguments through [`Arg`](crate::Arg) instead.
+    /// arguments through [`Arg`] instead.
     pub unsafe fn as_bytes(&self) -> Option<&[u8]> {
         // SAFETY: the caller's promise is `Arg`'s invariant for this borrow.
         unsafe { Arg::from_value(self) }.as_bytes()
