@@ -75,7 +75,7 @@ where
 
 fn new_registry() -> RegistryHandle {
     let mut reg = RegistryHandle { handle: 0 };
-    assert_eq!(cbreg_registry_new(&mut reg), Status::Ok);
+    assert_eq!(unsafe { cbreg_registry_new(&mut reg) }, Status::Ok);
     reg
 }
 
@@ -83,7 +83,7 @@ fn register(reg: RegistryHandle, ctx: &'static Padded) -> u64 {
     let mut id = 0;
     let ctx = ctx as *const Padded as *mut c_void;
     assert_eq!(
-        cbreg_register(reg, Some(native_callback), ctx, None, 0, &mut id),
+        unsafe { cbreg_register(reg, Some(native_callback), ctx, None, 0, &mut id) },
         Status::Ok
     );
     id
@@ -119,13 +119,7 @@ fn main() {
 
     let invoke = |id: u64| -> Box<dyn FnMut() + Send> {
         Box::new(move || {
-            black_box(cbreg_invoke(
-                reg,
-                black_box(id),
-                &arg,
-                1,
-                std::ptr::null_mut(),
-            ));
+            black_box(unsafe { cbreg_invoke(reg, black_box(id), &arg, 1, std::ptr::null_mut()) });
         })
     };
     let one = best_ns(1, |_| invoke(shared_id));
@@ -218,7 +212,7 @@ fn main() {
     }
     let t0 = Instant::now();
     let mut cleared = 0usize;
-    assert_eq!(cbreg_clear(big, &mut cleared), Status::Ok);
+    assert_eq!(unsafe { cbreg_clear(big, &mut cleared) }, Status::Ok);
     let clear_ms = t0.elapsed().as_secs_f64() * 1e3;
     assert_eq!(cleared, n);
     println!("  clear of {n} entries             {clear_ms:7.1} ms (target < 100)");

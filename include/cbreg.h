@@ -188,6 +188,9 @@ const char *cbreg_status_str(uint32_t status);
 struct cbreg_registry cbreg_default(void);
 
 // Creates a registry of its own and writes its handle to `*out`.
+//
+// # Safety
+// `out` is NULL or points to storage for a handle.
 cbreg_status cbreg_registry_new(struct cbreg_registry *out);
 
 // Destroys a registry made by `cbreg_registry_new`: closes it, waits for
@@ -203,6 +206,10 @@ cbreg_status cbreg_registry_free(struct cbreg_registry reg);
 // unregistered and no invocation of it is running; never under a cbreg
 // lock, never on a thread marked real-time. `flags` is 0 or `CBREG_ONCE`.
 // On failure nothing is kept: `ctx` still belongs to the caller.
+//
+// # Safety
+// `out_id` is NULL or points to storage for an id; `call` and
+// `release` are sound to call with `ctx` from any thread.
 cbreg_status cbreg_register(struct cbreg_registry reg,
                             cbreg_call_fn call,
                             void *ctx,
@@ -216,6 +223,11 @@ cbreg_status cbreg_register(struct cbreg_registry reg,
 // Lock-free and allocation-free; safe from any thread, including real-time
 // ones. Returns the callback's status, or `NOT_FOUND` for an id that is not
 // live (no invocation starts after `cbreg_unregister` returns).
+//
+// # Safety
+// `args` points to `nargs` values (or `nargs` is 0), and the memory of
+// each string, bytes or array value is valid for the call; `ret` is NULL
+// or points to storage for a value.
 cbreg_status cbreg_invoke(struct cbreg_registry reg,
                           uint64_t id,
                           const struct cbreg_value *args,
@@ -234,21 +246,36 @@ cbreg_status cbreg_unregister(struct cbreg_registry reg, uint64_t id);
 cbreg_status cbreg_unregister_wait(struct cbreg_registry reg, uint64_t id);
 
 // Unregisters every entry; writes how many to `*out_count` (may be NULL).
+//
+// # Safety
+// `out_count` is NULL or points to storage for a count.
 cbreg_status cbreg_clear(struct cbreg_registry reg, size_t *out_count);
 
 // Clears, then refuses new registrations with `CLOSED`. Invoking what is
 // left gets `NOT_FOUND`. `*out_count` (may be NULL): entries cleared.
+//
+// # Safety
+// `out_count` is NULL or points to storage for a count.
 cbreg_status cbreg_close(struct cbreg_registry reg, size_t *out_count);
 
 // Writes whether the registry is closed (`cbreg_close` ran) to `*out`.
+//
+// # Safety
+// `out` is NULL or points to storage for a bool.
 cbreg_status cbreg_registry_is_closed(struct cbreg_registry reg, bool *out);
 
 // Runs deferred releases whose invocations have all returned; writes how
 // many ran to `*out_released` (may be NULL). Does nothing on a real-time
 // thread.
+//
+// # Safety
+// `out_released` is NULL or points to storage for a count.
 cbreg_status cbreg_collect(struct cbreg_registry reg, size_t *out_released);
 
 // Writes the registry's counters to `*out`.
+//
+// # Safety
+// `out` is NULL or points to storage for the stats.
 cbreg_status cbreg_stats_get(struct cbreg_registry reg, struct cbreg_stats *out);
 
 // The code returned by the last callback that failed on this thread (the

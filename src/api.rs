@@ -49,7 +49,8 @@ impl Registry {
     /// A new registry of its own.
     pub fn new() -> Result<Registry, Status> {
         let mut handle = RegistryHandle { handle: 0 };
-        ffi::cbreg_registry_new(&mut handle).ok()?;
+        // SAFETY: a valid out-pointer.
+        unsafe { ffi::cbreg_registry_new(&mut handle) }.ok()?;
         Ok(Registry {
             handle,
             owned: true,
@@ -133,13 +134,17 @@ impl Registry {
     /// Invokes entry `id`, discarding any return value.
     #[inline]
     pub fn call(&self, id: Id, args: &[Arg<'_>]) -> Status {
-        ffi::cbreg_invoke(
-            self.handle,
-            id,
-            Arg::as_values(args).as_ptr(),
-            args.len(),
-            std::ptr::null_mut(),
-        )
+        // SAFETY: every `Arg` borrows its memory for at least this call; no
+        // return value is asked for.
+        unsafe {
+            ffi::cbreg_invoke(
+                self.handle,
+                id,
+                Arg::as_values(args).as_ptr(),
+                args.len(),
+                std::ptr::null_mut(),
+            )
+        }
     }
 
     /// Unregisters `id`; no invocation starts after this returns.
@@ -159,34 +164,39 @@ impl Registry {
     /// Unregisters every entry; returns how many.
     pub fn clear(&self) -> usize {
         let mut n = 0;
-        let _ = ffi::cbreg_clear(self.handle, &mut n);
+        // SAFETY: a valid out-pointer.
+        let _ = unsafe { ffi::cbreg_clear(self.handle, &mut n) };
         n
     }
 
     /// Clears, then refuses new registrations with `Closed`.
     pub fn close(&self) -> usize {
         let mut n = 0;
-        let _ = ffi::cbreg_close(self.handle, &mut n);
+        // SAFETY: a valid out-pointer.
+        let _ = unsafe { ffi::cbreg_close(self.handle, &mut n) };
         n
     }
 
     /// Whether the registry is closed (true as well for a freed handle).
     pub fn is_closed(&self) -> bool {
         let mut closed = true;
-        let _ = ffi::cbreg_registry_is_closed(self.handle, &mut closed);
+        // SAFETY: a valid out-pointer.
+        let _ = unsafe { ffi::cbreg_registry_is_closed(self.handle, &mut closed) };
         closed
     }
 
     /// Runs deferred releases that are ready; returns how many ran.
     pub fn collect(&self) -> usize {
         let mut n = 0;
-        let _ = ffi::cbreg_collect(self.handle, &mut n);
+        // SAFETY: a valid out-pointer.
+        let _ = unsafe { ffi::cbreg_collect(self.handle, &mut n) };
         n
     }
 
     pub fn stats(&self) -> Stats {
         let mut stats = Stats::default();
-        let _ = ffi::cbreg_stats_get(self.handle, &mut stats);
+        // SAFETY: a valid out-pointer.
+        let _ = unsafe { ffi::cbreg_stats_get(self.handle, &mut stats) };
         stats
     }
 }

@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::registry::{self, CallFn, Pinned, ReleaseFn, Stats};
-use crate::{Status, Value};
+use crate::{value, Status, Value};
 
 /// A registry handle. Handles are values, not pointers: a handle whose
 /// registry was destroyed is detected and gets `CBREG_STATUS_INVALID_REGISTRY`.
@@ -32,7 +32,10 @@ const KNOWN_FLAGS: u32 = CBREG_ONCE;
 macro_rules! forward {
     ($f:ident($($a:expr),*)) => {
         if let Some(api) = crate::rendezvous::remote() {
-            return (api.$f)($($a),*);
+            // SAFETY: the owner's function for this one, with the arguments
+            // (and so the promises) of our caller.
+            #[allow(unused_unsafe)]
+            return unsafe { (api.$f)($($a),*) };
         }
     };
 }
@@ -114,8 +117,11 @@ pub extern "C" fn cbreg_default() -> RegistryHandle {
 }
 
 /// Creates a registry of its own and writes its handle to `*out`.
+///
+/// # Safety
+/// `out` is NULL or points to storage for a handle.
 #[no_mangle]
-pub extern "C" fn cbreg_registry_new(out: *mut RegistryHandle) -> Status {
+pub unsafe extern "C" fn cbreg_registry_new(out: *mut RegistryHandle) -> Status {
     forward!(registry_new(out));
     boundary(|| {
         let out = required(out)?;
@@ -142,8 +148,12 @@ pub extern "C" fn cbreg_registry_free(reg: RegistryHandle) -> Status {
 /// unregistered and no invocation of it is running; never under a cbreg
 /// lock, never on a thread marked real-time. `flags` is 0 or `CBREG_ONCE`.
 /// On failure nothing is kept: `ctx` still belongs to the caller.
+///
+/// # Safety
+/// `out_id` is NULL or points to storage for an id; `call` and
+/// `release` are sound to call with `ctx` from any thread.
 #[no_mangle]
-pub extern "C" fn cbreg_register(
+pub unsafe extern "C" fn cbreg_register(
     reg: RegistryHandle,
     call: CallFn,
     ctx: *mut c_void,
@@ -169,8 +179,68 @@ pub extern "C" fn cbreg_register(
 /// Lock-free and allocation-free; safe from any thread, including real-time
 /// ones. Returns the callback's status, or `NOT_FOUND` for an id that is not
 /// live (no invocation starts after `cbreg_unregister` returns).
+///
+/// # Safety
+/// `args` points to `nargs` values (or `nargs` is 0), and the memory of
+/// each string, bytes or array value is valid for the call; `ret` is NULL
+/// or points to storage for a value.
 #[no_mangle]
-pub extern "C-unwind" fn cbreg_invoke(
+pub unsafe extern "C-unwind" fn cbreg_invoke(
+    reg: RegistryHandle,
+    id: u64,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    // No `catch_unwind` here: the callback must be able to end its thread
+    // with a forced unwind (`pthread_exit`), which `catch_unwind` would
+    // stop (an abort). Nothing on this path panics: the lookups return
+    // statuses, and callbacks made by the Rust API catch their own panics.
+    put(ret, Value::none());
+    // A copy that forwards has no core installed: it takes the checked path.
+    let Some(core) = registry::installed(reg.handle) else {
+        return invoke_checked(reg, id, args, nargs, ret);
+    };
+    if nargs != 1 {
+        return invoke_several(core, reg, id, args, nargs, ret);
+    }
+    if args.is_null() {
+        return Status::InvalidArgument;
+    }
+    // SAFETY: the C caller's promise for `args`: one value.
+    if !value::plainly_acceptable(unsafe { &*args }) {
+        return invoke_several(core, reg, id, args, nargs, ret);
+    }
+    // SAFETY: checked just now. Each other case leaves by a tail call, so
+    // this path saves only what lives across the callback.
+    unsafe { core.invoke(reg.handle, id, args, nargs, ret) }
+}
+
+/// `cbreg_invoke` with other than one scalar argument.
+#[inline(never)]
+fn invoke_several(
+    core: &registry::Core,
+    reg: RegistryHandle,
+    id: u64,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    // SAFETY: the C caller's promise for `args`.
+    if unsafe { value::args_plainly_acceptable(args, nargs) } {
+        // SAFETY: checked just now.
+        unsafe { core.invoke(reg.handle, id, args, nargs, ret) }
+    } else {
+        invoke_checked(reg, id, args, nargs, ret)
+    }
+}
+
+/// `cbreg_invoke` for everything its first test does not settle:
+/// forwarding, the default registry's first use, a bad handle, and argument
+/// vectors that need the full check.
+#[cold]
+#[inline(never)]
+fn invoke_checked(
     reg: RegistryHandle,
     id: u64,
     args: *const Value,
@@ -178,17 +248,13 @@ pub extern "C-unwind" fn cbreg_invoke(
     ret: *mut Value,
 ) -> Status {
     forward!(invoke(reg, id, args, nargs, ret));
-    put(ret, Value::none());
-    // No `catch_unwind` here: the callback must be able to end its thread
-    // with a forced unwind (`pthread_exit`), which `catch_unwind` would
-    // stop (an abort). Nothing on this path panics: the lookups return
-    // statuses, and callbacks made by the Rust API catch their own panics.
     let core = match registry::lookup(reg.handle) {
         Ok(core) => core,
         Err(e) => return e,
     };
     match args_of(args, nargs) {
-        Ok(args) => core.invoke(reg.handle, id, args, ret),
+        // SAFETY: checked in full.
+        Ok(args) => unsafe { core.invoke(reg.handle, id, args.as_ptr(), args.len(), ret) },
         Err(e) => e,
     }
 }
@@ -213,8 +279,11 @@ pub extern "C" fn cbreg_unregister_wait(reg: RegistryHandle, id: u64) -> Status 
 }
 
 /// Unregisters every entry; writes how many to `*out_count` (may be NULL).
+///
+/// # Safety
+/// `out_count` is NULL or points to storage for a count.
 #[no_mangle]
-pub extern "C" fn cbreg_clear(reg: RegistryHandle, out_count: *mut usize) -> Status {
+pub unsafe extern "C" fn cbreg_clear(reg: RegistryHandle, out_count: *mut usize) -> Status {
     forward!(clear(reg, out_count));
     boundary(|| {
         put(out_count, core_of(reg)?.clear());
@@ -224,8 +293,11 @@ pub extern "C" fn cbreg_clear(reg: RegistryHandle, out_count: *mut usize) -> Sta
 
 /// Clears, then refuses new registrations with `CLOSED`. Invoking what is
 /// left gets `NOT_FOUND`. `*out_count` (may be NULL): entries cleared.
+///
+/// # Safety
+/// `out_count` is NULL or points to storage for a count.
 #[no_mangle]
-pub extern "C" fn cbreg_close(reg: RegistryHandle, out_count: *mut usize) -> Status {
+pub unsafe extern "C" fn cbreg_close(reg: RegistryHandle, out_count: *mut usize) -> Status {
     forward!(close(reg, out_count));
     boundary(|| {
         put(out_count, core_of(reg)?.close());
@@ -234,8 +306,11 @@ pub extern "C" fn cbreg_close(reg: RegistryHandle, out_count: *mut usize) -> Sta
 }
 
 /// Writes whether the registry is closed (`cbreg_close` ran) to `*out`.
+///
+/// # Safety
+/// `out` is NULL or points to storage for a bool.
 #[no_mangle]
-pub extern "C" fn cbreg_registry_is_closed(reg: RegistryHandle, out: *mut bool) -> Status {
+pub unsafe extern "C" fn cbreg_registry_is_closed(reg: RegistryHandle, out: *mut bool) -> Status {
     forward!(registry_is_closed(reg, out));
     boundary(|| {
         let core = core_of(reg)?;
@@ -247,8 +322,11 @@ pub extern "C" fn cbreg_registry_is_closed(reg: RegistryHandle, out: *mut bool) 
 /// Runs deferred releases whose invocations have all returned; writes how
 /// many ran to `*out_released` (may be NULL). Does nothing on a real-time
 /// thread.
+///
+/// # Safety
+/// `out_released` is NULL or points to storage for a count.
 #[no_mangle]
-pub extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut usize) -> Status {
+pub unsafe extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut usize) -> Status {
     forward!(collect(reg, out_released));
     boundary(|| {
         put(out_released, core_of(reg)?.collect());
@@ -257,8 +335,11 @@ pub extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut usize) -
 }
 
 /// Writes the registry's counters to `*out`.
+///
+/// # Safety
+/// `out` is NULL or points to storage for the stats.
 #[no_mangle]
-pub extern "C" fn cbreg_stats_get(reg: RegistryHandle, out: *mut Stats) -> Status {
+pub unsafe extern "C" fn cbreg_stats_get(reg: RegistryHandle, out: *mut Stats) -> Status {
     forward!(stats_get(reg, out));
     boundary(|| {
         let core = core_of(reg)?;

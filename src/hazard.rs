@@ -36,8 +36,14 @@ pub(crate) const CELLS: usize = 2;
 pub(crate) const RECORDS: usize = 256;
 #[cfg(loom)]
 pub(crate) const RECORDS: usize = 3;
-/// Registries whose invocation counts are kept per thread (no shared write).
-pub(crate) const COUNTED_REGISTRIES: usize = 8;
+/// Invocation counters per record: one for each registry the table can
+/// hold, so every registry counts per thread (no shared write on invoke).
+/// The pool is allocated zeroed, so a record's counters take memory only
+/// where its thread has counted.
+#[cfg(not(loom))]
+pub(crate) const COUNTED_REGISTRIES: usize = 4096;
+#[cfg(loom)]
+pub(crate) const COUNTED_REGISTRIES: usize = 2;
 
 #[repr(C, align(128))]
 pub(crate) struct ThreadRecord {
@@ -52,12 +58,14 @@ pub(crate) struct ThreadRecord {
     owner: AtomicU32,
     /// The owner's kernel thread id, to tell whether it still exists.
     tid: AtomicU32,
-    /// Invocations per counted registry, written only by the owner. Never
-    /// reset: a record's next owner counts on, so totals never go back.
+    /// Invocations per registry (by table index), written only by the
+    /// owner. Never reset: a record's next owner counts on, so totals never
+    /// go back.
     invoked: [AtomicU64; COUNTED_REGISTRIES],
 }
 
 impl ThreadRecord {
+    #[cfg(loom)]
     fn new() -> Self {
         Self {
             cells: std::array::from_fn(|_| AtomicUsize::new(0)),
@@ -92,6 +100,16 @@ impl ThreadRecord {
         self.depth.store(depth + 1, Ordering::Relaxed);
     }
 
+    /// The slot address cell `depth` holds, as a slot (the caller published
+    /// it there and has not cleared it).
+    #[inline(always)]
+    pub(crate) fn cell_slot<'a, T>(&self, depth: usize) -> &'a T {
+        let addr = self.cells[depth.min(CELLS - 1)].load(Ordering::Relaxed);
+        // SAFETY: the caller's own publication, still in place: the hazard
+        // keeps the slot alive (slots are never freed anyway).
+        unsafe { &*(addr as *const T) }
+    }
+
     /// Clears cell `depth` again.
     #[inline(always)]
     pub(crate) fn leave(&self, depth: usize) {
@@ -99,10 +117,14 @@ impl ThreadRecord {
         self.depth.store(depth, Ordering::Relaxed);
     }
 
-    /// This thread's invocation counter for a counted registry.
+    /// This thread's invocation counter for the registry at table index
+    /// `index` (masked: every index is below `COUNTED_REGISTRIES`).
     #[inline(always)]
-    pub(crate) fn invoked(&self, counter: usize) -> Option<&AtomicU64> {
-        self.invoked.get(counter)
+    pub(crate) fn invoked(&self, index: usize) -> &AtomicU64 {
+        debug_assert!(index < COUNTED_REGISTRIES);
+        // SAFETY: table indices are below `MAX_REGISTRIES`, which is
+        // `COUNTED_REGISTRIES` (asserted in `table.rs`).
+        unsafe { self.invoked.get_unchecked(index) }
     }
 
     /// Owner-only increment: a plain load and store, no read-modify-write.
@@ -117,11 +139,32 @@ impl ThreadRecord {
 }
 
 struct Pool {
-    records: Vec<ThreadRecord>,
+    records: Box<[ThreadRecord]>,
     /// One past the highest record ever claimed: writers scan up to here.
     high_water: AtomicUsize,
     /// Records currently claimed; lets a lone thread skip the heavy barrier.
     claimed: AtomicUsize,
+}
+
+/// The records, allocated zeroed (a zeroed record is a free one): the
+/// counters of registries a thread never invokes stay untouched pages.
+#[cfg(not(loom))]
+fn new_records() -> Box<[ThreadRecord]> {
+    let layout = std::alloc::Layout::array::<ThreadRecord>(RECORDS).expect("fixed size");
+    // SAFETY: a nonzero layout; every field of a ThreadRecord is an atomic
+    // integer, for which all-zero bytes are a valid value (and the value
+    // `ThreadRecord::new` gives).
+    unsafe {
+        let raw = std::alloc::alloc_zeroed(layout) as *mut ThreadRecord;
+        if raw.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(raw, RECORDS))
+    }
+}
+#[cfg(loom)]
+fn new_records() -> Box<[ThreadRecord]> {
+    (0..RECORDS).map(|_| ThreadRecord::new()).collect()
 }
 
 #[cfg(not(loom))]
@@ -141,7 +184,7 @@ impl Pool {
         #[cfg(not(loom))]
         install_fork_handler();
         Self {
-            records: (0..RECORDS).map(|_| ThreadRecord::new()).collect(),
+            records: new_records(),
             high_water: AtomicUsize::new(0),
             claimed: AtomicUsize::new(0),
         }
@@ -154,9 +197,11 @@ impl Pool {
 
 // Per-thread state the owner alone reads and writes: separate cells, so the
 // invoke path touches only the words it needs.
-// This thread's record address; `NONE_YET` before the first invoke,
-// `NO_RECORD` when the pool was full.
-thread_cell! { static RECORD: usize = NONE_YET; }
+// This thread's record word: `NONE_YET` before the first invoke,
+// `NO_RECORD` when the pool was full, otherwise the record's address, with
+// `FENCED` set when the thread's side of the barrier pair must be a full
+// fence. The invoke fast path takes a word with no tag bit set.
+// (`tls_word.rs` keeps it: the invoke fast path reads it.)
 thread_cell! { static REALTIME: bool = false; }
 thread_cell! { static TOKEN: u32 = 0; }
 // Innermost `Frame` of this thread (its address; 0 = none).
@@ -171,8 +216,11 @@ std::thread_local! { static PINS: [Cell<usize>; PIN_SLOTS] = const { [NO_PIN; PI
 loom::thread_local! { static PINS: [Cell<usize>; PIN_SLOTS] = [NO_PIN; PIN_SLOTS]; }
 thread_cell! { static PINS_OVERFLOW: usize = 0; }
 
-const NONE_YET: usize = 0;
-const NO_RECORD: usize = 1;
+/// The initial word (`tls_word.rs` starts every thread with it).
+const NONE_YET: usize = 1;
+const NO_RECORD: usize = 2;
+const FENCED: usize = 4;
+const WORD_TAGS: usize = 7;
 const PIN_SLOTS: usize = 8;
 
 static NEXT_TOKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
@@ -208,20 +256,31 @@ pub(crate) fn token() -> u32 {
 }
 
 fn has_record() -> bool {
-    RECORD.with(|r| r.get()) > NO_RECORD
+    crate::tls_word::get() > NO_RECORD
 }
 
 /// This thread's record, claiming one on first use. `None` when the pool is
 /// exhausted: the caller uses the slot counter instead.
 #[inline(always)]
 pub(crate) fn record() -> Option<&'static ThreadRecord> {
-    let addr = RECORD.with(|r| r.get());
-    if addr > NO_RECORD {
+    let word = crate::tls_word::get();
+    if word > NO_RECORD {
         // SAFETY: the address of a record in the pool, which is never freed.
-        Some(unsafe { &*(addr as *const ThreadRecord) })
+        Some(unsafe { &*((word & !WORD_TAGS) as *const ThreadRecord) })
     } else {
-        record_slow(addr)
+        record_slow(word)
     }
+}
+
+/// This thread's record if it may take the invoke fast path: it has one,
+/// and its side of the barrier pair is `barrier::light_unfenced` (decided
+/// when the record was claimed). One thread-local load and one test.
+#[inline(always)]
+pub(crate) fn fast_record() -> Option<&'static ThreadRecord> {
+    let word = crate::tls_word::get();
+    // SAFETY: a word with no tag bit is the address of a record in the
+    // pool, which is never freed.
+    (word & WORD_TAGS == 0).then(|| unsafe { &*(word as *const ThreadRecord) })
 }
 
 #[cold]
@@ -250,7 +309,10 @@ fn claim() -> Option<&'static ThreadRecord> {
                 // not count this record is seen by this thread's first state
                 // load.
                 crate::sync::fence(Ordering::SeqCst);
-                RECORD.with(|r| r.set(rec as *const ThreadRecord as usize));
+                // Under loom the fast path's barrier is itself a fence.
+                let unfenced = cfg!(loom) || barrier::light_is_compiler_only();
+                let fenced = if unfenced { 0 } else { FENCED };
+                crate::tls_word::set(rec as *const ThreadRecord as usize | fenced);
                 #[cfg(all(unix, not(loom)))]
                 register_thread_exit(i);
                 return Some(rec);
@@ -260,7 +322,7 @@ fn claim() -> Option<&'static ThreadRecord> {
             break;
         }
     }
-    RECORD.with(|r| r.set(NO_RECORD));
+    crate::tls_word::set(NO_RECORD);
     None
 }
 
@@ -590,7 +652,7 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
     // Code that runs later in this thread's exit (another key's destructor)
     // may still invoke: it must not write into a record another thread can
     // now claim, so from here on it uses the slot counters.
-    RECORD.with(|r| r.set(NO_RECORD));
+    crate::tls_word::set(NO_RECORD);
     let rec = &pool().records[value as usize - 1];
     release_record(rec, rec.owner.load(Ordering::SeqCst));
 }
@@ -602,7 +664,7 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
 extern "C" fn after_fork_in_child() {
     barrier::reinit_after_fork();
     let pool = pool();
-    let mine = RECORD.with(|r| r.get());
+    let mine = crate::tls_word::get() & !WORD_TAGS;
     for rec in pool.in_use() {
         let owner = rec.owner.load(Ordering::Acquire);
         if rec as *const ThreadRecord as usize != mine && owner != 0 {

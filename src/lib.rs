@@ -37,6 +37,7 @@ mod registry;
 mod rendezvous;
 mod status;
 mod sync;
+mod tls_word;
 mod value;
 mod wait;
 

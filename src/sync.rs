@@ -160,6 +160,30 @@ pub(crate) mod barrier {
         membarrier::reinit_after_fork();
     }
 
+    /// Whether `light` is a compiler fence only (the writer's side is a
+    /// system call). Decided by `init`, before any thread record exists; a
+    /// thread whose record was claimed under it uses `light_unfenced`.
+    pub(crate) fn light_is_compiler_only() -> bool {
+        #[cfg(all(target_os = "linux", not(loom)))]
+        return membarrier::available();
+        #[cfg(all(windows, not(loom)))]
+        return true;
+        #[allow(unreachable_code)]
+        false
+    }
+
+    /// `light` for a thread whose record says the process has the
+    /// asymmetric pair (`light_is_compiler_only`): no run-time test. Under
+    /// loom, which models fences only, it is the full fence, and every
+    /// record takes the fast path.
+    #[inline(always)]
+    pub(crate) fn light_unfenced() {
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
+        #[cfg(not(loom))]
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+
     /// The invoker's side: orders its hazard store before its state load.
     #[inline(always)]
     pub(crate) fn light() {

@@ -244,30 +244,50 @@ impl Value {
     }
 }
 
-/// Whether every value of an argument vector is well formed (the count is
-/// checked before the slice is made, in `ffi::args_of`, which the Rust API
-/// reaches too).
-///
-/// One pass over the tags decides it for scalar arguments (none, i64, f64,
-/// pointer): only a vector that holds a BOOL or memory (str, bytes, arrays)
-/// takes the full check.
-#[inline(always)]
+/// Whether every value of an argument vector is well formed (the count and
+/// the pointer are checked before the slice is made, in `ffi::args_of`).
 pub(crate) fn args_acceptable(args: &[Value]) -> bool {
-    const NEEDS_MORE: u32 = 1 << Tag::Bool as u32
-        | 1 << Tag::Str as u32
-        | 1 << Tag::Bytes as u32
-        | 1 << Tag::I64Array as u32
-        | 1 << Tag::F64Array as u32;
-    let mut unknown = false;
-    let mut more = 0;
-    for v in args {
-        unknown |= v.tag > Tag::Ptr as u32;
-        more |= NEEDS_MORE >> (v.tag & 31);
-    }
-    !unknown && (more & 1 == 0 || args_acceptable_in_full(args))
+    args.iter().all(Value::is_well_formed)
 }
 
-#[cold]
-fn args_acceptable_in_full(args: &[Value]) -> bool {
-    args.iter().all(Value::is_well_formed)
+/// The invoke path's check for one argument: true when it is certainly
+/// acceptable because it is a scalar (none, i64, f64, pointer). False sends
+/// the caller to `args_plainly_acceptable`, then to the full check
+/// (`ffi::args_of`), which serves BOOL and memory arguments and reports
+/// what is wrong.
+#[inline(always)]
+pub(crate) fn plainly_acceptable(arg: &Value) -> bool {
+    const NONE: u32 = Tag::None as u32;
+    const I64: u32 = Tag::I64 as u32;
+    const F64: u32 = Tag::F64 as u32;
+    const PTR: u32 = Tag::Ptr as u32;
+    matches!(arg.tag, NONE | I64 | F64 | PTR)
+}
+
+/// Tags whose values need no check beyond the tag.
+const SCALARS: u64 =
+    1 << Tag::None as u32 | 1 << Tag::I64 as u32 | 1 << Tag::F64 as u32 | 1 << Tag::Ptr as u32;
+
+/// The same for any number of arguments: scalars only, at most
+/// `CBREG_MAX_ARGS`, from a non-null pointer. A load, a bit set and an OR
+/// per argument, one test for the whole vector.
+///
+/// # Safety
+/// `args` points to `nargs` values, or `nargs` is 0.
+#[inline(always)]
+pub(crate) unsafe fn args_plainly_acceptable(args: *const Value, nargs: usize) -> bool {
+    if nargs == 0 {
+        return true;
+    }
+    if args.is_null() || nargs > crate::ffi::CBREG_MAX_ARGS {
+        return false;
+    }
+    let (mut seen, mut all) = (0u64, 0u32);
+    for i in 0..nargs {
+        // SAFETY: the caller's promise; `i < nargs`.
+        let tag = unsafe { (*args.add(i)).tag };
+        seen |= 1 << (tag & 63);
+        all |= tag;
+    }
+    all < 64 && seen & !SCALARS == 0
 }

@@ -98,7 +98,7 @@ fn invalid_utf8_from_c_is_no_str_but_still_bytes() {
         handle: reg.handle(),
     };
     assert_eq!(
-        cbreg_invoke(handle, sub.id(), &not_utf8, 1, null_mut()),
+        unsafe { cbreg_invoke(handle, sub.id(), &not_utf8, 1, null_mut()) },
         Status::Ok
     );
 }

@@ -32,7 +32,7 @@ unsafe extern "C-unwind" fn returns_unknown_code(
 fn registered(reg: RegistryHandle) -> u64 {
     let mut id = 0;
     assert_eq!(
-        cbreg_register(reg, Some(add_one), null_mut(), None, 0, &mut id),
+        unsafe { cbreg_register(reg, Some(add_one), null_mut(), None, 0, &mut id) },
         Status::Ok
     );
     id
@@ -67,30 +67,30 @@ fn register_rejects_bad_input() {
     let reg = cbreg_default();
     let mut id = 0;
     assert_eq!(
-        cbreg_register(reg, None, null_mut(), None, 0, &mut id),
+        unsafe { cbreg_register(reg, None, null_mut(), None, 0, &mut id) },
         Status::InvalidArgument,
         "null call"
     );
     assert_eq!(
-        cbreg_register(reg, Some(add_one), null_mut(), None, 0, null_mut()),
+        unsafe { cbreg_register(reg, Some(add_one), null_mut(), None, 0, null_mut()) },
         Status::InvalidArgument,
         "null out_id"
     );
     assert_eq!(
-        cbreg_register(reg, Some(add_one), null_mut(), None, 0x80, &mut id),
+        unsafe { cbreg_register(reg, Some(add_one), null_mut(), None, 0x80, &mut id) },
         Status::InvalidArgument,
         "unknown flag"
     );
     let bogus = RegistryHandle { handle: 0 };
     assert_eq!(
-        cbreg_register(bogus, Some(add_one), null_mut(), None, 0, &mut id),
+        unsafe { cbreg_register(bogus, Some(add_one), null_mut(), None, 0, &mut id) },
         Status::InvalidRegistry
     );
     let unknown = RegistryHandle {
         handle: 7 << 32 | 4000,
     };
     assert_eq!(
-        cbreg_register(unknown, Some(add_one), null_mut(), None, 0, &mut id),
+        unsafe { cbreg_register(unknown, Some(add_one), null_mut(), None, 0, &mut id) },
         Status::InvalidRegistry
     );
     assert_eq!(id, 0, "nothing written on failure");
@@ -102,62 +102,65 @@ fn invoke_rejects_bad_input() {
     let id = registered(reg);
     let mut ret = Value::none();
     assert_eq!(
-        cbreg_invoke(reg, 0, null(), 0, &mut ret),
+        unsafe { cbreg_invoke(reg, 0, null(), 0, &mut ret) },
         Status::NotFound,
         "id 0"
     );
     let mut two = Value::bool(true);
     two.r#as.i64 = 2;
     assert_eq!(
-        cbreg_invoke(reg, id, &two, 1, &mut ret),
+        unsafe { cbreg_invoke(reg, id, &two, 1, &mut ret) },
         Status::InvalidArgument,
         "BOOL byte 2"
     );
     let many = vec![Value::i64(1); CBREG_MAX_ARGS + 1];
     assert_eq!(
-        cbreg_invoke(reg, id, many.as_ptr(), many.len(), &mut ret),
+        unsafe { cbreg_invoke(reg, id, many.as_ptr(), many.len(), &mut ret) },
         Status::InvalidArgument,
         "nargs over CBREG_MAX_ARGS"
     );
     assert_eq!(
-        cbreg_invoke(reg, id, many.as_ptr(), usize::MAX, &mut ret),
+        unsafe { cbreg_invoke(reg, id, many.as_ptr(), usize::MAX, &mut ret) },
         Status::InvalidArgument,
         "absurd nargs"
     );
     assert_eq!(
-        cbreg_invoke(reg, id, null(), 1, &mut ret),
+        unsafe { cbreg_invoke(reg, id, null(), 1, &mut ret) },
         Status::InvalidArgument,
         "null args"
     );
     let mut bad = Value::i64(1);
     bad.tag = 77;
     assert_eq!(
-        cbreg_invoke(reg, id, &bad, 1, &mut ret),
+        unsafe { cbreg_invoke(reg, id, &bad, 1, &mut ret) },
         Status::InvalidArgument,
         "bad tag"
     );
     let mut dangling = Value::str("x");
     dangling.r#as.str = null();
     assert_eq!(
-        cbreg_invoke(reg, id, &dangling, 1, &mut ret),
+        unsafe { cbreg_invoke(reg, id, &dangling, 1, &mut ret) },
         Status::InvalidArgument,
         "null str"
     );
     assert_eq!(
-        cbreg_invoke(reg, 12345 << 32 | 3, null(), 0, &mut ret),
+        unsafe { cbreg_invoke(reg, 12345 << 32 | 3, null(), 0, &mut ret) },
         Status::NotFound,
         "unknown id"
     );
     assert_eq!(
-        cbreg_invoke(reg, 1 << 32 | 0xFFFF_FFF0, null(), 0, &mut ret),
+        unsafe { cbreg_invoke(reg, 1 << 32 | 0xFFFF_FFF0, null(), 0, &mut ret) },
         Status::NotFound,
         "index past capacity"
     );
     let arg = Value::i64(41);
-    assert_eq!(cbreg_invoke(reg, id, &arg, 1, &mut ret), Status::Ok);
+    assert_eq!(
+        unsafe { cbreg_invoke(reg, id, &arg, 1, &mut ret) },
+        Status::Ok
+    );
     assert_eq!(ret.as_i64(), Some(42));
     assert_eq!(
-        cbreg_invoke(reg, id, &arg, 1, null_mut()),
+        unsafe { cbreg_invoke(reg, id, &arg, 1, null_mut()) },
         Status::Ok,
         "ret may be NULL"
     );
@@ -169,18 +172,20 @@ fn unknown_callback_codes_become_callback_failed() {
     let reg = cbreg_default();
     let mut id = 0;
     assert_eq!(
-        cbreg_register(
-            reg,
-            Some(returns_unknown_code),
-            null_mut(),
-            None,
-            0,
-            &mut id
-        ),
+        unsafe {
+            cbreg_register(
+                reg,
+                Some(returns_unknown_code),
+                null_mut(),
+                None,
+                0,
+                &mut id,
+            )
+        },
         Status::Ok
     );
     assert_eq!(
-        cbreg_invoke(reg, id, null(), 0, null_mut()),
+        unsafe { cbreg_invoke(reg, id, null(), 0, null_mut()) },
         Status::CallbackFailed
     );
     assert_eq!(cbreg_unregister(reg, id), Status::Ok);
@@ -202,18 +207,18 @@ fn a_callbacks_own_codes_are_callback_failed_and_kept_apart() {
         let mut id = 0;
         let ctx = code as usize as *mut c_void;
         assert_eq!(
-            cbreg_register(reg, Some(returns_code_in_ctx), ctx, None, 0, &mut id),
+            unsafe { cbreg_register(reg, Some(returns_code_in_ctx), ctx, None, 0, &mut id) },
             Status::Ok
         );
         assert_eq!(
-            cbreg_invoke(reg, id, null(), 0, null_mut()),
+            unsafe { cbreg_invoke(reg, id, null(), 0, null_mut()) },
             Status::CallbackFailed,
             "callback code {code}"
         );
         assert_eq!(cbreg_last_callback_code(), code);
         assert_eq!(cbreg_unregister(reg, id), Status::Ok);
         assert_eq!(
-            cbreg_invoke(reg, id, null(), 0, null_mut()),
+            unsafe { cbreg_invoke(reg, id, null(), 0, null_mut()) },
             Status::NotFound
         );
     }
@@ -225,10 +230,13 @@ fn a_callback_reporting_its_runtime_closed_passes_closed_through() {
     let mut id = 0;
     let ctx = Status::Closed as usize as *mut c_void;
     assert_eq!(
-        cbreg_register(reg, Some(returns_code_in_ctx), ctx, None, 0, &mut id),
+        unsafe { cbreg_register(reg, Some(returns_code_in_ctx), ctx, None, 0, &mut id) },
         Status::Ok
     );
-    assert_eq!(cbreg_invoke(reg, id, null(), 0, null_mut()), Status::Closed);
+    assert_eq!(
+        unsafe { cbreg_invoke(reg, id, null(), 0, null_mut()) },
+        Status::Closed
+    );
     assert_eq!(cbreg_unregister(reg, id), Status::Ok);
 }
 
@@ -239,8 +247,14 @@ fn removal_calls_reject_bad_input() {
     assert_eq!(cbreg_unregister_wait(reg, 0), Status::NotFound, "id 0");
     assert_eq!(cbreg_unregister(reg, 99 << 32 | 1), Status::NotFound);
     assert_eq!(cbreg_unregister_wait(reg, 99 << 32 | 1), Status::NotFound);
-    assert_eq!(cbreg_stats_get(reg, null_mut()), Status::InvalidArgument);
-    assert_eq!(cbreg_registry_new(null_mut()), Status::InvalidArgument);
+    assert_eq!(
+        unsafe { cbreg_stats_get(reg, null_mut()) },
+        Status::InvalidArgument
+    );
+    assert_eq!(
+        unsafe { cbreg_registry_new(null_mut()) },
+        Status::InvalidArgument
+    );
     assert_eq!(
         cbreg_registry_free(reg),
         Status::InvalidArgument,
@@ -251,20 +265,32 @@ fn removal_calls_reject_bad_input() {
 #[test]
 fn destroyed_registry_gets_invalid_registry_everywhere() {
     let mut reg = RegistryHandle { handle: 0 };
-    assert_eq!(cbreg_registry_new(&mut reg), Status::Ok);
+    assert_eq!(unsafe { cbreg_registry_new(&mut reg) }, Status::Ok);
     let id = registered(reg);
     assert_eq!(cbreg_registry_free(reg), Status::Ok);
     let mut stats = Stats::default();
     assert_eq!(
-        cbreg_invoke(reg, id, null(), 0, null_mut()),
+        unsafe { cbreg_invoke(reg, id, null(), 0, null_mut()) },
         Status::InvalidRegistry
     );
     assert_eq!(cbreg_unregister(reg, id), Status::InvalidRegistry);
     assert_eq!(cbreg_unregister_wait(reg, id), Status::InvalidRegistry);
-    assert_eq!(cbreg_clear(reg, null_mut()), Status::InvalidRegistry);
-    assert_eq!(cbreg_close(reg, null_mut()), Status::InvalidRegistry);
-    assert_eq!(cbreg_collect(reg, null_mut()), Status::InvalidRegistry);
-    assert_eq!(cbreg_stats_get(reg, &mut stats), Status::InvalidRegistry);
+    assert_eq!(
+        unsafe { cbreg_clear(reg, null_mut()) },
+        Status::InvalidRegistry
+    );
+    assert_eq!(
+        unsafe { cbreg_close(reg, null_mut()) },
+        Status::InvalidRegistry
+    );
+    assert_eq!(
+        unsafe { cbreg_collect(reg, null_mut()) },
+        Status::InvalidRegistry
+    );
+    assert_eq!(
+        unsafe { cbreg_stats_get(reg, &mut stats) },
+        Status::InvalidRegistry
+    );
     assert_eq!(cbreg_registry_free(reg), Status::InvalidRegistry);
 }
 
@@ -291,11 +317,14 @@ fn returned_values_are_freed_by_value_drop() {
     let reg = cbreg_default();
     let mut id = 0;
     assert_eq!(
-        cbreg_register(reg, Some(greet), null_mut(), None, 0, &mut id),
+        unsafe { cbreg_register(reg, Some(greet), null_mut(), None, 0, &mut id) },
         Status::Ok
     );
     let mut ret = Value::none();
-    assert_eq!(cbreg_invoke(reg, id, null(), 0, &mut ret), Status::Ok);
+    assert_eq!(
+        unsafe { cbreg_invoke(reg, id, null(), 0, &mut ret) },
+        Status::Ok
+    );
     assert_eq!(unsafe { ret.as_str() }, Some("hello"));
     unsafe { cbreg_value_drop(&mut ret) };
     assert!(FREED.load(std::sync::atomic::Ordering::SeqCst));

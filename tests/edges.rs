@@ -48,10 +48,10 @@ edge! {
             assert_eq!(cbreg_unregister_wait(old, target), ir, "unregister_wait {target:#x}");
         }
         let (mut n, mut s) = (0usize, Stats::default());
-        assert_eq!(cbreg_clear(old, &mut n), ir, "clear");
-        assert_eq!(cbreg_close(old, &mut n), ir, "close");
-        assert_eq!(cbreg_collect(old, &mut n), ir, "collect");
-        assert_eq!(cbreg_stats_get(old, &mut s), ir, "stats_get");
+        assert_eq!(unsafe { cbreg_clear(old, &mut n) }, ir, "clear");
+        assert_eq!(unsafe { cbreg_close(old, &mut n) }, ir, "close");
+        assert_eq!(unsafe { cbreg_collect(old, &mut n) }, ir, "collect");
+        assert_eq!(unsafe { cbreg_stats_get(old, &mut s) }, ir, "stats_get");
         assert_eq!(cbreg_registry_free(old), ir, "registry_free");
 
         assert_eq!(stats(new), before, "the new registry's counters moved");
@@ -83,8 +83,8 @@ edge! {
             ("register", try_register(reg, plain_probe(), PERSISTENT).err()),
             ("invoke", Some(invoke(reg, id))),
             ("unregister", Some(cbreg_unregister(reg, id))),
-            ("clear", Some(cbreg_clear(reg, std::ptr::null_mut()))),
-            ("stats_get", Some(cbreg_stats_get(reg, &mut s))),
+            ("clear", Some(unsafe { cbreg_clear(reg, std::ptr::null_mut()) })),
+            ("stats_get", Some(unsafe { cbreg_stats_get(reg, &mut s) })),
         ];
         seen.push(("registry_free", Some(cbreg_registry_free(reg))));
         go.store(true, SeqCst);
@@ -203,7 +203,7 @@ edge! {
         assert_eq!(invoker.join(), Status::Ok);
         within("the deferred release", move || {
             while freeing.released() == 0 {
-                cbreg_collect(r.0, std::ptr::null_mut());
+                unsafe { cbreg_collect(r.0, std::ptr::null_mut()) };
                 sleep_ms(1);
             }
         });
@@ -290,7 +290,7 @@ edge! {
         assert_eq!(status, Status::Ok);
         within("the deferred release", move || {
             while once.released() == 0 {
-                cbreg_collect(r.0, std::ptr::null_mut());
+                unsafe { cbreg_collect(r.0, std::ptr::null_mut()) };
                 sleep_ms(1);
             }
         });

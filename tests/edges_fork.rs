@@ -103,12 +103,12 @@ edge! {
             }
         })
         .join();
-        let collector = spawn_named("collect", move || cbreg_collect(r.0, std::ptr::null_mut()));
+        let collector = spawn_named("collect", move || unsafe { cbreg_collect(r.0, std::ptr::null_mut()) });
         wait_until("a collector to start the slow release", || slow_started.load(SeqCst));
 
         let outcome = in_child(|| {
             for _ in 0..200 {
-                let _ = cbreg_collect(reg, std::ptr::null_mut());
+                let _ = unsafe { cbreg_collect(reg, std::ptr::null_mut()) };
                 if batch.iter().all(|p| p.released() >= 1) && stats(reg).pending == 0 {
                     break;
                 }

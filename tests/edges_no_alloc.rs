@@ -59,11 +59,11 @@ unsafe extern "C-unwind" fn count_release(_: *mut c_void) {
 
 fn filled_registry() -> RegistryHandle {
     let mut reg = RegistryHandle { handle: 0 };
-    assert_eq!(cbreg_registry_new(&mut reg), Status::Ok);
+    assert_eq!(unsafe { cbreg_registry_new(&mut reg) }, Status::Ok);
     for _ in 0..ENTRIES {
         let mut id = 0;
         assert_eq!(
-            cbreg_register(reg, Some(nop), null_mut(), Some(count_release), 0, &mut id),
+            unsafe { cbreg_register(reg, Some(nop), null_mut(), Some(count_release), 0, &mut id) },
             Status::Ok
         );
     }
@@ -81,11 +81,11 @@ fn clear_close_and_free_of_200_000_entries_allocate_nothing() {
     // One test, in order, so the release count is this test's alone.
     let reg = filled_registry();
     let mut count = 0usize;
-    let (st, n_clear) = allocations_in(|| cbreg_clear(reg, &mut count));
+    let (st, n_clear) = allocations_in(|| unsafe { cbreg_clear(reg, &mut count) });
     assert_eq!((st, count), (Status::Ok, ENTRIES));
 
     let reg2 = filled_registry();
-    let (st, n_close) = allocations_in(|| cbreg_close(reg2, &mut count));
+    let (st, n_close) = allocations_in(|| unsafe { cbreg_close(reg2, &mut count) });
     assert_eq!((st, count), (Status::Ok, ENTRIES));
 
     let reg3 = filled_registry();

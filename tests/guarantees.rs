@@ -564,14 +564,16 @@ fn destroyed_registry_handle_is_detected() {
     // The subscription outlived its registry: unregistering is a status.
     assert_eq!(sub.unregister(), Status::InvalidRegistry);
     let mut id = 0u64;
-    let st = cbreg::ffi::cbreg_register(
-        cbreg::ffi::RegistryHandle { handle },
-        None,
-        std::ptr::null_mut(),
-        None,
-        0,
-        &mut id,
-    );
+    let st = unsafe {
+        cbreg::ffi::cbreg_register(
+            cbreg::ffi::RegistryHandle { handle },
+            None,
+            std::ptr::null_mut(),
+            None,
+            0,
+            &mut id,
+        )
+    };
     assert_eq!(st, Status::InvalidRegistry);
     // A new registry may reuse the storage, never the handle.
     let again = Registry::new().unwrap();

@@ -207,7 +207,9 @@ fn stale_handle_register_racing_free_never_reaches_the_next_registry() {
         };
         let stale = thread::spawn(move || {
             let mut id = 0;
-            let s = cbreg_register(handle, Some(noop), std::ptr::null_mut(), None, 0, &mut id);
+            let s = unsafe {
+                cbreg_register(handle, Some(noop), std::ptr::null_mut(), None, 0, &mut id)
+            };
             (s, id)
         });
         std::mem::forget(old);

@@ -77,7 +77,7 @@ fn invoke_allocates_nothing_even_first_on_a_new_thread() {
         allocations_in(|| {
             for _ in 0..1000 {
                 assert_eq!(
-                    cbreg::ffi::cbreg_invoke(h, id, &arg, 1, &mut ret),
+                    unsafe { cbreg::ffi::cbreg_invoke(h, id, &arg, 1, &mut ret) },
                     Status::Ok
                 );
             }

@@ -10,8 +10,8 @@ use cbreg::ffi::RegistryHandle;
 use cbreg::{Arg, Registry, Stats, Status, Value};
 
 type InvokeFn =
-    extern "C-unwind" fn(RegistryHandle, u64, *const Value, usize, *mut Value) -> Status;
-type StatsFn = extern "C" fn(RegistryHandle, *mut Stats) -> Status;
+    unsafe extern "C-unwind" fn(RegistryHandle, u64, *const Value, usize, *mut Value) -> Status;
+type StatsFn = unsafe extern "C" fn(RegistryHandle, *mut Stats) -> Status;
 type DefaultFn = extern "C" fn() -> RegistryHandle;
 
 /// The shared library cargo built beside this test binary.
@@ -57,7 +57,7 @@ fn a_static_copy_and_a_shared_copy_share_one_registry() {
     assert_ne!(invoke as usize, ours as usize, "two copies, not one");
     let theirs = default();
     assert_eq!(
-        invoke(theirs, sub.id(), std::ptr::null(), 0, std::ptr::null_mut()),
+        unsafe { invoke(theirs, sub.id(), std::ptr::null(), 0, std::ptr::null_mut()) },
         Status::Ok
     );
     assert_eq!(
@@ -66,17 +66,19 @@ fn a_static_copy_and_a_shared_copy_share_one_registry() {
         "the entry ran through the other copy"
     );
     let mut s = Stats::default();
-    assert_eq!(stats(theirs, &mut s), Status::Ok);
+    assert_eq!(unsafe { stats(theirs, &mut s) }, Status::Ok);
     assert_eq!(s.live, reg.stats().live);
     drop(sub);
     assert_eq!(
-        invoke(
-            theirs,
-            1 << 36 | 1,
-            std::ptr::null(),
-            0,
-            std::ptr::null_mut()
-        ),
+        unsafe {
+            invoke(
+                theirs,
+                1 << 36 | 1,
+                std::ptr::null(),
+                0,
+                std::ptr::null_mut(),
+            )
+        },
         Status::NotFound
     );
 }

@@ -11,8 +11,8 @@
 
 use std::ffi::c_void;
 
-use super::slots::{key, Slot, LIVE, ONCE};
-use super::{Core, ALIVE};
+use super::slots::{key, Segments, Slot, LIVE, ONCE};
+use super::Core;
 use crate::hazard::{self, Frame, ThreadRecord, FRAME_INVOKE};
 use crate::sync::{barrier, Ordering};
 use crate::value::Value;
@@ -41,61 +41,60 @@ impl Drop for CounterGuard<'_> {
     }
 }
 
-/// The lifecycle word a live registry named by `handle` has.
-#[inline(always)]
-fn alive_life(handle: u64) -> u64 {
-    (handle >> 32) << 32 | ALIVE
-}
-
 impl Core {
-    /// Invokes entry `id` of the registry `handle` names (this core).
-    #[inline]
-    pub(crate) fn invoke(&self, handle: u64, id: u64, args: &[Value], ret: *mut Value) -> Status {
-        let Some(slot) = self.segments.slot_of_id(id) else {
+    /// Invokes entry `id` of the registry `handle` names (this core), with
+    /// an argument vector the caller has checked.
+    ///
+    /// The fast path is written for the instruction count: the registry is
+    /// checked by one compare (`life` equals a live handle), the thread's
+    /// barrier kind was decided when it claimed its record, the depth is
+    /// loaded once, and every other case leaves for `invoke_general`.
+    ///
+    /// # Safety
+    /// `args` holds `nargs` well-formed values (or `nargs` is 0) and `ret`
+    /// is NULL or valid, as the C ABI's caller promises.
+    #[inline(always)]
+    pub(crate) unsafe fn invoke(
+        &self,
+        handle: u64,
+        id: u64,
+        args: *const Value,
+        nargs: usize,
+        ret: *mut Value,
+    ) -> Status {
+        let (entry, offset) = self.segments.locate_id(id);
+        if entry == 0 {
             return self.not_invoked(handle);
+        }
+        // SAFETY: a nonzero entry from `locate_id`.
+        let slot = unsafe { Segments::at(entry, offset) };
+        let Some(record) = hazard::fast_record() else {
+            return self.invoke_general(handle, id, args, nargs, ret);
         };
-        let Some((record, depth)) = hazard::record().and_then(|r| r.free_cell().map(|d| (r, d)))
-        else {
-            return self.invoke_general(handle, slot, id, args, ret);
-        };
+        let depth = record.depth();
+        if depth >= hazard::CELLS {
+            return self.invoke_general(handle, id, args, nargs, ret);
+        }
         record.enter(depth, slot.addr());
-        barrier::light();
+        barrier::light_unfenced();
         let state = slot.state.load(Ordering::Acquire);
         // Generation 0 never matches a live state. The lifecycle word is
         // read after the state: an entry of a newer registry on this core
         // was registered after the older one's free, so seeing it means
         // seeing that free too (`docs/protocol.md`, "registry lifetime").
-        if state != key(id) | LIVE || self.life.load(Ordering::Relaxed) != alive_life(handle) {
+        if state != key(id) | LIVE || self.life.load(Ordering::Relaxed) != handle {
             record.leave(depth);
-            return self.invoke_general(handle, slot, id, args, ret);
+            return self.invoke_general(handle, id, args, nargs, ret);
         }
-        self.counters
-            .count_invoke(self.counter.load(Ordering::Relaxed), Some(record));
-        // SAFETY: `call` was stored from a `CallFn` before the state store we
-        // acquired, and the hazard keeps ctx alive.
-        let call: RawCall = unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
-        let guard = CellGuard { record, depth };
-        // SAFETY: the callback's contract; args and ret come from our caller.
-        let code = unsafe {
-            call(
-                slot.ctx.load(Ordering::Relaxed),
-                args.as_ptr(),
-                args.len(),
-                ret,
-            )
-        };
-        drop(guard);
-        // A writer that saw our hazard deferred the release to us: drain.
-        barrier::light();
-        if slot.state.load(Ordering::Relaxed) != state {
-            self.after_retired_invoke();
-        }
-        Status::from_callback_code(code)
+        hazard::ThreadRecord::bump(record.invoked(self.index));
+        // SAFETY: the entry is published in cell `depth` and was live after
+        // that; the caller's promises for args and ret.
+        unsafe { call_published(record, depth, state, args, nargs, ret) }
     }
 
     #[cold]
     fn not_invoked(&self, handle: u64) -> Status {
-        if self.life.load(Ordering::Acquire) == alive_life(handle) {
+        if self.life.load(Ordering::Acquire) == handle {
             Status::NotFound
         } else {
             Status::InvalidRegistry
@@ -116,23 +115,26 @@ impl Core {
     /// registry that is not (or no longer) the one `handle` names.
     #[cold]
     #[inline(never)]
-    fn invoke_general(
+    unsafe fn invoke_general(
         &self,
         handle: u64,
-        slot: &Slot,
         id: u64,
-        args: &[Value],
+        args: *const Value,
+        nargs: usize,
         ret: *mut Value,
     ) -> Status {
-        if self.life.load(Ordering::Acquire) != alive_life(handle) {
+        if self.life.load(Ordering::Acquire) != handle {
             return Status::InvalidRegistry;
         }
+        let Some(slot) = self.segments.slot_of_id(id) else {
+            return Status::NotFound;
+        };
         match hazard::record().and_then(|r| r.free_cell().map(|d| (r, d))) {
             Some((record, depth)) => {
                 record.enter(depth, slot.addr());
                 let guard = CellGuard { record, depth };
                 let (status, claimed_once) =
-                    self.enter_and_call(handle, slot, id, args, ret, Some(record));
+                    self.enter_and_call(handle, slot, id, (args, nargs), ret, Some(record));
                 drop(guard);
                 self.after_general(slot, claimed_once);
                 status
@@ -143,7 +145,7 @@ impl Core {
                     slot.inflight.fetch_add(1, Ordering::SeqCst);
                     let guard = CounterGuard(slot);
                     let (status, claimed_once) =
-                        self.enter_and_call(handle, slot, id, args, ret, None);
+                        self.enter_and_call(handle, slot, id, (args, nargs), ret, None);
                     drop(guard);
                     self.after_general(slot, claimed_once);
                     status
@@ -155,21 +157,20 @@ impl Core {
     /// With this invoker published (cell or counter): check the entry,
     /// claim it if it is a one-shot, call. Returns the status and whether
     /// this invoker claimed a one-shot (and so owns its release).
-    fn enter_and_call(
+    unsafe fn enter_and_call(
         &self,
         handle: u64,
         slot: &Slot,
         id: u64,
-        args: &[Value],
+        (args, nargs): (*const Value, usize),
         ret: *mut Value,
         record: Option<&ThreadRecord>,
     ) -> (Status, bool) {
         barrier::light();
         let state = slot.state.load(Ordering::Acquire);
-        let live = state & !ONCE == key(id) | LIVE
-            && self.life.load(Ordering::Relaxed) == alive_life(handle);
+        let live = state & !ONCE == key(id) | LIVE && self.life.load(Ordering::Relaxed) == handle;
         if !live {
-            let status = if self.life.load(Ordering::Relaxed) == alive_life(handle) {
+            let status = if self.life.load(Ordering::Relaxed) == handle {
                 Status::NotFound
             } else {
                 Status::InvalidRegistry
@@ -185,8 +186,7 @@ impl Core {
             // every retired entry to finish cannot miss this one.
             self.counters.retired.fetch_add(1, Ordering::SeqCst);
         }
-        self.counters
-            .count_invoke(self.counter.load(Ordering::Relaxed), record);
+        self.counters.count_invoke(self.index, record);
         // SAFETY: as on the fast path.
         let call: RawCall = unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
         let ctx = slot.ctx.load(Ordering::Relaxed);
@@ -202,7 +202,7 @@ impl Core {
         }
         let mut unwind = OnceUnwind(self, slot, claimed_once);
         // SAFETY: the callback's contract; args and ret come from our caller.
-        let code = unsafe { call(ctx, args.as_ptr(), args.len(), ret) };
+        let code = unsafe { call(ctx, args, nargs, ret) };
         unwind.2 = false;
         (Status::from_callback_code(code), claimed_once)
     }
@@ -219,4 +219,55 @@ impl Core {
             }
         }
     }
+}
+
+/// The fast path's second half: call the entry published in `record`'s
+/// cell `depth`, whose state was `state`, then retract the cell. Its own
+/// function, entered by a tail call, so that only the record, the depth and
+/// the state live across the callback (three saved registers): the cell
+/// names the slot, and the state names the registry.
+///
+/// # Safety
+/// Cell `depth` holds a slot that was live with `state` after the cell was
+/// published; `args`, `nargs` and `ret` as for `Core::invoke`.
+#[inline(always)]
+unsafe fn call_published(
+    record: &ThreadRecord,
+    depth: usize,
+    state: u64,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    let slot: &Slot = record.cell_slot(depth);
+    // SAFETY: `call` was stored from a `CallFn` before the state store that
+    // was acquired, and the hazard keeps ctx alive.
+    let call: RawCall = unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
+    let guard = CellGuard { record, depth };
+    // SAFETY: the callback's contract; args and ret come from our caller.
+    let code = unsafe { call(slot.ctx.load(Ordering::Relaxed), args, nargs, ret) };
+    let slot: &Slot = record.cell_slot(depth);
+    drop(guard); // clears the cell
+                 // A writer that saw our hazard deferred the release to us: drain.
+    barrier::light_unfenced();
+    if slot.state.load(Ordering::Relaxed) != state || code != 0 {
+        return after_fast_call(slot, state, code);
+    }
+    debug_assert_eq!(code, Status::Ok as u32);
+    // SAFETY: `code` is 0 here, which is `Status::Ok`; returning it rather
+    // than a constant lets the result stay in the register it came in.
+    unsafe { std::mem::transmute::<u32, Status>(code) }
+}
+
+/// The fast path's exit when the entry was retired during the call or the
+/// callback failed.
+#[cold]
+#[inline(never)]
+fn after_fast_call(slot: &Slot, state: u64, code: u32) -> Status {
+    if slot.state.load(Ordering::Relaxed) != state {
+        if let Some(core) = super::table::core_of_state(state) {
+            core.after_retired_invoke();
+        }
+    }
+    Status::from_callback_code(code)
 }

@@ -16,7 +16,7 @@
 use std::ffi::c_void;
 
 use crate::hazard;
-use crate::sync::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::value::Value;
 use crate::Status;
 
@@ -30,12 +30,12 @@ mod table;
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use fork::after_fork_in_child;
 use slots::{FreeList, Segments, Slot, LIVE, ONCE};
+use stats::Counters;
 pub use stats::Stats;
-use stats::{Counters, NO_COUNTER};
 #[cfg_attr(not(feature = "python"), allow(unused_imports))]
 pub(crate) use table::{
-    create, default_core, destroy, for_each_core, lookup, pin, retire_matching_everywhere, Pinned,
-    DEFAULT_HANDLE,
+    create, default_core, destroy, for_each_core, installed, lookup, pin,
+    retire_matching_everywhere, Pinned, DEFAULT_HANDLE,
 };
 
 /// A callback: `ctx` as registered, the argument vector, an optional return
@@ -58,11 +58,11 @@ pub type ReleaseFn = Option<unsafe extern "C-unwind" fn(ctx: *mut c_void)>;
 /// Bytes of registry storage per entry (one slot).
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Slot>();
 
-/// The lifecycle word: generation << 32 | flags. A handle names one
-/// generation of one table entry.
-const ALIVE: u64 = 1;
-/// `free` has begun: no new pin, no new invoke.
-const DYING: u64 = 2;
+/// The lifecycle word's low half while `free` runs (or `create` has not yet
+/// finished): set on top of the table index, so no handle equals the word.
+/// The low half is the table index + 1 while the registry is alive (the word
+/// then equals the handle) and 0 while the table entry is free.
+const DYING: u64 = 1 << 31;
 
 const COLLECTOR_IDLE: u32 = 0;
 const COLLECTOR_RUNNING: u32 = 1;
@@ -77,10 +77,11 @@ struct LineBreak;
 pub(crate) struct Core {
     // Read by every invoke, written rarely.
     segments: Segments,
-    /// `generation << 32 | ALIVE | DYING` (see `table.rs`).
+    /// `generation << 32 | index + 1` while alive: equal to the handle
+    /// (see `table.rs`).
     life: AtomicU64,
-    /// Per-thread invocation counter index, or `NO_COUNTER`.
-    counter: AtomicUsize,
+    /// This core's table index: its per-thread invocation counters.
+    index: usize,
     closed: AtomicBool,
     _writers: LineBreak,
     // Written by register, unregister and collect.
@@ -127,7 +128,7 @@ impl Core {
         Core {
             segments: Segments::new(slots::fresh_state(tag, first_generation())),
             life: AtomicU64::new(life),
-            counter: AtomicUsize::new(NO_COUNTER),
+            index: tag,
             closed: AtomicBool::new(false),
             _writers: LineBreak,
             pins: AtomicU64::new(0),
@@ -237,6 +238,6 @@ impl Core {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        self.counters.snapshot(self.counter.load(Ordering::Relaxed))
+        self.counters.snapshot(self.index)
     }
 }

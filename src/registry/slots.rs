@@ -109,6 +109,11 @@ pub(crate) fn key(id_or_state: u64) -> u64 {
     id_or_state & KEY_MASK
 }
 
+/// The table index of the registry whose ids or states carry this tag.
+pub(crate) fn registry_index(id_or_state: u64) -> usize {
+    ((id_or_state & TAG_MASK) >> KEY_SHIFT) as usize
+}
+
 /// The state of a fresh slot of the registry with table index `tag`:
 /// generation `first_generation`, no entry.
 pub(crate) fn fresh_state(tag: usize, first_generation: u64) -> u64 {
@@ -139,6 +144,13 @@ fn locate(index: usize) -> (usize, usize) {
 /// The segments: read by every invoke, written when one is added.
 pub(crate) struct Segments {
     segments: [AtomicPtr<Slot>; SEGMENTS],
+    /// Invoke's view of the segments, indexed by `log2(index + FIRST)`
+    /// (which is `segment + FIRST_SHIFT` and never more than `KEY_SHIFT`,
+    /// so no bounds check): the segment's address minus that of the slot
+    /// `FIRST << segment` before its first; 0 where there is none (a
+    /// segment whose entry would be 0 is never published: see `allocate`).
+    /// The slot of `v = index + FIRST` is then at `entry + v * 64`.
+    by_log2: [AtomicUsize; KEY_SHIFT as usize + 1],
     /// The state a new slot starts in (`fresh_state`).
     fresh_state: u64,
 }
@@ -147,6 +159,7 @@ impl Segments {
     pub(crate) fn new(fresh_state: u64) -> Self {
         Segments {
             segments: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            by_log2: std::array::from_fn(|_| AtomicUsize::new(0)),
             fresh_state,
         }
     }
@@ -158,23 +171,40 @@ impl Segments {
             .and_then(|index1| self.slot_of_id(index1 as u64))
     }
 
-    /// The slot an id (or any value whose low 32 bits are index + 1) names,
+    /// The slot an id (or any value whose low 24 bits are index + 1) names,
     /// if its segment exists.
     #[inline(always)]
     pub(crate) fn slot_of_id(&self, id: u64) -> Option<&Slot> {
-        let index1 = (id & !KEY_MASK) as usize;
-        if index1 == 0 {
-            return None;
+        match self.locate_id(id) {
+            (0, _) => None,
+            // SAFETY: `locate_id`'s promise.
+            (entry, offset) => Some(unsafe { Self::at(entry, offset) }),
         }
-        let v = index1 + (FIRST - 1); // = index + FIRST, no overflow
-        let seg = (usize::BITS - 1 - v.leading_zeros() - FIRST_SHIFT) as usize;
-        let base = self.segments.get(seg)?.load(Ordering::Acquire);
-        // SAFETY: segments are never freed while the core exists, and
-        // segment `seg` holds `FIRST << seg` slots, of which this is one.
-        unsafe {
-            base.as_ref()
-                .map(|b| &*(b as *const Slot).add(v - (FIRST << seg)))
-        }
+    }
+
+    /// Where the slot an id names is: `(entry, offset)`, entry 0 if its
+    /// segment does not exist; otherwise `Self::at(entry, offset)` is the
+    /// slot. Two parts, so the invoke path can branch on the first before
+    /// it adds them.
+    #[inline(always)]
+    pub(crate) fn locate_id(&self, id: u64) -> (usize, usize) {
+        let v = (id & !KEY_MASK) as usize + (FIRST - 1); // = index + FIRST
+                                                         // v < 2^(KEY_SHIFT + 1): the log is in range. Index + 1 = 0 gives
+                                                         // log2 FIRST - 1, an entry that is always 0.
+        let log2 = (usize::BITS - 1 - v.leading_zeros()) as usize;
+        let entry = self.by_log2[log2.min(KEY_SHIFT as usize)].load(Ordering::Acquire);
+        (entry, v * std::mem::size_of::<Slot>())
+    }
+
+    /// The slot at `locate_id`'s nonzero `(entry, offset)`.
+    ///
+    /// # Safety
+    /// `entry` is nonzero and both come from `locate_id` of this core.
+    #[inline(always)]
+    pub(crate) unsafe fn at<'a>(entry: usize, offset: usize) -> &'a Slot {
+        // SAFETY: segments are never freed while the core exists, and the
+        // segment that `entry` describes holds the slot at this offset.
+        unsafe { &*(entry.wrapping_add(offset) as *const Slot) }
     }
 
     /// Whether `addr` is the address of one of these slots.
@@ -186,28 +216,62 @@ impl Segments {
     }
 
     fn ensure(&self, seg: usize) -> Result<(), Status> {
-        if !self.segments[seg].load(Ordering::Acquire).is_null() {
+        if self.by_log2[seg + FIRST_SHIFT as usize].load(Ordering::Acquire) != 0 {
             return Ok(());
         }
+        let existing = self.segments[seg].load(Ordering::Acquire);
+        let base = if existing.is_null() {
+            self.allocate(seg)?
+        } else {
+            existing
+        };
+        // Winner and losers store the same entry, so whoever returns from
+        // here has made the segment visible to invoke.
+        self.by_log2[seg + FIRST_SHIFT as usize].store(Self::entry(seg, base), Ordering::Release);
+        Ok(())
+    }
+
+    /// `by_log2`'s entry for segment `seg` at `base`.
+    fn entry(seg: usize, base: *mut Slot) -> usize {
+        (base as usize).wrapping_sub((FIRST << seg) * std::mem::size_of::<Slot>())
+    }
+
+    /// Segment `seg`'s slots, fresh, not yet published.
+    fn fresh_segment(&self, seg: usize) -> Result<*mut Slot, Status> {
         let len = FIRST << seg;
         let mut fresh: Vec<Slot> = Vec::new();
         fresh.try_reserve_exact(len).map_err(|_| Status::NoMemory)?;
         let first = (FIRST << seg) - FIRST;
         fresh.extend((first..first + len).map(|i| Slot::new(i, self.fresh_state)));
-        let raw = Box::into_raw(fresh.into_boxed_slice()) as *mut Slot;
-        if self.segments[seg]
-            .compare_exchange(
-                std::ptr::null_mut(),
-                raw,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-        {
-            // SAFETY: we made `raw` above and lost the race to publish it.
+        Ok(Box::into_raw(fresh.into_boxed_slice()) as *mut Slot)
+    }
+
+    /// Publishes segment `seg` (unless another thread did first); returns
+    /// the published segment.
+    fn allocate(&self, seg: usize) -> Result<*mut Slot, Status> {
+        let len = FIRST << seg;
+        let mut raw = self.fresh_segment(seg)?;
+        if Self::entry(seg, raw) == 0 {
+            // An entry of 0 means "no segment": take another address (the
+            // first allocation is held until then, so it differs).
+            let again = self.fresh_segment(seg);
+            // SAFETY: made above, never published.
             drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(raw, len)) });
+            raw = again?;
         }
-        Ok(())
+        match self.segments[seg].compare_exchange(
+            std::ptr::null_mut(),
+            raw,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Ok(raw),
+            Err(existing) => {
+                // SAFETY: we made `raw` above and lost the race to publish it.
+                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(raw, len)) });
+                Ok(existing)
+            }
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Every counter only grows (`pending` is a gauge that the same paths move
 //! up and down), so a snapshot never goes backwards and never wraps.
-//! Invocations are counted per thread where the registry has a per-thread
-//! counter index (no shared write on invoke), in a shared atomic otherwise.
+//! Invocations are counted per thread, in the thread's record under the
+//! registry's table index (no shared write on invoke); a thread without a
+//! record counts in a shared atomic.
 
 use crate::hazard;
 use crate::sync::{AtomicU64, Ordering};
@@ -29,11 +30,9 @@ pub struct Stats {
     pub leaked: u64,
 }
 
-/// No per-thread counter index: invocations go to `shared_invoked`.
-pub(crate) const NO_COUNTER: usize = usize::MAX;
-
 pub(crate) struct Counters {
-    /// The per-thread total when this registry took its counter index.
+    /// The per-thread total for this table index when this registry
+    /// started (an earlier registry at the index counted the rest).
     invoked_base: AtomicU64,
     shared_invoked: AtomicU64,
     pub(crate) registered: AtomicU64,
@@ -59,12 +58,12 @@ impl Counters {
         }
     }
 
-    /// Counts one invocation on this thread; `counter` is the registry's
-    /// per-thread counter index.
+    /// Counts one invocation on this thread of the registry at table index
+    /// `index`.
     #[inline(always)]
-    pub(crate) fn count_invoke(&self, counter: usize, record: Option<&hazard::ThreadRecord>) {
-        match record.and_then(|r| r.invoked(counter)) {
-            Some(count) => hazard::ThreadRecord::bump(count),
+    pub(crate) fn count_invoke(&self, index: usize, record: Option<&hazard::ThreadRecord>) {
+        match record {
+            Some(r) => hazard::ThreadRecord::bump(r.invoked(index)),
             None => self.count_shared(),
         }
     }
@@ -79,12 +78,9 @@ impl Counters {
         self.released.load(Ordering::SeqCst) + self.leaked.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn snapshot(&self, counter: usize) -> Stats {
-        let per_thread = if counter == NO_COUNTER {
-            0
-        } else {
-            hazard::invoked_total(counter).saturating_sub(self.invoked_base.load(Ordering::Relaxed))
-        };
+    pub(crate) fn snapshot(&self, index: usize) -> Stats {
+        let per_thread =
+            hazard::invoked_total(index).saturating_sub(self.invoked_base.load(Ordering::Relaxed));
         let registered = self.registered.load(Ordering::Relaxed);
         Stats {
             live: registered.saturating_sub(self.retired.load(Ordering::Relaxed)),
@@ -97,9 +93,8 @@ impl Counters {
         }
     }
 
-    /// Starts the counters of a new registry on this core; `counter` is its
-    /// per-thread counter index (or `NO_COUNTER`).
-    pub(crate) fn reset(&self, counter: usize) {
+    /// Starts the counters of a new registry at table index `index`.
+    pub(crate) fn reset(&self, index: usize) {
         for c in [
             &self.shared_invoked,
             &self.registered,
@@ -111,9 +106,7 @@ impl Counters {
         ] {
             c.store(0, Ordering::Relaxed);
         }
-        if counter != NO_COUNTER {
-            self.invoked_base
-                .store(hazard::invoked_total(counter), Ordering::Relaxed);
-        }
+        self.invoked_base
+            .store(hazard::invoked_total(index), Ordering::Relaxed);
     }
 }

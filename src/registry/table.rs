@@ -3,8 +3,10 @@
 //!
 //! A handle is `generation << 32 | (table index + 1)`. Each table entry
 //! holds a `Core` that is never freed; its lifecycle word `life` is
-//! `generation << 32 | ALIVE | DYING`. A handle is valid while `life` is
-//! exactly its generation with ALIVE (and not DYING). `free` sets DYING
+//! `generation << 32` while the entry is free, the handle itself while the
+//! registry is alive, and the handle with DYING while it is being freed
+//! (or created). A handle is valid while `life` equals it: one compare on
+//! the invoke path. `free` sets DYING
 //! first (so the handle is refused from that moment on, and only one of two
 //! racing frees wins), waits for every operation that pinned the registry,
 //! for every invocation and for every release, then moves `life` to the
@@ -19,10 +21,11 @@
 
 use std::ffi::c_void;
 
-use super::stats::NO_COUNTER;
-use super::{Core, ReleaseFn, ALIVE, COLLECTOR_IDLE, DYING};
+use super::{Core, ReleaseFn, COLLECTOR_IDLE, DYING};
 use crate::hazard::{self, COUNTED_REGISTRIES};
-use crate::sync::{fence, AtomicPtr, AtomicU32, Ordering};
+
+const _: () = assert!(MAX_REGISTRIES == COUNTED_REGISTRIES);
+use crate::sync::{fence, AtomicPtr, Ordering};
 use crate::wait::{self, Step};
 use crate::Status;
 
@@ -34,8 +37,6 @@ const MAX_REGISTRIES: usize = 2;
 struct Table {
     /// Registries by handle index; a core, once installed, is never freed.
     cores: [AtomicPtr<Core>; MAX_REGISTRIES],
-    /// Per-thread counter indices in use (bit i: index i).
-    counters_in_use: AtomicU32,
 }
 
 #[cfg(not(loom))]
@@ -45,7 +46,6 @@ impl Table {
         const EMPTY: AtomicPtr<Core> = AtomicPtr::new(std::ptr::null_mut());
         Table {
             cores: [EMPTY; MAX_REGISTRIES],
-            counters_in_use: AtomicU32::new(1), // counter 0 is the default registry's
         }
     }
 }
@@ -65,7 +65,6 @@ fn table() -> &'static Table {
         global! {
             static TABLE: Table = Table {
                 cores: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
-                counters_in_use: AtomicU32::new(1),
             };
         }
         &TABLE
@@ -76,9 +75,17 @@ fn table() -> &'static Table {
 pub(crate) const DEFAULT_HANDLE: u64 = 1 << 32 | 1;
 
 fn core_at(index: usize) -> Option<&'static Core> {
-    let p = table().cores.get(index)?.load(Ordering::Acquire);
+    if index >= MAX_REGISTRIES {
+        return None;
+    }
+    let p = table().cores[position(index + 1)].load(Ordering::Acquire);
     // SAFETY: cores in the table are never freed.
     unsafe { p.as_ref() }
+}
+
+/// The core whose slots carry `state` (its registry tag is the table index).
+pub(crate) fn core_of_state(state: u64) -> Option<&'static Core> {
+    core_at(super::slots::registry_index(state))
 }
 
 /// Calls `f` on every core in the table (live, dying or free).
@@ -86,11 +93,19 @@ pub(crate) fn for_each_core(mut f: impl FnMut(&'static Core)) {
     (0..MAX_REGISTRIES).filter_map(core_at).for_each(&mut f)
 }
 
+/// Where the core of table index `index1 - 1` sits in `cores`: at
+/// `index1` itself, masked, so a handle's low half finds it in one step.
+#[inline(always)]
+fn position(index1: usize) -> usize {
+    const _: () = assert!(MAX_REGISTRIES.is_power_of_two());
+    index1 & (MAX_REGISTRIES - 1)
+}
+
 /// Installs a core with lifecycle word `life` at `index`, unless another
 /// thread installed one first.
 fn install(index: usize, life: u64) -> &'static Core {
     let fresh = Box::into_raw(Box::new(Core::new(index, life)));
-    match table().cores[index].compare_exchange(
+    match table().cores[position(index + 1)].compare_exchange(
         std::ptr::null_mut(),
         fresh,
         Ordering::AcqRel,
@@ -108,30 +123,31 @@ fn install(index: usize, life: u64) -> &'static Core {
 
 /// The default registry, created on first use; never destroyed.
 pub(crate) fn default_core() -> &'static Core {
-    core_at(0).unwrap_or_else(|| {
-        let core = install(0, 1 << 32 | ALIVE);
-        core.counter.store(0, Ordering::Relaxed);
-        core
-    })
+    core_at(0).unwrap_or_else(|| install(0, DEFAULT_HANDLE))
 }
 
 /// The core a handle's index names, whatever its state. For invoke, which
 /// checks the lifecycle word itself.
 #[inline(always)]
 pub(crate) fn lookup(handle: u64) -> Result<&'static Core, Status> {
-    let index = (handle as u32 as usize).wrapping_sub(1);
-    if let Some(cell) = table().cores.get(index) {
-        let p = cell.load(Ordering::Acquire);
-        // SAFETY: cores in the table are never freed.
-        if let Some(core) = unsafe { p.as_ref() } {
-            return Ok(core);
-        }
+    match installed(handle) {
+        Some(core) => Ok(core),
+        None => lookup_slow(handle),
     }
-    lookup_slow(handle)
+}
+
+/// The core installed at a handle's index, if any: one load. The index is
+/// masked, not bounds-checked: a handle whose index is out of range names
+/// some core whose `life` it can never equal.
+#[inline(always)]
+pub(crate) fn installed(handle: u64) -> Option<&'static Core> {
+    let p = table().cores[position(handle as u32 as usize)].load(Ordering::Acquire);
+    // SAFETY: cores in the table are never freed.
+    unsafe { p.as_ref() }
 }
 
 #[cold]
-fn lookup_slow(handle: u64) -> Result<&'static Core, Status> {
+pub(crate) fn lookup_slow(handle: u64) -> Result<&'static Core, Status> {
     if handle == DEFAULT_HANDLE {
         Ok(default_core()) // first use: create it
     } else {
@@ -170,7 +186,7 @@ pub(crate) fn pin(handle: u64) -> Result<Pinned, Status> {
     // pairing only through fences.
     #[cfg(loom)]
     fence(Ordering::SeqCst);
-    if core.life.load(Ordering::SeqCst) != (handle >> 32) << 32 | ALIVE {
+    if core.life.load(Ordering::SeqCst) != handle {
         core.pins.fetch_sub(1, Ordering::SeqCst);
         return Err(Status::InvalidRegistry);
     }
@@ -186,50 +202,29 @@ pub(crate) fn create() -> Result<u64, Status> {
             Some(c) => c,
             None => install(index, 1 << 32), // generation 1, free
         };
+        let index1 = index as u64 + 1;
         let life = core.life.load(Ordering::Acquire);
-        if life & (ALIVE | DYING) != 0 || life >> 32 >= u32::MAX as u64 {
+        if life as u32 != 0 || life >> 32 >= u32::MAX as u64 {
             continue; // in use, or its handles would wrap
         }
         if core
             .life
             .compare_exchange(
                 life,
-                life | ALIVE | DYING,
+                life | index1 | DYING,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
             .is_ok()
         {
-            // ALIVE | DYING: ours, not yet usable. Start it afresh.
-            let counter = take_counter();
-            core.counters.reset(counter);
-            core.counter.store(counter, Ordering::Relaxed);
+            // DYING: ours, not yet usable. Start it afresh.
+            core.counters.reset(index);
             core.closed.store(false, Ordering::SeqCst);
-            core.life.store(life | ALIVE, Ordering::SeqCst);
-            return Ok((life >> 32) << 32 | (index as u64 + 1));
+            core.life.store(life | index1, Ordering::SeqCst);
+            return Ok(life | index1);
         }
     }
     Err(Status::NoMemory)
-}
-
-fn take_counter() -> usize {
-    let t = table();
-    let mut used = t.counters_in_use.load(Ordering::Acquire);
-    loop {
-        let free = (!used).trailing_zeros() as usize;
-        if free >= COUNTED_REGISTRIES {
-            return NO_COUNTER;
-        }
-        match t.counters_in_use.compare_exchange(
-            used,
-            used | 1 << free,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => return free,
-            Err(u) => used = u,
-        }
-    }
 }
 
 /// Destroys the registry a handle names: refuse the handle, close, wait for
@@ -243,7 +238,7 @@ pub(crate) fn destroy(handle: u64) -> Status {
     let Ok(core) = lookup(handle) else {
         return Status::InvalidRegistry;
     };
-    let alive = (handle >> 32) << 32 | ALIVE;
+    let alive = handle;
     if core.life.load(Ordering::SeqCst) != alive {
         return Status::InvalidRegistry;
     }
@@ -274,12 +269,6 @@ pub(crate) fn destroy(handle: u64) -> Status {
         }
     });
     debug_assert_eq!(status, Status::Ok);
-    let counter = core.counter.swap(NO_COUNTER, Ordering::AcqRel);
-    if counter != NO_COUNTER {
-        table()
-            .counters_in_use
-            .fetch_and(!(1 << counter), Ordering::AcqRel);
-    }
     core.life
         .store(((handle >> 32) + 1) << 32, Ordering::SeqCst);
     Status::Ok
@@ -295,18 +284,11 @@ pub(crate) fn retire_matching_everywhere(
     let mut count = 0;
     for_each_core(|core| {
         let life = core.life.load(Ordering::SeqCst);
-        if life & (ALIVE | DYING) == ALIVE {
-            if let Ok(pinned) = pin(life & !0xffff_ffff | core_index(core)) {
+        if life as u32 != 0 && life & DYING == 0 {
+            if let Ok(pinned) = pin(life) {
                 count += pinned.retire_matching(release, matches);
             }
         }
     });
     count
-}
-
-/// index + 1 of a core in the table.
-fn core_index(core: &Core) -> u64 {
-    (0..MAX_REGISTRIES)
-        .find(|&i| core_at(i).is_some_and(|c| std::ptr::eq(c, core)))
-        .map_or(0, |i| i as u64 + 1)
 }

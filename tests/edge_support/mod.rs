@@ -199,14 +199,16 @@ pub const ONCE: u32 = CBREG_ONCE;
 pub fn try_register(reg: RegistryHandle, p: &'static Probe, flags: u32) -> Result<u64, Status> {
     let mut id = 0;
     let ctx = p as *const Probe as *mut c_void;
-    match cbreg_register(
-        reg,
-        Some(probe_call),
-        ctx,
-        Some(probe_release),
-        flags,
-        &mut id,
-    ) {
+    match unsafe {
+        cbreg_register(
+            reg,
+            Some(probe_call),
+            ctx,
+            Some(probe_release),
+            flags,
+            &mut id,
+        )
+    } {
         Status::Ok => Ok(id),
         e => Err(e),
     }
@@ -217,18 +219,22 @@ pub fn register(reg: RegistryHandle, p: &'static Probe, flags: u32) -> u64 {
 }
 
 pub fn invoke(reg: RegistryHandle, id: u64) -> Status {
-    cbreg_invoke(reg, id, null(), 0, null_mut())
+    unsafe { cbreg_invoke(reg, id, null(), 0, null_mut()) }
 }
 
 pub fn new_registry() -> RegistryHandle {
     let mut h = RegistryHandle { handle: 0 };
-    assert_eq!(cbreg_registry_new(&mut h), Status::Ok);
+    assert_eq!(unsafe { cbreg_registry_new(&mut h) }, Status::Ok);
     h
 }
 
 pub fn stats(reg: RegistryHandle) -> Stats {
     let mut s = Stats::default();
-    assert_eq!(cbreg_stats_get(reg, &mut s), Status::Ok, "stats of {reg:?}");
+    assert_eq!(
+        unsafe { cbreg_stats_get(reg, &mut s) },
+        Status::Ok,
+        "stats of {reg:?}"
+    );
     s
 }
 
