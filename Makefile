@@ -6,7 +6,7 @@ CARGO ?= cargo
 CARGO_STATICLIB := target/release/libcbreg.a
 LOOM_TARGET_DIR := target/loom
 
-.PHONY: all build header lint test rust-test rust-test-fence loom demo native-demo bench bench-instructions python-bench clean
+.PHONY: all build header lint test rust-test rust-test-fence loom demo native-demo python-bench clean
 
 all: build
 
@@ -21,6 +21,7 @@ FORCE:
 include mk/c.mk
 include mk/cpp.mk
 include mk/python.mk
+include mk/bench.mk
 include mk/rendezvous.mk
 include mk/install.mk
 include mk/adopters.mk
@@ -59,15 +60,6 @@ native-demo:
 	$(CARGO) run --release --example native_demo
 
 demo: python-demo
-
-bench: python-bench bench-instructions
-	$(CARGO) bench --bench invoke
-
-## Instructions per invoke (callgrind): a figure that machine noise cannot move.
-bench-instructions: $(CARGO_STATICLIB)
-	mkdir -p build/bench
-	$(CC) -std=c99 -O2 -Iinclude benches/invoke_loop.c $(CARGO_STATICLIB) -lpthread -ldl -lm -o build/bench/invoke_loop
-	benches/instructions.sh build/bench/invoke_loop
 
 clean:
 	$(CARGO) clean

@@ -1,223 +1,453 @@
-//! `make bench`: cbreg invoke against its baselines, measured in one run.
+//! The hot paths of cbreg through its Rust API, beside the peers a Rust
+//! codebase would use instead; `benches/hot_paths.cpp` has C and C++.
 //!
-//! Every figure is the best of several rounds (these machines are shared and
-//! noisy) and every claim is a ratio against a baseline timed in the same
-//! process: a direct call through a function pointer, and the pattern users
-//! write today (`Mutex<HashMap<u64, Box<dyn Fn>>>`).
+//!   invoke rows [CALLS [GROUP]]   run every row once (CALLS operations) after
+//!                                 printing what each row is: the mode
+//!                                 callgrind counts (benches/callgrind_rows.py)
+//!   invoke ns [CALLS [THREADS]]   time every row, best of several rounds, and
+//!                                 print JSON rows (benches/report.py); the
+//!                                 invoke rows also on THREADS threads at
+//!                                 once (at most the cores)
+//!
+//! `make bench` runs both. A row is a `run_<row>` function that is never
+//! inlined, so callgrind's inclusive count of it is the row's whole cost,
+//! loop included, and one line in `ROWS`. Every invoke row calls a callback
+//! of a few instructions (a volatile read) with one f64 argument, in a
+//! structure holding the same number of other entries.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::hint::black_box;
-use std::sync::{Arc, Barrier, Mutex};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::{Barrier, Mutex};
 use std::time::Instant;
 
-use cbreg::ffi::{
-    cbreg_clear, cbreg_invoke, cbreg_register, cbreg_registry_new, cbreg_unregister, RegistryHandle,
-};
-use cbreg::{Arg, Registry, Status, Value};
+use crossbeam_epoch::{self as epoch, Atomic, Owned, Shared};
 
-const ITERS: u64 = 5_000_000;
-const ROUNDS: usize = 7;
+use cbreg::{Arg, Registry, Value};
 
-/// A callback context on its own pair of cache lines (no false sharing).
-#[repr(align(128))]
-struct Padded {
-    value: u64,
+const DEFAULT_CALLS: u64 = 1_000_000;
+const ROUNDS: usize = 9;
+const THREAD_ROUNDS: usize = 5;
+/// Other entries in every structure, so that no lookup hits a one-entry table.
+const NEIGHBOURS: usize = 63;
+
+static CALLBACK_FLAG: u32 = 1;
+
+/// The peers' callback type: what a Rust codebase stores.
+type Callback = Box<dyn Fn(&[f64]) + Send + Sync>;
+
+fn tiny_closure() -> Callback {
+    let flag = &CALLBACK_FLAG;
+    // SAFETY: a read of a live static.
+    Box::new(move |_args: &[f64]| unsafe {
+        std::ptr::read_volatile(flag);
+    })
 }
 
-type RawCall = unsafe extern "C-unwind" fn(*mut c_void, *const Value, usize, *mut Value) -> u32;
-
-unsafe extern "C-unwind" fn native_callback(
+/// cbreg's callback: the same volatile read.
+unsafe extern "C-unwind" fn tiny_callback(
     ctx: *mut c_void,
-    args: *const Value,
-    nargs: usize,
+    _args: *const Value,
+    _nargs: usize,
     _ret: *mut Value,
 ) -> u32 {
-    black_box((*(ctx as *const Padded)).value);
-    black_box((args, nargs));
+    // SAFETY: ctx is CALLBACK_FLAG's address.
+    unsafe { std::ptr::read_volatile(ctx as *const u32) };
     0
 }
 
-/// Best per-operation time in ns over `ROUNDS` rounds of `threads` threads,
-/// each running `ITERS` operations of `op(thread index)`.
-fn best_ns<F>(threads: usize, make_op: F) -> f64
-where
-    F: Fn(usize) -> Box<dyn FnMut() + Send> + Sync,
-{
-    let mut best = f64::INFINITY;
-    for _ in 0..ROUNDS {
-        let start = Arc::new(Barrier::new(threads));
-        let elapsed: Vec<f64> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let mut op = make_op(t);
-                    let start = start.clone();
-                    s.spawn(move || {
-                        for _ in 0..10_000 {
-                            op(); // warm caches and claim the thread's hazard record
-                        }
-                        start.wait();
-                        let t0 = Instant::now();
-                        for _ in 0..ITERS {
-                            op();
-                        }
-                        t0.elapsed().as_nanos() as f64 / ITERS as f64
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        let worst_thread = elapsed.into_iter().fold(0.0, f64::max);
-        best = best.min(worst_thread);
+/// Ids are sequential: one multiply spreads them over the table.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
     }
-    best
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
-fn new_registry() -> RegistryHandle {
-    let mut reg = RegistryHandle { handle: 0 };
-    assert_eq!(unsafe { cbreg_registry_new(&mut reg) }, Status::Ok);
-    reg
+/// What a Rust codebase writes without cbreg: a mutex around a map of boxed
+/// closures, each called under the lock.
+#[derive(Default)]
+struct MutexMap {
+    table: Mutex<MapTable>,
 }
 
-fn register(reg: RegistryHandle, ctx: &'static Padded) -> u64 {
-    let mut id = 0;
-    let ctx = ctx as *const Padded as *mut c_void;
-    assert_eq!(
-        unsafe { cbreg_register(reg, Some(native_callback), ctx, None, 0, &mut id) },
-        Status::Ok
-    );
-    id
+#[derive(Default)]
+struct MapTable {
+    next_id: u64,
+    entries: HashMap<u64, Callback, BuildHasherDefault<IdHasher>>,
 }
 
-fn leak_ctx() -> &'static Padded {
-    Box::leak(Box::new(Padded { value: 7 }))
+impl MutexMap {
+    fn add(&self, f: Callback) -> u64 {
+        let mut table = self.table.lock().unwrap();
+        table.next_id += 1;
+        let id = table.next_id;
+        table.entries.insert(id, f);
+        id
+    }
+
+    fn remove(&self, id: u64) -> bool {
+        self.table.lock().unwrap().entries.remove(&id).is_some()
+    }
+
+    #[inline]
+    fn invoke(&self, id: u64, args: &[f64]) -> bool {
+        let table = self.table.lock().unwrap();
+        match table.entries.get(&id) {
+            Some(f) => {
+                f(args);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A lock-free peer: a slab of epoch-reclaimed entries indexed by the low
+/// half of the id (the high half a generation, so a stale id misses).
+struct EpochSlab {
+    slots: Box<[Atomic<SlabEntry>]>,
+    free: Mutex<SlabFree>,
+}
+
+struct SlabEntry {
+    id: u64,
+    f: Callback,
+}
+
+struct SlabFree {
+    indices: Vec<u32>,
+    generations: Vec<u32>,
+}
+
+impl EpochSlab {
+    fn with_capacity(n: u32) -> EpochSlab {
+        EpochSlab {
+            slots: (0..n).map(|_| Atomic::null()).collect(),
+            free: Mutex::new(SlabFree {
+                indices: (0..n).rev().collect(),
+                generations: vec![0; n as usize],
+            }),
+        }
+    }
+
+    fn add(&self, f: Callback) -> u64 {
+        let mut free = self.free.lock().unwrap();
+        let index = free.indices.pop().expect("slab full");
+        free.generations[index as usize] += 1;
+        let id = u64::from(free.generations[index as usize]) << 32 | u64::from(index);
+        self.slots[index as usize].store(Owned::new(SlabEntry { id, f }), Ordering::Release);
+        id
+    }
+
+    fn remove(&self, id: u64) -> bool {
+        let Some(slot) = self.slots.get(id as u32 as usize) else {
+            return false;
+        };
+        let guard = epoch::pin();
+        let entry = slot.load(Ordering::Acquire, &guard);
+        // SAFETY: the guard keeps the entry alive while we look.
+        match unsafe { entry.as_ref() } {
+            Some(e) if e.id == id => {}
+            _ => return false,
+        }
+        if slot
+            .compare_exchange(
+                entry,
+                Shared::null(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+                &guard,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        // SAFETY: unlinked above; readers that still see it are pinned.
+        unsafe { guard.defer_destroy(entry) };
+        self.free.lock().unwrap().indices.push(id as u32);
+        true
+    }
+
+    #[inline]
+    fn invoke(&self, id: u64, args: &[f64]) -> bool {
+        let Some(slot) = self.slots.get(id as u32 as usize) else {
+            return false;
+        };
+        let guard = epoch::pin();
+        let entry = slot.load(Ordering::Acquire, &guard);
+        // SAFETY: the guard keeps the entry alive for the call.
+        match unsafe { entry.as_ref() } {
+            Some(e) if e.id == id => {
+                (e.f)(args);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Drop for EpochSlab {
+    fn drop(&mut self) {
+        // SAFETY: no other thread holds the slab any more.
+        let guard = unsafe { epoch::unprotected() };
+        for slot in self.slots.iter() {
+            let entry = slot.swap(Shared::null(), Ordering::Relaxed, guard);
+            if !entry.is_null() {
+                // SAFETY: unlinked, and no reader is left.
+                drop(unsafe { entry.into_owned() });
+            }
+        }
+    }
+}
+
+struct Fixture {
+    x: f64,
+    map: MutexMap,
+    map_id: u64,
+    slab: EpochSlab,
+    slab_id: u64,
+    reg: Registry,
+    reg_id: u64,
+    churn_map: MutexMap,
+    churn_slab: EpochSlab,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let reg = Registry::new().expect("registry");
+        let ctx = &CALLBACK_FLAG as *const u32 as *mut c_void;
+        // SAFETY: the callback only reads the static it is given.
+        let register =
+            || unsafe { reg.register_raw(Some(tiny_callback), ctx, None, false) }.unwrap();
+        let map = MutexMap::default();
+        let slab = EpochSlab::with_capacity(1024);
+        let mut ids = (0, 0, 0);
+        for i in 0..=2 * NEIGHBOURS {
+            let entry = (
+                map.add(tiny_closure()),
+                slab.add(tiny_closure()),
+                register(),
+            );
+            if i == NEIGHBOURS {
+                ids = entry;
+            }
+        }
+        let fx = Fixture {
+            x: 440.0,
+            map,
+            map_id: ids.0,
+            slab,
+            slab_id: ids.1,
+            reg,
+            reg_id: ids.2,
+            churn_map: MutexMap::default(),
+            churn_slab: EpochSlab::with_capacity(1024),
+        };
+        // This thread's epoch and hazard records are claimed here, not in a row.
+        assert!(fx.map.invoke(fx.map_id, &[fx.x]) && fx.slab.invoke(fx.slab_id, &[fx.x]));
+        run_cbreg_rust_api(&fx, 1);
+        fx
+    }
+}
+
+// ---- invoke rows ----
+
+#[inline(never)]
+fn run_rust_mutex_hashmap(fx: &Fixture, n: u64) {
+    let (map, id, args) = (&fx.map, fx.map_id, [fx.x]);
+    for _ in 0..n {
+        map.invoke(id, &args);
+    }
+}
+
+#[inline(never)]
+fn run_rust_epoch_slab(fx: &Fixture, n: u64) {
+    let (slab, id, args) = (&fx.slab, fx.slab_id, [fx.x]);
+    for _ in 0..n {
+        slab.invoke(id, &args);
+    }
+}
+
+#[inline(never)]
+fn run_cbreg_rust_api(fx: &Fixture, n: u64) {
+    let (reg, id, args) = (&fx.reg, fx.reg_id, [Arg::f64(fx.x)]);
+    for _ in 0..n {
+        reg.call(id, &args);
+    }
+}
+
+// ---- writer rows ----
+
+#[inline(never)]
+fn run_rust_mutex_hashmap_insert_remove(fx: &Fixture, n: u64) {
+    for _ in 0..n {
+        fx.churn_map.remove(fx.churn_map.add(tiny_closure()));
+    }
+}
+
+#[inline(never)]
+fn run_rust_epoch_slab_insert_remove(fx: &Fixture, n: u64) {
+    for _ in 0..n {
+        fx.churn_slab.remove(fx.churn_slab.add(tiny_closure()));
+    }
+}
+
+// ---- the row table ----
+
+#[derive(Clone, Copy, PartialEq)]
+enum Timing {
+    NsPerOp,
+    PairsPerS,
+}
+
+struct Row {
+    group: &'static str,
+    /// The function is `run_<name>`.
+    name: &'static str,
+    run: fn(&Fixture, u64),
+    timing: Timing,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        group: "invoke",
+        name: "rust_mutex_hashmap",
+        run: run_rust_mutex_hashmap,
+        timing: Timing::NsPerOp,
+    },
+    Row {
+        group: "invoke",
+        name: "rust_epoch_slab",
+        run: run_rust_epoch_slab,
+        timing: Timing::NsPerOp,
+    },
+    Row {
+        group: "invoke",
+        name: "cbreg_rust_api",
+        run: run_cbreg_rust_api,
+        timing: Timing::NsPerOp,
+    },
+    Row {
+        group: "writers",
+        name: "rust_mutex_hashmap_insert_remove",
+        run: run_rust_mutex_hashmap_insert_remove,
+        timing: Timing::PairsPerS,
+    },
+    Row {
+        group: "writers",
+        name: "rust_epoch_slab_insert_remove",
+        run: run_rust_epoch_slab_insert_remove,
+        timing: Timing::PairsPerS,
+    },
+];
+
+fn seconds(fx: &Fixture, row: &Row, ops: u64) -> f64 {
+    let t0 = Instant::now();
+    (row.run)(fx, ops);
+    t0.elapsed().as_secs_f64()
+}
+
+/// Seconds for `ops` operations on each of `threads` threads started
+/// together: the slowest thread's.
+fn seconds_on_threads(fx: &Fixture, row: &Row, ops: u64, threads: usize) -> f64 {
+    let start = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    (row.run)(fx, 1000); // warm up; claims the thread's records
+                    start.wait();
+                    seconds(fx, row, ops)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold(0.0, f64::max)
+    })
+}
+
+fn best(rounds: usize, mut f: impl FnMut() -> f64) -> f64 {
+    (0..rounds).map(|_| f()).fold(f64::INFINITY, f64::min)
+}
+
+fn run_rows(fx: &Fixture, calls: u64, group: Option<&str>) {
+    let rows = ROWS.iter().filter(|r| group.map_or(true, |g| g == r.group));
+    for row in rows.clone() {
+        println!("row run_{} {} {} {calls}", row.name, row.group, row.name);
+    }
+    for row in rows {
+        (row.run)(fx, calls);
+    }
+}
+
+fn time_rows(fx: &Fixture, calls: u64, threads: usize) {
+    let mut out = Vec::new();
+    let json = |row: &Row, metric: &str, value: f64, threads: usize| {
+        let extra = if threads > 1 {
+            format!(", \"threads\": {threads}")
+        } else {
+            String::new()
+        };
+        format!(
+            "  {{\"group\": \"{}\", \"row\": \"{}\", \"metric\": \"{metric}\", \"value\": {value:.6e}{extra}}}",
+            row.group, row.name
+        )
+    };
+    for row in ROWS {
+        let s = best(ROUNDS, || seconds(fx, row, calls));
+        out.push(match row.timing {
+            Timing::NsPerOp => json(row, "ns", s * 1e9 / calls as f64, 1),
+            Timing::PairsPerS => json(row, "pairs_per_s", calls as f64 / s, 1),
+        });
+        if row.timing == Timing::NsPerOp && threads > 1 {
+            let s = best(THREAD_ROUNDS, || {
+                seconds_on_threads(fx, row, calls, threads)
+            });
+            out.push(json(row, "ns", s * 1e9 / calls as f64, threads));
+        }
+    }
+    println!("[\n{}\n]", out.join(",\n"));
 }
 
 fn main() {
-    let arg = Value::f64(440.0);
-
-    // Baseline: a direct call through a function pointer the compiler cannot
-    // see through; on two threads it shows how the machine itself scales.
-    let direct_op = |_| -> Box<dyn FnMut() + Send> {
-        let ctx = leak_ctx();
-        Box::new(move || unsafe {
-            let f: RawCall = black_box(native_callback as RawCall);
-            f(
-                ctx as *const Padded as *mut c_void,
-                &arg,
-                1,
-                std::ptr::null_mut(),
-            );
-        })
-    };
-    let direct = best_ns(1, direct_op);
-    let direct_two = best_ns(2, direct_op);
-
-    let reg = new_registry();
-    let shared_id = register(reg, leak_ctx());
-    let ids: Vec<u64> = (0..2).map(|_| register(reg, leak_ctx())).collect();
-
-    let invoke = |id: u64| -> Box<dyn FnMut() + Send> {
-        Box::new(move || {
-            black_box(unsafe { cbreg_invoke(reg, black_box(id), &arg, 1, std::ptr::null_mut()) });
-        })
-    };
-    let one = best_ns(1, |_| invoke(shared_id));
-    let two_same = best_ns(2, |_| invoke(shared_id));
-    let two_distinct = best_ns(2, |t| invoke(ids[t]));
-
-    // The same entry through the safe Rust API: no handle lookup, typed args.
-    let rust_reg = Registry::global();
-    let rust_ctx = leak_ctx() as *const Padded as *mut c_void;
-    // SAFETY: the callback only reads its leaked, never-freed context.
-    let rust_id =
-        unsafe { rust_reg.register_raw(Some(native_callback), rust_ctx, None, false) }.unwrap();
-    let rust_arg = Arg::f64(440.0);
-    let rust_one = best_ns(1, |_| {
-        let reg = Registry::global();
-        Box::new(move || {
-            black_box(reg.call(black_box(rust_id), std::slice::from_ref(&rust_arg)));
-        })
-    });
-
-    // What users write today: a mutex around a map of boxed closures.
-    type Map = Mutex<HashMap<u64, Box<dyn Fn(&[Value]) + Send>>>;
-    let map: Arc<Map> = Arc::new(Mutex::new(HashMap::new()));
-    for id in 0..64u64 {
-        let ctx = leak_ctx();
-        map.lock().unwrap().insert(
-            id,
-            Box::new(move |a: &[Value]| {
-                black_box(ctx.value);
-                black_box(a);
-            }),
-        );
-    }
-    let locked = |id: u64, map: Arc<Map>| -> Box<dyn FnMut() + Send> {
-        Box::new(move || {
-            let guard = map.lock().unwrap();
-            if let Some(f) = guard.get(&black_box(id)) {
-                f(std::slice::from_ref(&arg));
-            }
-        })
-    };
-    let mutex_one = best_ns(1, |_| locked(3, map.clone()));
-    let mutex_two = best_ns(2, |_| locked(3, map.clone()));
-
-    println!("invoke (per call, best of {ROUNDS} rounds of {ITERS})");
-    println!("  direct call through a fn pointer       {direct:7.2} ns");
-    println!(
-        "  direct call, 2 threads                 {direct_two:7.2} ns   {:5.2}x 1 thread (the machine's own scaling)",
-        direct_two / direct
-    );
-    println!(
-        "  cbreg_invoke, 1 thread                 {one:7.2} ns   {:5.2}x direct   (target <= 1.5x)",
-        one / direct
-    );
-    println!(
-        "  Registry::call (Rust API), 1 thread    {rust_one:7.2} ns   {:5.2}x direct",
-        rust_one / direct
-    );
-    println!("  cbreg_invoke, 2 threads, same id       {two_same:7.2} ns   {:5.2}x 1 thread (target <= 1.5x)", two_same / one);
-    println!(
-        "  cbreg_invoke, 2 threads, distinct ids  {two_distinct:7.2} ns   {:5.2}x 1 thread",
-        two_distinct / one
-    );
-    println!("  Mutex<HashMap<Box<dyn Fn>>>, 1 thread  {mutex_one:7.2} ns   cbreg {:5.1}x faster (target >= 5x)", mutex_one / one);
-    println!("  Mutex<HashMap<Box<dyn Fn>>>, 2 threads {mutex_two:7.2} ns   cbreg {:5.1}x faster (target >= 30x)", mutex_two / two_same);
-
-    // Registration throughput and clear.
-    let churn = new_registry();
-    let ctx = leak_ctx();
-    let pairs = 1_000_000u64;
-    let mut best_pairs = 0.0f64;
-    for _ in 0..ROUNDS {
-        let t0 = Instant::now();
-        for _ in 0..pairs {
-            let id = register(churn, ctx);
-            assert_eq!(cbreg_unregister(churn, id), Status::Ok);
+    // `cargo bench` adds --bench; the modes are positional.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mode = args.first().map(String::as_str).unwrap_or("ns");
+    let calls = args
+        .get(1)
+        .map_or(DEFAULT_CALLS, |c| c.parse().expect("CALLS"));
+    let fx = Fixture::new();
+    match mode {
+        "rows" => run_rows(&fx, calls, args.get(2).map(String::as_str)),
+        "ns" => {
+            // More threads than cores would time the scheduler, not the rows.
+            let threads: usize = args.get(2).map_or(1, |t| t.parse().expect("THREADS"));
+            time_rows(&fx, calls, threads.min(available_cores()));
         }
-        best_pairs = best_pairs.max(pairs as f64 / t0.elapsed().as_secs_f64());
+        _ => {
+            eprintln!("usage: invoke rows [CALLS [GROUP]] | ns [CALLS [THREADS]]");
+            std::process::exit(2);
+        }
     }
-    println!("registration");
-    println!(
-        "  register + unregister, 1 thread        {:7.2} M pairs/s (target >= 5)",
-        best_pairs / 1e6
-    );
+}
 
-    let big = new_registry();
-    let n = 1_000_000;
-    for _ in 0..n {
-        register(big, ctx);
-    }
-    let t0 = Instant::now();
-    let mut cleared = 0usize;
-    assert_eq!(unsafe { cbreg_clear(big, &mut cleared) }, Status::Ok);
-    let clear_ms = t0.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(cleared, n);
-    println!("  clear of {n} entries             {clear_ms:7.1} ms (target < 100)");
-    println!(
-        "  bytes per entry (slot size)            {:7} (target <= 64)",
-        cbreg::ENTRY_BYTES
-    );
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
