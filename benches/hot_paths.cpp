@@ -146,6 +146,7 @@ struct Fixture {
 
     cbreg::registry reg;  // the invoke rows' registry
     uint64_t id = 0;
+    cbreg_site site{};
     MutexMap map;
     uint64_t map_id = 0;
 
@@ -179,6 +180,12 @@ ROW void run_cpp_mutex_map_copy_out(Fixture& fx, long n) {
     uint64_t id = fx.map_id;
     const cbreg_value* arg = &fx.arg;
     for (long i = 0; i < n; i++) map.invoke_copy_out(id, arg, 1, nullptr);
+}
+
+ROW void run_cbreg_site(Fixture& fx, long n) {
+    const cbreg_site* site = &fx.site;
+    const cbreg_value* arg = &fx.arg;
+    for (long i = 0; i < n; i++) cbreg_site_invoke(site, arg, 1, nullptr);
 }
 
 ROW void run_cbreg_c_abi(Fixture& fx, long n) {
@@ -262,6 +269,7 @@ const std::vector<Row>& rows() {
         {"invoke", "cpp_mutex_map_under_lock", run_cpp_mutex_map_under_lock, Timing::ns_per_op, false},
         {"invoke", "cpp_mutex_map_copy_out", run_cpp_mutex_map_copy_out, Timing::ns_per_op, false},
         {"invoke", "cbreg_c_abi", run_cbreg_c_abi, Timing::ns_per_op, false},
+        {"invoke", "cbreg_site", run_cbreg_site, Timing::ns_per_op, false},
         {"invoke", "cbreg_cpp_shim", run_cbreg_cpp_shim, Timing::ns_per_op, false},
         {"writers", "cpp_mutex_map_insert_erase", run_cpp_mutex_map_insert_erase, Timing::pairs_per_s, false},
         {"writers", "cbreg_register_unregister", run_cbreg_register_unregister, Timing::pairs_per_s, false},
@@ -279,6 +287,7 @@ void setup(Fixture& fx) {
         (void)fx.map.add(tiny_callback, fx.ctx);
     }
     fx.id = fx.reg.subscribe_raw(tiny_callback, fx.ctx, nullptr).release();
+    if (cbreg_site_resolve(fx.reg.handle(), fx.id, &fx.site)) std::abort();
     fx.map_id = fx.map.add(tiny_callback, fx.ctx);
     for (int i = 0; i < kNeighbours; i++) {
         (void)fx.reg.subscribe_raw(tiny_callback, fx.ctx, nullptr).release();

@@ -288,6 +288,14 @@ fn run_cbreg_rust_api(fx: &Fixture, n: u64) {
     }
 }
 
+#[inline(never)]
+fn run_cbreg_rust_site(fx: &Fixture, n: u64) {
+    let (site, args) = (fx.reg.site(fx.reg_id).unwrap(), [Arg::f64(fx.x)]);
+    for _ in 0..n {
+        site.call(&args);
+    }
+}
+
 // ---- writer rows ----
 
 #[inline(never)]
@@ -337,6 +345,12 @@ const ROWS: &[Row] = &[
         group: "invoke",
         name: "cbreg_rust_api",
         run: run_cbreg_rust_api,
+        timing: Timing::NsPerOp,
+    },
+    Row {
+        group: "invoke",
+        name: "cbreg_rust_site",
+        run: run_cbreg_rust_site,
         timing: Timing::NsPerOp,
     },
     Row {

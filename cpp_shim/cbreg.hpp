@@ -555,6 +555,47 @@ private:
 
 // ---- registries ----
 
+// A resolved call site (registry::site): one entry, invoked again and again
+// with less work than by id; what an audio thread keeps per event. Plain
+// data: copy it, share it between threads. Once the entry is unregistered
+// (or its registry destroyed) calls return not_found (invalid_registry),
+// never another entry. A default-constructed site answers invalid_argument.
+class site {
+public:
+    site() noexcept = default;
+    explicit site(const cbreg_site& s) noexcept : s_(s) {}
+
+    // cbreg_site_invoke as is.
+    status invoke_raw(const cbreg_value* argv, std::size_t n, cbreg_value* ret = nullptr) const noexcept {
+        return detail::from_c(cbreg_site_invoke(&s_, argv, n, ret));
+    }
+    // Invokes with arguments converted by value::from (on the stack, no
+    // allocation); any return value is discarded.
+    template <class... A>
+    status operator()(const A&... a) const noexcept {
+        return invoke_with(nullptr, a...);
+    }
+    // As operator(), keeping the return value in `ret`.
+    template <class... A>
+    status invoke_into(result& ret, const A&... a) const noexcept {
+        return invoke_with(ret.out(), a...);
+    }
+    const cbreg_site& raw() const noexcept { return s_; }
+
+private:
+    template <class... A>
+    status invoke_with(cbreg_value* ret, const A&... a) const noexcept {
+        if constexpr (sizeof...(A) == 0) {
+            return invoke_raw(nullptr, 0, ret);
+        } else {
+            const cbreg_value argv[] = {value::from(a)...};
+            return invoke_raw(argv, sizeof...(A), ret);
+        }
+    }
+
+    cbreg_site s_{};
+};
+
 // A registry of its own (default constructor; destroyed with
 // cbreg_registry_free, which closes, waits and releases everything), or a
 // non-owning view of one (global(), borrow()). Move-only; a moved-from
@@ -654,6 +695,20 @@ public:
         result r;
         detail::throw_unless_ok(invoke_into(r, id, a...));
         return r;
+    }
+
+    // Resolves entry `id` to a call site (not_found unless it is live).
+    status resolve(std::uint64_t id, cbreg::site& out) const noexcept {
+        cbreg_site s{};
+        status st = detail::from_c(cbreg_site_resolve(reg_, id, &s));
+        if (st == status::ok) out = cbreg::site(s);
+        return st;
+    }
+    // As resolve; throws error unless OK.
+    cbreg::site site(std::uint64_t id) const {
+        cbreg::site out;
+        detail::throw_unless_ok(resolve(id, out));
+        return out;
     }
 
     status unregister(std::uint64_t id) const noexcept {

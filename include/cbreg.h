@@ -156,6 +156,21 @@ typedef uint32_t (*cbreg_call_fn)(void *ctx,
 // May be NULL where nothing needs freeing.
 typedef void (*cbreg_release_fn)(void *ctx);
 
+// A resolved call site: what `cbreg_site_resolve` makes of a registry and
+// an id, for invoking the same entry again and again with less work (an
+// audio thread keeps one per event). Plain data: copy it freely, share it
+// between threads; read none of its fields. A site never outlives its
+// meaning: once the entry is unregistered (or its registry freed), invoking
+// through the site returns `NOT_FOUND` (`INVALID_REGISTRY`), never another
+// entry. A zeroed site is invalid (`INVALID_ARGUMENT`).
+typedef struct cbreg_site {
+  const void *slot;
+  uint64_t live;
+  uint64_t handle;
+  size_t index;
+  const void *owner;
+} cbreg_site;
+
 // Counters reported by `stats`.
 typedef struct cbreg_stats {
   // Entries registered and not yet unregistered (a one-shot stops being
@@ -234,6 +249,27 @@ cbreg_status cbreg_invoke(struct cbreg_registry reg,
                           size_t nargs,
                           struct cbreg_value *ret);
 
+// Resolves entry `id` of registry `reg` to a call site (`*out`), for
+// `cbreg_site_invoke`. `NOT_FOUND` if the entry is not live (a one-shot
+// resolves, and its site works until it has run); `INVALID_REGISTRY` for
+// a bad handle.
+//
+// # Safety
+// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for a site.
+cbreg_status cbreg_site_resolve(struct cbreg_registry reg, uint64_t id, struct cbreg_site *out);
+
+// Invokes the entry a call site names, as `cbreg_invoke` would: the same
+// arguments, statuses and guarantees, without looking the entry up again.
+//
+// # Safety
+// `site` is NULL (`INVALID_ARGUMENT`) or points to a site that
+// `cbreg_site_resolve` wrote (or a copy of one, or a zeroed one); `args`
+// and `ret` as for `cbreg_invoke`.
+cbreg_status cbreg_site_invoke(const struct cbreg_site *site,
+                               const struct cbreg_value *args,
+                               size_t nargs,
+                               struct cbreg_value *ret);
+
 // Unregisters `id` and returns at once: no invocation starts after it
 // returns. The release runs here if no invocation is in flight, otherwise
 // when the last one returns (or at the next collect point).
@@ -284,7 +320,8 @@ uint32_t cbreg_last_callback_code(void);
 
 // Marks the calling thread real-time (`on` true) or not. cbreg never runs
 // a release on a real-time thread; such releases wait for the next collect
-// on another thread.
+// on another thread. Either way the thread's record is claimed now, so its
+// first invoke takes the fast path (call it when an audio thread starts).
 cbreg_status cbreg_thread_set_realtime(bool on);
 
 // Whether the calling thread is marked real-time.

@@ -20,7 +20,7 @@ $(RDV_DIR):
 $(RDV_DIR)/plugin_a.so $(RDV_DIR)/plugin_b.so: tests/c/rendezvous/plugin.c include/cbreg.h $(CARGO_STATICLIB) | $(RDV_DIR)
 	$(CC) $(RDV_CFLAGS) -fPIC -shared $< $(CARGO_STATICLIB) -lpthread -ldl -lm -o $@
 
-$(RDV_DIR)/host: tests/c/rendezvous/host.c | $(RDV_DIR)
+$(RDV_DIR)/host: tests/c/rendezvous/host.c include/cbreg.h | $(RDV_DIR)
 	$(CC) $(RDV_CFLAGS) -D_POSIX_C_SOURCE=200809L $< -ldl -o $@
 
 rendezvous-test: $(RDV_DIR)/host $(RDV_DIR)/plugin_a.so $(RDV_DIR)/plugin_b.so

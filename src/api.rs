@@ -147,6 +147,16 @@ impl Registry {
         }
     }
 
+    /// Resolves entry `id` to a call site: invoking through it is the same
+    /// as invoking `id` here, with less work per call. `NotFound` unless the
+    /// entry is live now.
+    pub fn site(&self, id: Id) -> Result<Site, Status> {
+        let mut raw = ffi::Site::NONE;
+        // SAFETY: a valid out-pointer.
+        unsafe { ffi::cbreg_site_resolve(self.handle, id, &mut raw) }.ok()?;
+        Ok(Site { raw })
+    }
+
     /// Unregisters `id`; no invocation starts after this returns.
     pub fn unregister(&self, id: Id) -> Status {
         ffi::cbreg_unregister(self.handle, id)
@@ -259,6 +269,48 @@ unsafe extern "C-unwind" fn drop_closure(ctx: *mut c_void) {
 /// on it; releases it would have run wait for the next collect elsewhere.
 pub fn set_thread_realtime(on: bool) {
     let _ = ffi::cbreg_thread_set_realtime(on);
+}
+
+/// A resolved call site (`Registry::site`): one entry, invoked again and
+/// again. Once the entry is unregistered (or its registry freed), calls
+/// through it return `NotFound` (`InvalidRegistry`), never another entry.
+#[derive(Clone, Copy, Debug)]
+pub struct Site {
+    raw: ffi::Site,
+}
+
+impl Site {
+    /// Invokes the entry; returns the callback's return value.
+    #[inline]
+    pub fn invoke(&self, args: &[Arg<'_>]) -> Result<Value, Status> {
+        let mut ret = Value::none();
+        let values = Arg::as_values(args);
+        // SAFETY: a site `cbreg_site_resolve` wrote; every `Arg` borrows its
+        // memory for at least this call; a valid out-pointer.
+        unsafe { ffi::cbreg_site_invoke(&self.raw, values.as_ptr(), values.len(), &mut ret) }
+            .ok()
+            .map(|_| ret)
+    }
+
+    /// Invokes the entry, discarding any return value.
+    #[inline]
+    pub fn call(&self, args: &[Arg<'_>]) -> Status {
+        let values = Arg::as_values(args);
+        // SAFETY: as in `invoke`; no return value is asked for.
+        unsafe {
+            ffi::cbreg_site_invoke(
+                &self.raw,
+                values.as_ptr(),
+                values.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+
+    /// The C site (`cbreg_site`), for passing to C code.
+    pub fn raw(&self) -> ffi::Site {
+        self.raw
+    }
 }
 
 /// An entry that unregisters itself when dropped.

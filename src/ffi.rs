@@ -259,6 +259,165 @@ fn invoke_checked(
     }
 }
 
+/// A resolved call site: what `cbreg_site_resolve` makes of a registry and
+/// an id, for invoking the same entry again and again with less work (an
+/// audio thread keeps one per event). Plain data: copy it freely, share it
+/// between threads; read none of its fields. A site never outlives its
+/// meaning: once the entry is unregistered (or its registry freed), invoking
+/// through the site returns `NOT_FOUND` (`INVALID_REGISTRY`), never another
+/// entry. A zeroed site is invalid (`INVALID_ARGUMENT`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Site {
+    slot: *const c_void,
+    live: u64,
+    handle: u64,
+    index: usize,
+    owner: *const c_void,
+}
+
+// SAFETY: a site names a slot, which is never freed, and every use checks
+// its state.
+unsafe impl Send for Site {}
+unsafe impl Sync for Site {}
+
+impl Site {
+    /// The zeroed (unresolved) site.
+    pub const NONE: Site = Site {
+        slot: std::ptr::null(),
+        live: 0,
+        handle: 0,
+        index: 0,
+        owner: std::ptr::null(),
+    };
+}
+
+/// Resolves entry `id` of registry `reg` to a call site (`*out`), for
+/// `cbreg_site_invoke`. `NOT_FOUND` if the entry is not live (a one-shot
+/// resolves, and its site works until it has run); `INVALID_REGISTRY` for
+/// a bad handle.
+///
+/// # Safety
+/// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for a site.
+#[no_mangle]
+pub unsafe extern "C" fn cbreg_site_resolve(
+    reg: RegistryHandle,
+    id: u64,
+    out: *mut Site,
+) -> Status {
+    forward!(site_resolve(reg, id, out));
+    boundary(|| {
+        let out = required(out)?;
+        let core = core_of(reg)?;
+        let (slot, live, index) = core.resolve(id)?;
+        *out = Site {
+            slot,
+            live,
+            handle: reg.handle,
+            index,
+            owner: crate::rendezvous::own_marker(),
+        };
+        Ok(())
+    })
+}
+
+/// Invokes the entry a call site names, as `cbreg_invoke` would: the same
+/// arguments, statuses and guarantees, without looking the entry up again.
+///
+/// # Safety
+/// `site` is NULL (`INVALID_ARGUMENT`) or points to a site that
+/// `cbreg_site_resolve` wrote (or a copy of one, or a zeroed one); `args`
+/// and `ret` as for `cbreg_invoke`.
+#[no_mangle]
+pub unsafe extern "C-unwind" fn cbreg_site_invoke(
+    site: *const Site,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    // No `catch_unwind`: as for `cbreg_invoke`.
+    put(ret, Value::none());
+    // A site this copy resolved (so its slot is ours): anything else (NULL,
+    // a zeroed site, or this copy forwards) takes the checked path.
+    // SAFETY: the caller's promise: NULL or a site.
+    let s = match unsafe { site.as_ref() } {
+        Some(s) if s.owner == crate::rendezvous::own_marker() => s,
+        _ => return site_invoke_checked(site, args, nargs, ret),
+    };
+    if nargs != 1 {
+        return site_invoke_several(s, args, nargs, ret);
+    }
+    if args.is_null() {
+        return Status::InvalidArgument;
+    }
+    // SAFETY: the C caller's promise for `args`: one value.
+    if !value::plainly_acceptable(unsafe { &*args }) {
+        return site_invoke_several(s, args, nargs, ret);
+    }
+    // SAFETY: resolved by this copy; the arguments checked just now.
+    unsafe { invoke_through(s, args, nargs, ret) }
+}
+
+/// Invokes through a site this copy resolved.
+///
+/// # Safety
+/// `site.owner` is this copy's marker; `args` checked; `ret` as for
+/// `cbreg_invoke`.
+#[inline(always)]
+unsafe fn invoke_through(site: &Site, args: *const Value, nargs: usize, ret: *mut Value) -> Status {
+    // SAFETY: the caller's promises; the fields are `resolve`'s.
+    unsafe {
+        registry::invoke_site(
+            site.handle,
+            site.slot,
+            site.live,
+            site.index,
+            args,
+            nargs,
+            ret,
+        )
+    }
+}
+
+/// `cbreg_site_invoke` with other than one scalar argument.
+#[inline(never)]
+unsafe fn site_invoke_several(
+    site: &Site,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    // SAFETY: the C caller's promise for `args`.
+    let plain = unsafe { value::args_plainly_acceptable(args, nargs) };
+    let args = if plain {
+        // SAFETY: as above; `nargs` is in range.
+        unsafe { std::slice::from_raw_parts(args, nargs) }
+    } else {
+        match args_of(args, nargs) {
+            Ok(args) => args,
+            Err(e) => return e,
+        }
+    };
+    // SAFETY: this copy's site; the arguments checked.
+    unsafe { invoke_through(site, args.as_ptr(), args.len(), ret) }
+}
+
+/// `cbreg_site_invoke` for a site this copy did not resolve.
+#[cold]
+#[inline(never)]
+unsafe fn site_invoke_checked(
+    site: *const Site,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    if site.is_null() {
+        return Status::InvalidArgument;
+    }
+    forward!(site_invoke(site, args, nargs, ret));
+    Status::InvalidArgument // zeroed, or made by hand
+}
+
 /// Unregisters `id` and returns at once: no invocation starts after it
 /// returns. The release runs here if no invocation is in flight, otherwise
 /// when the last one returns (or at the next collect point).
@@ -358,7 +517,8 @@ pub extern "C" fn cbreg_last_callback_code() -> u32 {
 
 /// Marks the calling thread real-time (`on` true) or not. cbreg never runs
 /// a release on a real-time thread; such releases wait for the next collect
-/// on another thread.
+/// on another thread. Either way the thread's record is claimed now, so its
+/// first invoke takes the fast path (call it when an audio thread starts).
 #[no_mangle]
 pub extern "C" fn cbreg_thread_set_realtime(on: bool) -> Status {
     forward!(thread_set_realtime(on));

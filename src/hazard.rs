@@ -235,11 +235,14 @@ pub(crate) fn is_realtime() -> bool {
     REALTIME.with(|r| r.get())
 }
 
+/// Marks the thread real-time (or not), and claims its record now, so its
+/// first invoke already takes the fast path.
 pub(crate) fn set_realtime(on: bool) {
     if on {
         crate::reclaimer::ensure_started();
     }
-    REALTIME.with(|r| r.set(on))
+    REALTIME.with(|r| r.set(on));
+    let _ = record();
 }
 
 /// A number naming this thread for as long as the process lives (never 0,
@@ -274,7 +277,9 @@ pub(crate) fn record() -> Option<&'static ThreadRecord> {
 
 /// This thread's record if it may take the invoke fast path: it has one,
 /// and its side of the barrier pair is `barrier::light_unfenced` (decided
-/// when the record was claimed). One thread-local load and one test.
+/// when the record was claimed). One thread-local load and one test. A
+/// thread's first invoke claims its record on the general path (or
+/// `set_realtime` did).
 #[inline(always)]
 pub(crate) fn fast_record() -> Option<&'static ThreadRecord> {
     let word = crate::tls_word::get();

@@ -41,7 +41,7 @@ mod tls_word;
 mod value;
 mod wait;
 
-pub use api::{set_thread_realtime, Id, Registry, Subscription};
+pub use api::{set_thread_realtime, Callback, Id, Registry, Site, Subscription};
 pub use arg::Arg;
 pub use registry::{CallFn, ReleaseFn, Stats, ENTRY_BYTES};
 pub use status::{last_callback_code, Status};

@@ -30,13 +30,13 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use crate::ffi::{self, RegistryHandle};
+use crate::ffi::{self, RegistryHandle, Site};
 use crate::registry::{CallFn, ReleaseFn, Stats};
 use crate::{Status, Value};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"cbregApi");
 /// Version of the `Api` layout; fields are only ever appended.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The C ABI of the owning copy. `#[repr(C)]`, append-only: a copy checks
 /// `size` before it uses a field.
@@ -78,6 +78,10 @@ pub struct Api {
         unsafe extern "C" fn(*mut c_void),
     ) -> bool,
     pub(crate) collect_all: extern "C" fn() -> usize,
+    // Version 2.
+    pub(crate) site_resolve: unsafe extern "C" fn(RegistryHandle, u64, *mut Site) -> Status,
+    pub(crate) site_invoke:
+        unsafe extern "C-unwind" fn(*const Site, *const Value, usize, *mut Value) -> Status,
 }
 
 static OWN: Api = Api {
@@ -102,6 +106,8 @@ static OWN: Api = Api {
     retire_matching: retire_matching_local,
     set_blocking_hook: set_blocking_hook_local,
     collect_all: collect_all_local,
+    site_resolve: ffi::cbreg_site_resolve,
+    site_invoke: ffi::cbreg_site_invoke,
 };
 
 /// Where this copy's calls go: null until decided, `&OWN` when this copy
@@ -150,6 +156,13 @@ fn decide() -> *mut Api {
             Err(_) => std::thread::yield_now(),
         }
     }
+}
+
+/// What a call site records of the copy that resolved it (this copy's
+/// table's address): a site is used directly only by that copy.
+#[inline(always)]
+pub(crate) fn own_marker() -> *const c_void {
+    &OWN as *const Api as *const c_void
 }
 
 fn own() -> *mut Api {
@@ -244,6 +257,17 @@ mod refuse {
     pub(super) extern "C" fn is_closed(_: RegistryHandle, _: *mut bool) -> Status {
         Status::Internal
     }
+    pub(super) extern "C" fn site_resolve(_: RegistryHandle, _: u64, _: *mut Site) -> Status {
+        Status::Internal
+    }
+    pub(super) extern "C-unwind" fn site_invoke(
+        _: *const Site,
+        _: *const Value,
+        _: usize,
+        _: *mut Value,
+    ) -> Status {
+        Status::Internal
+    }
 }
 
 static INCOMPATIBLE: Api = Api {
@@ -259,6 +283,8 @@ static INCOMPATIBLE: Api = Api {
     stats_get: refuse::stats,
     registry_is_closed: refuse::is_closed,
     thread_set_realtime: refuse::set_realtime,
+    site_resolve: refuse::site_resolve,
+    site_invoke: refuse::site_invoke,
     ..OWN
 };
 

@@ -49,6 +49,15 @@ fn entry(reg: &Registry, probe: &Arc<Probe>, once: bool) -> u64 {
 }
 
 /// A registry holding one entry, and the probe that entry reports to.
+/// A model thread that claims its thread record first, as a thread that
+/// has invoked before has, so its invokes take the fast path.
+fn spawn_prepared<T: 'static>(f: impl FnOnce() -> T + 'static) -> thread::JoinHandle<T> {
+    thread::spawn(move || {
+        cbreg::set_thread_realtime(false);
+        f()
+    })
+}
+
 fn setup(once: bool) -> (Arc<Registry>, Arc<Probe>, u64) {
     let reg = Arc::new(Registry::new().unwrap());
     let probe = Arc::new(Probe::default());
@@ -81,7 +90,7 @@ fn invoke_racing_unregister() {
     model(|| {
         let (reg, probe, id) = setup(false);
         let r = reg.clone();
-        let invoker = thread::spawn(move || r.call(id, &[]));
+        let invoker = spawn_prepared(move || r.call(id, &[]));
         assert_eq!(reg.unregister(id), Status::Ok);
         assert_eq!(
             reg.call(id, &[]),
@@ -100,7 +109,7 @@ fn invoke_racing_clear() {
     model(|| {
         let (reg, probe, id) = setup(false);
         let r = reg.clone();
-        let invoker = thread::spawn(move || r.call(id, &[]));
+        let invoker = spawn_prepared(move || r.call(id, &[]));
         assert_eq!(reg.clear(), 1);
         assert_eq!(reg.call(id, &[]), Status::NotFound);
         invoker.join().unwrap();
@@ -113,7 +122,7 @@ fn two_invokers_racing_on_a_one_shot() {
     model(|| {
         let (reg, probe, id) = setup(true);
         let r = reg.clone();
-        let other = thread::spawn(move || r.call(id, &[]));
+        let other = spawn_prepared(move || r.call(id, &[]));
         let mine = reg.call(id, &[]);
         let theirs = other.join().unwrap();
         let oks = [mine, theirs].iter().filter(|s| **s == Status::Ok).count();
@@ -129,9 +138,9 @@ fn collect_racing_an_invoke_in_flight() {
     model(|| {
         let (reg, probe, id) = setup(false);
         let r = reg.clone();
-        let invoker = thread::spawn(move || r.call(id, &[]));
+        let invoker = spawn_prepared(move || r.call(id, &[]));
         let r = reg.clone();
-        let collector = thread::spawn(move || {
+        let collector = spawn_prepared(move || {
             r.collect();
         });
         assert_eq!(reg.unregister(id), Status::Ok);
@@ -169,7 +178,7 @@ fn release_never_runs_on_a_realtime_invoker() {
             .unwrap()
             .detach();
         let r = reg.clone();
-        let audio = thread::spawn(move || {
+        let audio = spawn_prepared(move || {
             ON_REALTIME_THREAD.with(|c| c.set(true));
             cbreg::set_thread_realtime(true);
             r.call(id, &[])
@@ -205,7 +214,7 @@ fn stale_handle_register_racing_free_never_reaches_the_next_registry() {
         let handle = RegistryHandle {
             handle: old.handle(),
         };
-        let stale = thread::spawn(move || {
+        let stale = spawn_prepared(move || {
             let mut id = 0;
             let s = unsafe {
                 cbreg_register(handle, Some(noop), std::ptr::null_mut(), None, 0, &mut id)
@@ -237,7 +246,7 @@ fn unregister_wait_racing_a_one_shot_returns_after_call_and_release() {
     model(|| {
         let (reg, probe, id) = setup(true);
         let r = reg.clone();
-        let invoker = thread::spawn(move || r.call(id, &[]));
+        let invoker = spawn_prepared(move || r.call(id, &[]));
         let waited = reg.unregister_wait(id);
         assert!(waited == Status::Ok || waited == Status::NotFound);
         assert_eq!(probe.inside.load(SeqCst), 0, "returned during the call");
@@ -276,7 +285,7 @@ fn invoke_nested_past_the_cells_racing_unregister() {
             .unwrap()
             .detach();
         let r = reg.clone();
-        let invoker = thread::spawn(move || r.call(outer, &[]));
+        let invoker = spawn_prepared(move || r.call(outer, &[]));
         assert_eq!(reg.unregister(inner), Status::Ok);
         invoker.join().unwrap();
         reg.collect();
@@ -291,7 +300,7 @@ fn stale_id_racing_slot_reuse_never_runs_the_newer_entry() {
     model(|| {
         let (reg, probe, old) = setup(false);
         let r = reg.clone();
-        let invoker = thread::spawn(move || r.call(old, &[]));
+        let invoker = spawn_prepared(move || r.call(old, &[]));
         assert_eq!(reg.unregister(old), Status::Ok);
         reg.collect();
         let newer = Arc::new(Probe::default());
@@ -316,7 +325,7 @@ fn free_racing_a_one_shot_returns_after_its_release() {
             handle: reg.handle(),
         };
         let r = reg.clone();
-        let invoker = thread::spawn(move || r.call(id, &[]));
+        let invoker = spawn_prepared(move || r.call(id, &[]));
         assert_eq!(cbreg_registry_free(handle), Status::Ok);
         assert_eq!(
             probe.inside.load(SeqCst),
@@ -334,5 +343,34 @@ fn free_racing_a_one_shot_returns_after_its_release() {
             "{s:?}"
         );
         check(&probe);
+    });
+}
+
+/// A call site racing unregister, slot reuse and the registry's free: the
+/// site runs its own entry or reports it gone, never the slot's newer
+/// entry, and the release still runs once, never during a call.
+#[test]
+fn site_racing_unregister_slot_reuse_and_free_never_runs_another_entry() {
+    use cbreg::ffi::{cbreg_registry_free, RegistryHandle};
+    model(|| {
+        let (reg, probe, old) = setup(false);
+        let site = reg.site(old).unwrap();
+        let invoker = spawn_prepared(move || site.call(&[]));
+        assert_eq!(reg.unregister(old), Status::Ok);
+        reg.collect();
+        let newer = Arc::new(Probe::default());
+        let new_id = entry(&reg, &newer, false);
+        assert_ne!(new_id, old);
+        let s = invoker.join().unwrap();
+        assert!(matches!(s, Status::Ok | Status::NotFound), "{s:?}");
+        assert_eq!(newer.calls.load(SeqCst), 0, "a site ran a newer entry");
+        reg.collect();
+        check(&probe);
+        let handle = RegistryHandle {
+            handle: reg.handle(),
+        };
+        assert_eq!(cbreg_registry_free(handle), Status::Ok);
+        assert_eq!(site.call(&[]), Status::InvalidRegistry);
+        assert_eq!(newer.releases.load(SeqCst), 1);
     });
 }

@@ -68,28 +68,41 @@ impl Core {
         }
         // SAFETY: a nonzero entry from `locate_id`.
         let slot = unsafe { Segments::at(entry, offset) };
-        let Some(record) = hazard::fast_record() else {
-            return self.invoke_general(handle, id, args, nargs, ret);
-        };
-        let depth = record.depth();
-        if depth >= hazard::CELLS {
-            return self.invoke_general(handle, id, args, nargs, ret);
+        // The lifecycle word is read after the state: an entry of a newer
+        // registry on this core was registered after the older one's free,
+        // so seeing it means seeing that free too (`docs/protocol.md`,
+        // "registry lifetime").
+        let alive = move || self.life.load(Ordering::Relaxed) == handle;
+        // SAFETY: the caller's promises.
+        let general = move || unsafe { self.invoke_general(handle, id, args, nargs, ret) };
+        // SAFETY: the caller's promises; the slot is this core's.
+        unsafe {
+            invoke_at(
+                slot,
+                key(id) | LIVE,
+                self.index,
+                alive,
+                general,
+                args,
+                nargs,
+                ret,
+            )
         }
-        record.enter(depth, slot.addr());
-        barrier::light_unfenced();
-        let state = slot.state.load(Ordering::Acquire);
-        // Generation 0 never matches a live state. The lifecycle word is
-        // read after the state: an entry of a newer registry on this core
-        // was registered after the older one's free, so seeing it means
-        // seeing that free too (`docs/protocol.md`, "registry lifetime").
-        if state != key(id) | LIVE || self.life.load(Ordering::Relaxed) != handle {
-            record.leave(depth);
-            return self.invoke_general(handle, id, args, nargs, ret);
+    }
+
+    /// What a call site keeps of entry `id` (`ffi::cbreg_site_resolve`):
+    /// its slot's address and the state it has while live and persistent (a one-shot
+    /// never has exactly that state, so its site takes the general path,
+    /// which claims it). `NotFound` unless the entry is live now.
+    /// Also this registry's table index, which the site keeps for the
+    /// per-thread counter.
+    pub(crate) fn resolve(&self, id: u64) -> Result<(*const c_void, u64, usize), Status> {
+        let slot = self.segments.slot_of_id(id).ok_or(Status::NotFound)?;
+        let live = key(id) | LIVE;
+        if slot.state.load(Ordering::Acquire) & !ONCE != live {
+            return Err(Status::NotFound);
         }
-        hazard::ThreadRecord::bump(record.invoked(self.index));
-        // SAFETY: the entry is published in cell `depth` and was live after
-        // that; the caller's promises for args and ret.
-        unsafe { call_published(record, depth, state, args, nargs, ret) }
+        Ok((slot.addr() as *const c_void, live, self.index))
     }
 
     #[cold]
@@ -218,6 +231,103 @@ impl Core {
                 self.after_retired_invoke();
             }
         }
+    }
+}
+
+/// A call site's invoke (`ffi::cbreg_site_invoke`): the fast path with no
+/// lifecycle check. The state alone shows the entry is the one the site was
+/// resolved for (generations never repeat, on any registry this core
+/// serves) and is not retired. A registry's `free` retires every entry
+/// before it completes and waits for every invocation in flight, so a call
+/// that saw the entry live is ordered before that free; once the entry is
+/// retired the general path answers, with the lifecycle check.
+///
+/// # Safety
+/// `slot`, `live`, `handle` and `index` are what `Core::resolve` and its
+/// caller gave for one entry; `args`, `nargs` and `ret` as for
+/// `Core::invoke`.
+#[inline(always)]
+pub(crate) unsafe fn invoke_site(
+    handle: u64,
+    slot: *const c_void,
+    live: u64,
+    index: usize,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    // SAFETY: a slot `resolve` returned; slots are never freed.
+    let slot = unsafe { &*(slot as *const Slot) };
+    // The site's state names its registry (`resolve` made it from an id
+    // live there).
+    // SAFETY: the caller's promises.
+    let general = move || unsafe { invoke_general_at(handle, slot, live, args, nargs, ret) };
+    // SAFETY: the caller's promises.
+    unsafe { invoke_at(slot, live, index, || true, general, args, nargs, ret) }
+}
+
+/// The fast path from the slot on, for `Core::invoke` and for call
+/// sites: publish the slot in the thread's next cell, then call if the
+/// entry's state is `live` and `alive()` holds after it; every other case
+/// leaves for `general()`, with nothing published. `index` is the
+/// registry's table index (its per-thread counter).
+///
+/// # Safety
+/// `slot` belongs to the registry of table index `index`; `args`, `nargs`
+/// and `ret` as for `Core::invoke`.
+#[allow(clippy::too_many_arguments)] // inlined into its two callers
+#[inline(always)]
+pub(crate) unsafe fn invoke_at(
+    slot: &Slot,
+    live: u64,
+    index: usize,
+    alive: impl Fn() -> bool,
+    general: impl FnOnce() -> Status,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    let Some(record) = hazard::fast_record() else {
+        return general();
+    };
+    let depth = record.depth();
+    if depth >= hazard::CELLS {
+        return general();
+    }
+    record.enter(depth, slot.addr());
+    barrier::light_unfenced();
+    // Generation 0 never matches a live state.
+    let state = slot.state.load(Ordering::Acquire);
+    if state != live || !alive() {
+        record.leave(depth);
+        return general();
+    }
+    hazard::ThreadRecord::bump(record.invoked(index));
+    // SAFETY: the entry is published in cell `depth` and was live after
+    // that; the caller's promises for args and ret.
+    unsafe { call_published(record, depth, state, args, nargs, ret) }
+}
+
+/// `Core::invoke_general` for the entry of `slot` whose live state is
+/// `live`, reached from the fast path by a tail call (six arguments: the
+/// core is the one the state's registry tag names).
+///
+/// # Safety
+/// As for `Core::invoke_slot`.
+#[cold]
+#[inline(never)]
+unsafe fn invoke_general_at(
+    handle: u64,
+    slot: &Slot,
+    live: u64,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
+    match super::table::core_of_state(live) {
+        // SAFETY: the caller's promises.
+        Some(core) => unsafe { core.invoke_general(handle, slot.id(live), args, nargs, ret) },
+        None => Status::InvalidRegistry,
     }
 }
 

@@ -29,6 +29,7 @@ mod table;
 
 #[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use fork::after_fork_in_child;
+pub(crate) use invoke::invoke_site;
 use slots::{FreeList, Segments, Slot, LIVE, ONCE};
 use stats::Counters;
 pub use stats::Stats;

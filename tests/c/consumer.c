@@ -244,6 +244,39 @@ static void default_registry_is_shared_and_never_destroyed(void) {
     CHECK_U64(after.live, before.live);
 }
 
+static void site_invokes_until_unregistered_and_never_the_next_entry(void) {
+    cbreg_registry r = new_registry();
+    probe p1, p2;
+    cbreg_site site, zeroed;
+    uint64_t id1;
+    cbreg_value arg;
+    probe_init(&p1);
+    probe_init(&p2);
+    memset(&zeroed, 0, sizeof zeroed);
+    arg.tag = CBREG_TAG_F64;
+    arg.len = 0;
+    arg.as.f64 = 440.0;
+    arg.drop = NULL;
+    arg.owner = NULL;
+    id1 = register_probe(r, &p1, 0);
+    CHECK_STATUS(cbreg_site_resolve(r, id1, NULL), CBREG_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(cbreg_site_resolve(r, id1, &site), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_site_invoke(&site, &arg, 1, NULL), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_site_invoke(&site, NULL, 0, NULL), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_site_invoke(NULL, NULL, 0, NULL), CBREG_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(cbreg_site_invoke(&zeroed, NULL, 0, NULL), CBREG_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(cbreg_unregister(r, id1), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_site_invoke(&site, NULL, 0, NULL), CBREG_STATUS_NOT_FOUND);
+    (void)register_probe(r, &p2, 0); /* takes the freed slot */
+    CHECK_STATUS(cbreg_site_invoke(&site, NULL, 0, NULL), CBREG_STATUS_NOT_FOUND);
+    CHECK(p1.calls == 2);
+    CHECK(p2.calls == 0);
+    CHECK_STATUS(cbreg_site_resolve(r, id1, &site), CBREG_STATUS_NOT_FOUND);
+    CHECK_STATUS(cbreg_registry_free(r), CBREG_STATUS_OK);
+    check_released_once_cleanly(&p1);
+    check_released_once_cleanly(&p2);
+}
+
 static void registry_new_and_free_release_everything(void) {
     cbreg_registry r1 = new_registry(), r2 = new_registry();
     probe p1, p2;
@@ -1166,6 +1199,7 @@ static const test_case k_tests[] = {
     TEST(value_layout_matches_the_rust_side),
     TEST(default_registry_is_shared_and_never_destroyed),
     TEST(registry_new_and_free_release_everything),
+    TEST(site_invokes_until_unregistered_and_never_the_next_entry),
     TEST(register_persistent_invokes_with_ctx_and_releases_once),
     TEST(register_once_runs_at_most_once),
     TEST(register_once_races_have_one_winner),

@@ -264,6 +264,28 @@ void one_shot_flag_runs_once_then_releases() {
     CHECK_STATUS(sub.unregister(), status::not_found);
 }
 
+void site_invokes_its_entry_until_it_is_gone_and_never_the_next() {
+    cbreg::registry reg;
+    std::atomic<int> calls{0}, later{0};
+    auto sub = reg.subscribe([&calls](cbreg::args a) { return a.get<double>(0) * 2.0; });
+    const cbreg::site site = reg.site(sub.id());
+    cbreg::result r;
+    CHECK_STATUS(site.invoke_into(r, 220.0), status::ok);
+    CHECK(r.as<double>() == 440.0);
+    const cbreg::site copy = site;  // plain data
+    CHECK_STATUS(copy(1.0), status::ok);
+    CHECK_STATUS(sub.unregister(), status::ok);
+    CHECK_STATUS(site(1.0), status::not_found);
+    auto next = reg.subscribe([&later] { ++later; });  // may take the slot
+    CHECK_STATUS(site(1.0), status::not_found);
+    CHECK(later == 0);
+    cbreg::site unresolved;
+    CHECK_STATUS(unresolved(), status::invalid_argument);
+    cbreg::site s2;
+    CHECK_STATUS(reg.resolve(sub.id(), s2), status::not_found);
+    (void)calls;
+}
+
 void second_thread_invokes_while_main_thread_clears() {
     cbreg::registry reg;
     for (int round = 0; round < 20; ++round) {
@@ -432,6 +454,7 @@ const test_case k_tests[] = {
     TEST(subscription_moves_transfer_ownership),
     TEST(registry_moves_transfer_ownership),
     TEST(one_shot_flag_runs_once_then_releases),
+    TEST(site_invokes_its_entry_until_it_is_gone_and_never_the_next),
     TEST(second_thread_invokes_while_main_thread_clears),
     TEST(destroyed_registry_reports_invalid_registry),
     TEST(realtime_scope_defers_release_until_collect_on_another_thread),

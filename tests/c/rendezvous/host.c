@@ -7,6 +7,8 @@
  *   host PLUGIN_A PLUGIN_B private  (CBREG_PRIVATE=1, each copy on its own)
  *                                   A's id in B is NOT_FOUND and runs nothing
  */
+#include "cbreg.h"
+
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,12 +17,16 @@
 typedef uint64_t (*register_fn)(int *);
 typedef uint32_t (*invoke_fn)(uint64_t);
 typedef uint64_t (*live_fn)(void);
+typedef uint32_t (*resolve_fn)(uint64_t, cbreg_site *);
+typedef uint32_t (*site_invoke_fn)(const cbreg_site *);
 
 typedef struct plugin {
     register_fn reg;
     invoke_fn invoke;
     invoke_fn unregister;
     live_fn live;
+    resolve_fn resolve;
+    site_invoke_fn site_invoke;
 } plugin;
 
 static int load(const char *path, plugin *p) {
@@ -33,7 +39,9 @@ static int load(const char *path, plugin *p) {
     p->invoke = (invoke_fn)dlsym(h, "plugin_invoke");
     p->unregister = (invoke_fn)dlsym(h, "plugin_unregister");
     p->live = (live_fn)dlsym(h, "plugin_live");
-    return p->reg && p->invoke && p->unregister && p->live;
+    p->resolve = (resolve_fn)dlsym(h, "plugin_resolve");
+    p->site_invoke = (site_invoke_fn)dlsym(h, "plugin_site_invoke");
+    return p->reg && p->invoke && p->unregister && p->live && p->resolve && p->site_invoke;
 }
 
 static int failures;
@@ -50,6 +58,7 @@ int main(int argc, char **argv) {
     int counter = 0;
     int shared;
     uint64_t id;
+    cbreg_site site_a, site_b;
     if (argc != 4) {
         fprintf(stderr, "usage: host PLUGIN_A PLUGIN_B shared|private\n");
         return 2;
@@ -62,18 +71,30 @@ int main(int argc, char **argv) {
     }
     id = a.reg(&counter);
     CHECK(id != 0);
+    CHECK(a.resolve(id, &site_a) == CBREG_STATUS_OK);
     if (shared) {
-        CHECK(b.invoke(id) == 0); /* CBREG_STATUS_OK */
+        CHECK(b.invoke(id) == CBREG_STATUS_OK);
         CHECK(counter == 1);
         CHECK(a.live() == b.live());
-        CHECK(b.unregister(id) == 0);
-        CHECK(a.invoke(id) == 1); /* NOT_FOUND: gone for both */
+        /* A site resolved through either copy works through both. */
+        CHECK(b.resolve(id, &site_b) == CBREG_STATUS_OK);
+        CHECK(b.site_invoke(&site_a) == CBREG_STATUS_OK);
+        CHECK(a.site_invoke(&site_b) == CBREG_STATUS_OK);
+        CHECK(counter == 3);
+        CHECK(b.unregister(id) == CBREG_STATUS_OK);
+        CHECK(a.invoke(id) == CBREG_STATUS_NOT_FOUND); /* gone for both */
+        CHECK(b.site_invoke(&site_a) == CBREG_STATUS_NOT_FOUND);
+        CHECK(a.site_invoke(&site_b) == CBREG_STATUS_NOT_FOUND);
         CHECK(a.live() == b.live());
     } else {
-        CHECK(b.invoke(id) == 1); /* NOT_FOUND, never another entry */
+        CHECK(b.invoke(id) == CBREG_STATUS_NOT_FOUND); /* never another entry */
+        CHECK(b.resolve(id, &site_b) == CBREG_STATUS_NOT_FOUND);
+        /* A's site means nothing to B's copy. */
+        CHECK(b.site_invoke(&site_a) == CBREG_STATUS_INVALID_ARGUMENT);
         CHECK(counter == 0);
-        CHECK(a.invoke(id) == 0);
-        CHECK(counter == 1);
+        CHECK(a.invoke(id) == CBREG_STATUS_OK);
+        CHECK(a.site_invoke(&site_a) == CBREG_STATUS_OK);
+        CHECK(counter == 2);
     }
     printf("rendezvous %s: %s\n", argv[3], failures ? "FAILED" : "passed");
     return failures ? 1 : 0;

@@ -31,3 +31,12 @@ uint64_t plugin_live(void) {
     if (cbreg_stats_get(cbreg_default(), &s) != CBREG_STATUS_OK) return (uint64_t)-1;
     return s.live;
 }
+
+/* Resolves `id` to a call site in `*out`; invokes through a site. */
+cbreg_status plugin_resolve(uint64_t id, cbreg_site *out) {
+    return cbreg_site_resolve(cbreg_default(), id, out);
+}
+
+cbreg_status plugin_site_invoke(const cbreg_site *site) {
+    return cbreg_site_invoke(site, NULL, 0, NULL);
+}
