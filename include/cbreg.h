@@ -20,6 +20,14 @@
 // unregisters itself (racing invokers that lose get `NOT_FOUND`).
 #define CBREG_ONCE 1
 
+// `flags` for `cbreg_register`: when the entry is unregistered, its release
+// runs before `cbreg_unregister` returns (unless an invocation is in
+// flight, or the thread is real-time), at the cost of a heavy barrier (a
+// system call) per unregister while other threads are alive. Without it,
+// such releases are batched: see `cbreg_unregister`. The Python adapter
+// registers with it, so a callable's reference count is back at once.
+#define CBREG_PROMPT 4
+
 // The most arguments one invoke may carry; more is `INVALID_ARGUMENT`.
 #define CBREG_MAX_ARGS 64
 
@@ -182,9 +190,12 @@ typedef struct cbreg_stats {
   uint64_t invoked;
   // Entries whose release step finished (release ran, or there was none).
   uint64_t released;
-  // Releases that had to wait for an invocation in flight.
+  // Releases that had to wait: a barrier found an invocation in flight,
+  // or the entry was retired on a real-time thread. (A release left for
+  // a batch counts only if its batch finds it in flight.)
   uint64_t deferred;
-  // Retired entries still waiting for their release.
+  // Retired entries still waiting for their release (in a batch, or for
+  // invocations in flight).
   uint64_t pending;
   // Releases deliberately skipped because their runtime was finalizing.
   uint64_t leaked;
@@ -219,7 +230,8 @@ cbreg_status cbreg_registry_free(struct cbreg_registry reg);
 // `call(ctx, args, nargs, ret)` runs on every invoke, from any thread.
 // `release(ctx)` (may be NULL) runs exactly once after the entry is
 // unregistered and no invocation of it is running; never under a cbreg
-// lock, never on a thread marked real-time. `flags` is 0 or `CBREG_ONCE`.
+// lock, never on a thread marked real-time. `flags`: 0, or `CBREG_ONCE`
+// and/or `CBREG_PROMPT`.
 // On failure nothing is kept: `ctx` still belongs to the caller.
 //
 // # Safety
@@ -271,8 +283,13 @@ cbreg_status cbreg_site_invoke(const struct cbreg_site *site,
                                struct cbreg_value *ret);
 
 // Unregisters `id` and returns at once: no invocation starts after it
-// returns. The release runs here if no invocation is in flight, otherwise
-// when the last one returns (or at the next collect point).
+// returns. The release runs here if no invocation is in flight and no
+// other thread has invoked (or the entry is `CBREG_PROMPT`); otherwise
+// when the last invocation returns, or with a batch: by the next collect,
+// by the unregister that fills a batch of 64, or by cbreg's reclaimer
+// thread within about 10 ms. Batching saves a system call per unregister
+// while other threads are alive. `cbreg_unregister_wait` returns only
+// after the release.
 cbreg_status cbreg_unregister(struct cbreg_registry reg, uint64_t id);
 
 // Unregisters `id`, waits until invocations in flight have returned, and
@@ -300,9 +317,12 @@ cbreg_status cbreg_close(struct cbreg_registry reg, size_t *out_count);
 // `out` is NULL or points to storage for a bool.
 cbreg_status cbreg_registry_is_closed(struct cbreg_registry reg, bool *out);
 
-// Runs deferred releases whose invocations have all returned; writes how
-// many ran to `*out_released` (may be NULL). Does nothing on a real-time
-// thread.
+// Runs deferred releases whose invocations have all returned (batched
+// ones included); writes how many this call ran to `*out_released` (may
+// be NULL). If another thread is collecting the registry, waits until it
+// has run the round this call asked for (except from inside a callback,
+// release or collection, which returns at once). Does nothing on a
+// real-time thread.
 //
 // # Safety
 // `out_released` is NULL or points to storage for a count.

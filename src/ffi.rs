@@ -26,7 +26,14 @@ pub struct RegistryHandle {
 /// `flags` for `cbreg_register`: the entry runs at most once, then
 /// unregisters itself (racing invokers that lose get `NOT_FOUND`).
 pub const CBREG_ONCE: u32 = 1;
-const KNOWN_FLAGS: u32 = CBREG_ONCE;
+/// `flags` for `cbreg_register`: when the entry is unregistered, its release
+/// runs before `cbreg_unregister` returns (unless an invocation is in
+/// flight, or the thread is real-time), at the cost of a heavy barrier (a
+/// system call) per unregister while other threads are alive. Without it,
+/// such releases are batched: see `cbreg_unregister`. The Python adapter
+/// registers with it, so a callable's reference count is back at once.
+pub const CBREG_PROMPT: u32 = 4;
+const KNOWN_FLAGS: u32 = CBREG_ONCE | CBREG_PROMPT;
 
 /// Passes the call to the owning copy's `Api` when this copy is not it.
 macro_rules! forward {
@@ -146,7 +153,8 @@ pub extern "C" fn cbreg_registry_free(reg: RegistryHandle) -> Status {
 /// `call(ctx, args, nargs, ret)` runs on every invoke, from any thread.
 /// `release(ctx)` (may be NULL) runs exactly once after the entry is
 /// unregistered and no invocation of it is running; never under a cbreg
-/// lock, never on a thread marked real-time. `flags` is 0 or `CBREG_ONCE`.
+/// lock, never on a thread marked real-time. `flags`: 0, or `CBREG_ONCE`
+/// and/or `CBREG_PROMPT`.
 /// On failure nothing is kept: `ctx` still belongs to the caller.
 ///
 /// # Safety
@@ -168,7 +176,13 @@ pub unsafe extern "C" fn cbreg_register(
         if flags & !KNOWN_FLAGS != 0 {
             return Err(Status::InvalidArgument);
         }
-        *out_id = core.register(call, ctx, release, flags & CBREG_ONCE != 0)?;
+        *out_id = core.register(
+            call,
+            ctx,
+            release,
+            flags & CBREG_ONCE != 0,
+            flags & CBREG_PROMPT != 0,
+        )?;
         Ok(())
     })
 }
@@ -419,8 +433,13 @@ unsafe fn site_invoke_checked(
 }
 
 /// Unregisters `id` and returns at once: no invocation starts after it
-/// returns. The release runs here if no invocation is in flight, otherwise
-/// when the last one returns (or at the next collect point).
+/// returns. The release runs here if no invocation is in flight and no
+/// other thread has invoked (or the entry is `CBREG_PROMPT`); otherwise
+/// when the last invocation returns, or with a batch: by the next collect,
+/// by the unregister that fills a batch of 64, or by cbreg's reclaimer
+/// thread within about 10 ms. Batching saves a system call per unregister
+/// while other threads are alive. `cbreg_unregister_wait` returns only
+/// after the release.
 #[no_mangle]
 pub extern "C" fn cbreg_unregister(reg: RegistryHandle, id: u64) -> Status {
     forward!(unregister(reg, id));
@@ -478,9 +497,12 @@ pub unsafe extern "C" fn cbreg_registry_is_closed(reg: RegistryHandle, out: *mut
     })
 }
 
-/// Runs deferred releases whose invocations have all returned; writes how
-/// many ran to `*out_released` (may be NULL). Does nothing on a real-time
-/// thread.
+/// Runs deferred releases whose invocations have all returned (batched
+/// ones included); writes how many this call ran to `*out_released` (may
+/// be NULL). If another thread is collecting the registry, waits until it
+/// has run the round this call asked for (except from inside a callback,
+/// release or collection, which returns at once). Does nothing on a
+/// real-time thread.
 ///
 /// # Safety
 /// `out_released` is NULL or points to storage for a count.
@@ -488,7 +510,16 @@ pub unsafe extern "C" fn cbreg_registry_is_closed(reg: RegistryHandle, out: *mut
 pub unsafe extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut usize) -> Status {
     forward!(collect(reg, out_released));
     boundary(|| {
-        put(out_released, core_of(reg)?.collect());
+        let core = core_of(reg)?;
+        let (released, led) = core.collect_leading();
+        let core: &'static registry::Core = Pinned::into_core(core);
+        if !led {
+            // Another thread's collection was running: wait for the round
+            // this call asked for (unless this thread is inside cbreg, where
+            // that collection may be waiting for it).
+            core.wait_for_collector();
+        }
+        put(out_released, released);
         Ok(())
     })
 }

@@ -407,6 +407,13 @@ pub(crate) fn invoked_total(counter: usize) -> u64 {
         .sum()
 }
 
+/// Whether `heavy_barrier` would be a system call now: the process has the
+/// asymmetric pair, and another thread holds a record.
+pub(crate) fn heavy_barrier_is_costly() -> bool {
+    barrier::light_is_compiler_only()
+        && pool().claimed.load(Ordering::Relaxed) > usize::from(has_record())
+}
+
 /// The writer's barrier, skipped when no other thread holds a record (then
 /// no other thread can be between its hazard store and its state load).
 pub(crate) fn heavy_barrier() {
@@ -535,6 +542,14 @@ fn inside(matches: impl Fn(u8, usize) -> bool) -> bool {
     let mut in_frame = false;
     for_each_frame(|kind, a| in_frame |= matches(kind, a));
     in_cell || in_frame
+}
+
+/// Whether this thread is inside anything of cbreg's: an invocation, a
+/// collection, a release or a pinned operation, of any registry.
+pub(crate) fn inside_anything() -> bool {
+    inside(|_, _| true)
+        || PINS.with(|p| p.iter().any(|c| c.get() != 0))
+        || PINS_OVERFLOW.with(|o| o.get()) > 0
 }
 
 /// Notes a pin of the registry at `core` on this thread.

@@ -41,6 +41,17 @@ mod tls_word;
 mod value;
 mod wait;
 
+/// What tests of this library observe that no user needs. Not part of the
+/// API: it may change at any time.
+#[doc(hidden)]
+pub mod testing {
+    /// Heavy barriers this copy of the library has run (each one a system
+    /// call where the process has `membarrier`).
+    pub fn heavy_barriers() -> u64 {
+        crate::sync::barrier::HEAVY_RUNS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 pub use api::{set_thread_realtime, Callback, Id, Registry, Site, Subscription};
 pub use arg::Arg;
 pub use registry::{CallFn, ReleaseFn, Stats, ENTRY_BYTES};

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use pyo3_ffi as py;
 
-use crate::ffi::{self, RegistryHandle, CBREG_ONCE};
+use crate::ffi::{self, RegistryHandle, CBREG_ONCE, CBREG_PROMPT};
 use crate::{Status, Tag, Value};
 
 type PyObj = *mut py::PyObject;
@@ -1291,7 +1291,7 @@ pub extern "C-unwind" fn cbreg_py_register(
             Some(call_python),
             ctx,
             Some(release_python),
-            flags & CBREG_ONCE,
+            flags & CBREG_ONCE | CBREG_PROMPT,
             &mut id,
         ) {
             Status::Ok => {

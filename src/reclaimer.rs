@@ -1,11 +1,15 @@
-//! The reclaimer thread: where releases deferred by real-time threads run.
+//! The reclaimer thread: where releases deferred by real-time threads, and
+//! releases left for a batch (`registry/reclaim.rs`), run.
 //!
 //! A real-time thread never runs a release; what it retires goes on its
-//! registry's pending list, and it raises a flag with one store. The
-//! reclaimer, started when the first thread is marked real-time, looks at
-//! the flag every `PERIOD` and collects every registry when it is up. So a deferred release runs within about `PERIOD` plus the time
-//! the releases before it take, with nobody calling collect. About once a
-//! second it also takes back the thread records of exited threads.
+//! registry's pending list, and it raises a flag with one store. An
+//! unregister that leaves its release for a batch does the same. The
+//! reclaimer, started when the first thread is marked real-time or the
+//! first release is batched, wakes every `PERIOD` and collects every
+//! registry whose pending list is not empty. So a deferred release runs
+//! within about `PERIOD` plus the time the releases before it take, with
+//! nobody calling collect. About once a second it also takes back the
+//! thread records of exited threads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,7 +24,7 @@ static WORK: AtomicBool = AtomicBool::new(false);
 /// starting a thread allocates).
 pub(crate) fn ensure_started() {
     #[cfg(not(loom))]
-    if !STARTED.swap(true, Ordering::AcqRel) {
+    if !STARTED.load(Ordering::Acquire) && !STARTED.swap(true, Ordering::AcqRel) {
         let spawned = std::thread::Builder::new()
             .name("cbreg-reclaimer".into())
             .spawn(run);
@@ -30,21 +34,23 @@ pub(crate) fn ensure_started() {
     }
 }
 
-/// Asks the reclaimer to collect: one store, safe on a real-time thread.
+/// Asks the reclaimer to collect: one store (none when already asked),
+/// safe on a real-time thread.
 #[inline]
 pub(crate) fn wake() {
-    WORK.store(true, Ordering::Release);
+    if !WORK.load(Ordering::Relaxed) {
+        WORK.store(true, Ordering::Release);
+    }
 }
 
 #[cfg_attr(loom, allow(dead_code))]
 fn run() {
     for round in 1u64.. {
         std::thread::sleep(PERIOD);
-        if WORK.swap(false, Ordering::AcqRel) {
-            crate::registry::for_each_core(|core| {
-                core.collect();
-            });
-        }
+        // Every registry with anything pending is collected, asked or not:
+        // a wake that found the flag already up did not store it again.
+        let asked = WORK.swap(false, Ordering::AcqRel);
+        crate::registry::for_each_core(|core| core.collect_from_reclaimer(asked));
         if round % SWEEP_ROUNDS == 0 {
             let _ = crate::hazard::take_back_records_of_exited_threads();
         }

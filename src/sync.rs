@@ -72,6 +72,11 @@ pub(crate) fn backoff(round: u32) {
 pub(crate) mod barrier {
     use super::*;
 
+    /// Heavy barriers run (system calls, where the process has them), for
+    /// `cbreg::testing`.
+    pub(crate) static HEAVY_RUNS: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(0);
+
     #[cfg(all(target_os = "linux", not(loom)))]
     mod membarrier {
         use std::sync::atomic::{AtomicU8, Ordering};
@@ -204,6 +209,7 @@ pub(crate) mod barrier {
     /// The writer's side: after it, every invoker either shows its hazard
     /// cell to the writer or sees the writer's state change.
     pub(crate) fn heavy() {
+        HEAVY_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         fence(Ordering::SeqCst);
         #[cfg(all(target_os = "linux", not(loom)))]
         if membarrier::available() {

@@ -37,7 +37,8 @@ fn reset_core(core: &'static Core) {
     // dead threads held privately, goes back on it; what this thread holds
     // stays with it.
     core.pending_head.store(0, Ordering::SeqCst);
-    let mut pending = 0;
+    core.batched.store(0, Ordering::Relaxed);
+    let (mut pending, mut waiting) = (0, 0);
     core.for_each_used_slot(|slot| {
         let mut mine = 0;
         hazard::for_each_frame(|kind, addr| {
@@ -57,6 +58,9 @@ fn reset_core(core: &'static Core) {
         }
         core.requeue_after_fork(slot);
         pending += 1;
+        waiting += u32::from(slot.waited.load(Ordering::Relaxed));
     });
     core.counters.pending.store(pending, Ordering::SeqCst);
+    // Set after the loop: the recycling above took back its own counts.
+    core.waiting.store(waiting, Ordering::Relaxed);
 }

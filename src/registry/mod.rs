@@ -91,6 +91,12 @@ pub(crate) struct Core {
     free: FreeList,
     /// Head of the pending list (index + 1; 0 = empty).
     pending_head: AtomicU32,
+    /// About how many entries on the pending list no heavy barrier has
+    /// looked at yet (unregistered in a batch: `reclaim.rs`).
+    batched: AtomicU32,
+    /// Entries on the pending list that wait for invokers or were retired
+    /// on a real-time thread (`Slot::waited`).
+    waiting: AtomicU32,
     /// `COLLECTOR_IDLE`, `_RUNNING`, or `_REQUESTED` (run another round).
     collector: AtomicU32,
     counters: Counters,
@@ -135,6 +141,8 @@ impl Core {
             pins: AtomicU64::new(0),
             free: FreeList::new(),
             pending_head: AtomicU32::new(0),
+            batched: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
             collector: AtomicU32::new(COLLECTOR_IDLE),
             counters: Counters::new(),
         }
@@ -161,6 +169,7 @@ impl Core {
         ctx: *mut c_void,
         release: ReleaseFn,
         once: bool,
+        prompt: bool,
     ) -> Result<u64, Status> {
         let call = call.ok_or(Status::InvalidArgument)?;
         if self.closed.load(Ordering::Acquire) {
@@ -173,6 +182,7 @@ impl Core {
         slot.ctx.store(ctx, Ordering::Relaxed);
         slot.release
             .store(release.map_or(0, |f| f as usize), Ordering::Relaxed);
+        slot.prompt.store(prompt, Ordering::Relaxed);
         let state = slots::key(fresh) | LIVE | if once { ONCE } else { 0 };
         self.counters.registered.fetch_add(1, Ordering::Relaxed);
         // Store, fence, load pairs with `close` (store, fence, clear's

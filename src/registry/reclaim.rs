@@ -9,6 +9,16 @@
 //! and the last invoker to leave (or the next drain point, or the
 //! reclaimer thread for real-time threads) finishes it. Finishing runs the
 //! release, then moves the slot to its next generation and frees it.
+//!
+//! Batches. While other threads hold records, the heavy barrier is a system
+//! call (`membarrier`), too dear to pay per unregister. An unregister then
+//! puts the slot on the pending list without one (unless the entry was
+//! registered `CBREG_PROMPT`): the barrier is paid once per batch, by the
+//! collect that finds `BATCH` entries waiting, by any explicit collect, by
+//! the last invoker of an entry retired under it, or by the reclaimer
+//! thread, which runs within `reclaimer::PERIOD`. A release so waits at
+//! most about that long. Nothing else changes: a slot is finished only
+//! after a heavy barrier and a look at every hazard, as before.
 
 use std::ffi::c_void;
 
@@ -18,6 +28,20 @@ use crate::hazard::{self, Frame, Hazards, FRAME_COLLECT};
 use crate::sync::Ordering;
 use crate::wait::{self, Step};
 use crate::Status;
+
+/// Entries an unregister leaves for a batch before it collects them itself.
+pub(crate) const BATCH: u32 = 64;
+
+/// Entries `clear` retires before it releases them: 256 KB of slots, which
+/// stay in the cache between the two passes.
+const CLEAR_CHUNK: u32 = 4096;
+
+/// A chain of slots `clear` retired (index + 1 of the first; 0 = none).
+#[derive(Default)]
+struct Chunk {
+    head: u32,
+    len: u32,
+}
 
 impl Core {
     /// The one way an entry stops being live: a CAS from its live `state`
@@ -60,11 +84,16 @@ impl Core {
     }
 
     /// Releases a slot this thread owns: now if nothing is inside it and
-    /// this thread may run releases, else through the pending list.
+    /// this thread may run releases, else through the pending list (in a
+    /// batch, when a heavy barrier would be a system call now).
     pub(super) fn retire(&self, slot: &Slot) {
         if hazard::is_realtime() {
             self.push_pending(slot);
             crate::reclaimer::wake();
+            return;
+        }
+        if hazard::heavy_barrier_is_costly() && !slot.prompt.load(Ordering::Relaxed) {
+            self.push_batched(slot);
             return;
         }
         hazard::heavy_barrier();
@@ -76,10 +105,41 @@ impl Core {
         }
     }
 
-    pub(super) fn push_pending(&self, slot: &Slot) {
-        self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+    /// Puts a slot no barrier has looked at on the pending list; collects
+    /// when the batch is full, else leaves it to the reclaimer (or an
+    /// earlier collect).
+    fn push_batched(&self, slot: &Slot) {
         self.counters.pending.fetch_add(1, Ordering::Relaxed);
         self.push_pending_again(slot);
+        if self.batched.fetch_add(1, Ordering::Relaxed) + 1 >= BATCH {
+            self.collect();
+        } else {
+            crate::reclaimer::ensure_started();
+            crate::reclaimer::wake();
+        }
+    }
+
+    /// Puts a slot on the pending list that must wait: a barrier found an
+    /// invocation in flight, or this thread may not run releases.
+    pub(super) fn push_pending(&self, slot: &Slot) {
+        self.note_waited(slot);
+        self.counters.pending.fetch_add(1, Ordering::Relaxed);
+        self.push_pending_again(slot);
+    }
+
+    /// Counts a release that has to wait, once per entry.
+    fn note_waited(&self, slot: &Slot) {
+        if !slot.waited.swap(true, Ordering::Relaxed) {
+            self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A finished (or recycled) slot no longer waits.
+    fn unnote_waited(&self, slot: &Slot) {
+        if slot.waited.swap(false, Ordering::Relaxed) {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn push_pending_again(&self, slot: &Slot) {
@@ -102,6 +162,40 @@ impl Core {
 
     /// Runs the release (if any) and recycles the slot. No lock is held.
     fn finish(&self, slot: &Slot) {
+        let (state, leaked) = self.run_release(slot);
+        // Release: whoever sees the count (a `free` waiting for it) sees the
+        // release's effects.
+        let count = if leaked {
+            &self.counters.leaked
+        } else {
+            &self.counters.released
+        };
+        count.fetch_add(1, Ordering::Release);
+        self.recycle(slot, state);
+    }
+
+    /// `finish` for one of many (a clear's batch): the counting and the
+    /// freeing are left to `done`, which hands them over when dropped (also
+    /// if a release unwinds). Until then a waiter may see the entry gone
+    /// before the counts do.
+    fn finish_into<'a>(&'a self, slot: &'a Slot, done: &mut Finished<'a>) {
+        let (state, leaked) = self.run_release(slot);
+        if leaked {
+            done.leaked += 1;
+        } else {
+            done.released += 1;
+        }
+        slot.owner.store(0, Ordering::Relaxed);
+        self.unnote_waited(slot);
+        // Release: a waiter that sees the next generation sees the release.
+        slot.state
+            .store(Slot::next_free_state(state), Ordering::Release);
+        done.free(slot);
+    }
+
+    /// Runs a retired slot's release; returns the slot's state and whether
+    /// the release left its context leaked on purpose.
+    fn run_release(&self, slot: &Slot) -> (u64, bool) {
         let state = slot.state.load(Ordering::Relaxed);
         slot.owner.store(hazard::token(), Ordering::Relaxed);
         // Read by this thread, and by a forked child (after the fork).
@@ -130,19 +224,13 @@ impl Core {
             unsafe { release(ctx) };
         }
         unwinding.3 = false;
-        // Release: whoever sees the count (a `free` waiting for it) sees the
-        // release's effects.
-        if RELEASE_LEAKED.with(|c| c.replace(outer_mark)) {
-            self.counters.leaked.fetch_add(1, Ordering::Release);
-        } else {
-            self.counters.released.fetch_add(1, Ordering::Release);
-        }
-        self.recycle(slot, state);
+        (state, RELEASE_LEAKED.with(|c| c.replace(outer_mark)))
     }
 
     /// After the release step was counted: the next generation, then free.
     fn recycle(&self, slot: &Slot, state: u64) {
         slot.owner.store(0, Ordering::Relaxed);
+        self.unnote_waited(slot);
         // Release: a waiter that sees the next generation sees the release.
         slot.state
             .store(Slot::next_free_state(state), Ordering::Release);
@@ -159,10 +247,49 @@ impl Core {
         self.recycle(slot, state & !FINISHING);
     }
 
+    /// A drain point (register, unregister, clear): collects when the
+    /// pending list holds entries that wait (for invokers, or because a
+    /// real-time thread retired them), a full batch, or when a heavy barrier
+    /// costs nothing now.
     pub(super) fn drain_if_pending(&self) {
-        if self.pending_head.load(Ordering::Relaxed) != 0 && !hazard::is_realtime() {
+        if self.pending_head.load(Ordering::Relaxed) != 0
+            && !hazard::is_realtime()
+            && self.worth_collecting()
+        {
             self.collect();
         }
+    }
+
+    /// Waits until no collection of this registry runs: a collection
+    /// another thread was running when this thread asked for one has then
+    /// run the round asked for. Not from inside cbreg (a callback, a
+    /// release, a collection, another operation), where that collection
+    /// could be waiting for this thread.
+    pub(crate) fn wait_for_collector(&self) {
+        if hazard::inside_anything() || hazard::is_realtime() {
+            return;
+        }
+        let _ = wait::until(0, || {
+            if self.collector.load(Ordering::Acquire) == COLLECTOR_IDLE {
+                Step::Done
+            } else {
+                Step::Again
+            }
+        });
+    }
+
+    /// The reclaimer's round: collect if anything is pending (`asked`: a
+    /// thread raised the flag, so collect anyway).
+    pub(crate) fn collect_from_reclaimer(&self, asked: bool) {
+        if asked || self.pending_head.load(Ordering::Acquire) != 0 {
+            self.collect();
+        }
+    }
+
+    fn worth_collecting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) != 0
+            || self.batched.load(Ordering::Relaxed) >= BATCH
+            || !hazard::heavy_barrier_is_costly()
     }
 
     /// Runs every deferred release whose invocations have all returned.
@@ -172,23 +299,29 @@ impl Core {
     /// in the same word (so the collector runs another round that sees what
     /// this thread did before) and returns at once.
     pub(crate) fn collect(&self) -> usize {
+        self.collect_leading().0
+    }
+
+    /// `collect`; also says whether this call ran the collection (false:
+    /// another thread's was running, and will run the round asked for).
+    pub(crate) fn collect_leading(&self) -> (usize, bool) {
         if hazard::is_realtime() {
             crate::reclaimer::wake();
-            return 0;
+            return (0, true);
         }
         let mut seen = self.collector.load(Ordering::Acquire);
         loop {
             let (next, leader) = match seen {
                 COLLECTOR_IDLE => (COLLECTOR_RUNNING, true),
                 COLLECTOR_RUNNING => (COLLECTOR_REQUESTED, false),
-                _ => return 0,
+                _ => return (0, false),
             };
             match self
                 .collector
                 .compare_exchange(seen, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) if leader => break,
-                Ok(_) => return 0,
+                Ok(_) => return (0, false),
                 Err(s) => seen = s,
             }
         }
@@ -213,7 +346,7 @@ impl Core {
                 ) {
                     Ok(_) => {
                         std::mem::forget(idle);
-                        return finished;
+                        return (finished, true);
                     }
                     Err(_) => self.collector.store(COLLECTOR_RUNNING, Ordering::Release),
                 }
@@ -226,6 +359,8 @@ impl Core {
         if head == 0 {
             return 0;
         }
+        // The batch is about to meet its barrier.
+        self.batched.store(0, Ordering::Relaxed);
         // The batch is this thread's now: say so, for a forked child.
         let me = hazard::token();
         self.walk(head, |slot| slot.owner.store(me, Ordering::Relaxed));
@@ -234,6 +369,7 @@ impl Core {
         let mut finished = 0;
         self.walk(head, |slot| {
             if slot.inflight.load(Ordering::SeqCst) != 0 || hazards.contains(slot.addr()) {
+                self.note_waited(slot);
                 self.push_pending_again(slot);
             } else {
                 self.counters.pending.fetch_sub(1, Ordering::Relaxed);
@@ -246,7 +382,7 @@ impl Core {
 
     /// Calls `f` on every slot of the chain starting at `index1`, reading
     /// each link before `f` may reuse it.
-    fn walk(&self, mut index1: u32, mut f: impl FnMut(&Slot)) {
+    fn walk<'a>(&'a self, mut index1: u32, mut f: impl FnMut(&'a Slot)) {
         while let Some(slot) = index1
             .checked_sub(1)
             .and_then(|i| self.segments.slot(i as usize))
@@ -258,45 +394,60 @@ impl Core {
 
     /// Unregisters every live entry; returns how many this call retired.
     /// Allocates nothing: the retired slots are chained through their own
-    /// links, and one hazard snapshot serves them all.
+    /// links, a chunk at a time (so the second pass over a chunk finds it
+    /// in the cache), with one barrier and one hazard snapshot per chunk.
     pub(crate) fn clear(&self) -> usize {
         let me = hazard::token();
-        let mut batch = 0u32;
+        let mut chunk = Chunk::default();
         let mut count = 0;
+        let mut deferred = false;
         self.for_each_used_slot(|slot| {
             let state = slot.state.load(Ordering::SeqCst);
             if state & LIVE != 0 && Self::take(slot, state, me) {
-                slot.next.store(batch, Ordering::Relaxed);
-                batch = slot.index + 1;
+                slot.next.store(chunk.head, Ordering::Relaxed);
+                chunk.head = slot.index + 1;
+                chunk.len += 1;
                 count += 1;
+                if chunk.len == CLEAR_CHUNK {
+                    deferred |= self.release_cleared(std::mem::take(&mut chunk));
+                }
             }
         });
-        self.counters
-            .retired
-            .fetch_add(count as u64, Ordering::SeqCst);
-        if hazard::is_realtime() {
-            self.walk(batch, |slot| self.push_pending(slot));
-            crate::reclaimer::wake();
-            return count;
-        }
-        let mut deferred = false;
-        if batch != 0 {
-            hazard::heavy_barrier();
-            let hazards = Hazards::snapshot();
-            self.walk(batch, |slot| {
-                if slot.inflight.load(Ordering::SeqCst) != 0 || hazards.contains(slot.addr()) {
-                    self.push_pending(slot);
-                    deferred = true;
-                } else {
-                    self.finish(slot);
-                }
-            });
-        }
+        deferred |= self.release_cleared(chunk);
         if deferred {
             self.collect();
         }
         self.drain_if_pending();
         count
+    }
+
+    /// Releases a chunk of entries `clear` retired: those no invocation is
+    /// inside now, the rest through the pending list. True if any waits.
+    fn release_cleared(&self, chunk: Chunk) -> bool {
+        if chunk.len == 0 {
+            return false;
+        }
+        self.counters
+            .retired
+            .fetch_add(u64::from(chunk.len), Ordering::SeqCst);
+        if hazard::is_realtime() {
+            self.walk(chunk.head, |slot| self.push_pending(slot));
+            crate::reclaimer::wake();
+            return false;
+        }
+        hazard::heavy_barrier();
+        let hazards = Hazards::snapshot();
+        let mut deferred = false;
+        let mut done = Finished::new(self);
+        self.walk(chunk.head, |slot| {
+            if slot.inflight.load(Ordering::SeqCst) != 0 || hazards.contains(slot.addr()) {
+                self.push_pending(slot);
+                deferred = true;
+            } else {
+                self.finish_into(slot, &mut done);
+            }
+        });
+        deferred
     }
 
     /// Unregisters `id` (if it is still live) and returns once no
@@ -373,5 +524,63 @@ impl Core {
         let mut counted = false;
         self.for_each_used_slot(|slot| counted |= slot.inflight.load(Ordering::SeqCst) != 0);
         counted || Hazards::snapshot().any(|a| self.segments.owns(a))
+    }
+}
+
+/// What a run of `finish`es owes the core: its counts, and the slots to
+/// free, chained through their links. Handed over in one update each when
+/// dropped (also when a release unwinds), so finishing many entries (a
+/// clear) costs no shared write per entry.
+struct Finished<'a> {
+    core: &'a Core,
+    released: u64,
+    leaked: u64,
+    /// First and last slot of the chain to free.
+    chain: Option<(&'a Slot, &'a Slot)>,
+}
+
+impl<'a> Finished<'a> {
+    fn new(core: &'a Core) -> Self {
+        Finished {
+            core,
+            released: 0,
+            leaked: 0,
+            chain: None,
+        }
+    }
+
+    fn free(&mut self, slot: &'a Slot) {
+        if !self.core.free.can_free(slot) {
+            return;
+        }
+        self.chain = Some(match self.chain {
+            None => (slot, slot),
+            Some((first, last)) => {
+                slot.next.store(first.index + 1, Ordering::Relaxed);
+                (slot, last)
+            }
+        });
+    }
+}
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        // Release: whoever sees a count (a `free` waiting for it) sees the
+        // releases' effects.
+        if self.released != 0 {
+            self.core
+                .counters
+                .released
+                .fetch_add(self.released, Ordering::Release);
+        }
+        if self.leaked != 0 {
+            self.core
+                .counters
+                .leaked
+                .fetch_add(self.leaked, Ordering::Release);
+        }
+        if let Some((first, last)) = self.chain {
+            self.core.free.free_chain(first, last);
+        }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::ffi::c_void;
 
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::Status;
 
 /// The entry is registered and may be invoked.
@@ -66,6 +66,11 @@ pub(crate) struct Slot {
     /// it is on the shared pending list (or not retired).
     pub(crate) owner: AtomicU32,
     pub(crate) index: u32,
+    /// The entry's release must not wait for a batch (`CBREG_PROMPT`).
+    pub(crate) prompt: AtomicBool,
+    /// A heavy barrier found an invocation of this retired entry in flight
+    /// (counted once in `deferred`).
+    pub(crate) waited: AtomicBool,
 }
 
 impl Slot {
@@ -79,6 +84,8 @@ impl Slot {
             inflight: AtomicU32::new(0),
             next: AtomicU32::new(0),
             owner: AtomicU32::new(0),
+            prompt: AtomicBool::new(false),
+            waited: AtomicBool::new(false),
         }
     }
 
@@ -337,15 +344,26 @@ impl FreeList {
         segments.slot(index).ok_or(Status::Internal)
     }
 
+    /// Whether a finished slot goes back to the free list (not when its
+    /// ids are exhausted).
+    pub(crate) fn can_free(&self, slot: &Slot) -> bool {
+        slot.state.load(Ordering::Relaxed) & EXHAUSTED == 0
+    }
+
     /// Returns a finished slot (its state already the next free one).
     pub(crate) fn free(&self, slot: &Slot) {
-        if slot.state.load(Ordering::Relaxed) & EXHAUSTED != 0 {
-            return;
+        if self.can_free(slot) {
+            self.free_chain(slot, slot);
         }
-        let index1 = slot.index + 1;
+    }
+
+    /// Returns a chain of finished slots, linked from `first` to `last`
+    /// through `next`, with one update of the head.
+    pub(crate) fn free_chain(&self, first: &Slot, last: &Slot) {
+        let index1 = first.index + 1;
         let mut head = self.head.load(Ordering::Acquire);
         loop {
-            slot.next.store(head as u32, Ordering::Relaxed);
+            last.next.store(head as u32, Ordering::Relaxed);
             let tagged = ((head >> 32).wrapping_add(1) << 32) | index1 as u64;
             match self
                 .head

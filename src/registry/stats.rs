@@ -22,9 +22,12 @@ pub struct Stats {
     pub invoked: u64,
     /// Entries whose release step finished (release ran, or there was none).
     pub released: u64,
-    /// Releases that had to wait for an invocation in flight.
+    /// Releases that had to wait: a barrier found an invocation in flight,
+    /// or the entry was retired on a real-time thread. (A release left for
+    /// a batch counts only if its batch finds it in flight.)
     pub deferred: u64,
-    /// Retired entries still waiting for their release.
+    /// Retired entries still waiting for their release (in a batch, or for
+    /// invocations in flight).
     pub pending: u64,
     /// Releases deliberately skipped because their runtime was finalizing.
     pub leaked: u64,

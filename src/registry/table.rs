@@ -168,6 +168,16 @@ impl std::ops::Deref for Pinned {
     }
 }
 
+impl Pinned {
+    /// Ends the pin and keeps the core (never freed; it may serve another
+    /// registry from then on).
+    pub(crate) fn into_core(pinned: Pinned) -> &'static Core {
+        let core = pinned.core;
+        drop(pinned);
+        core
+    }
+}
+
 impl Drop for Pinned {
     fn drop(&mut self) {
         hazard::note_unpin(self.core.addr());

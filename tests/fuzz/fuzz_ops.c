@@ -210,7 +210,9 @@ static void op_register_bad(void) {
     reg_model *m = pick_reg();
     uint64_t id = 0;
     if (m == NULL || !m->alive) return;
-    EXPECT(cbreg_register(H(m->handle), on_call, NULL, on_release, 2u << (byte() % 30), &id), CBREG_STATUS_INVALID_ARGUMENT);
+    /* bits past CBREG_ONCE (1) and CBREG_PROMPT (4): 2, then 8 and up */
+    EXPECT(cbreg_register(H(m->handle), on_call, NULL, on_release, byte() & 1 ? 2u : 8u << (byte() % 28), &id),
+           CBREG_STATUS_INVALID_ARGUMENT);
     EXPECT(cbreg_register(H(m->handle), NULL, NULL, on_release, 0, &id), CBREG_STATUS_INVALID_ARGUMENT);
     EXPECT(cbreg_register(H(m->handle), on_call, NULL, on_release, 0, NULL), CBREG_STATUS_INVALID_ARGUMENT);
 }
