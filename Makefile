@@ -52,9 +52,9 @@ lint:
 ## The guarantees again with the fence barrier that systems without
 ## membarrier use (forced by CBREG_BARRIER=fence).
 rust-test-fence:
-	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test edges --test edges_fork --test model --test fork
+	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test edges --test edges_fork --test model --test fork --test sites
 
-test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan rendezvous-test install-test python-test adopters-test stress fuzz
+test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan bench-guard rendezvous-test install-test python-test adopters-test stress fuzz
 
 native-demo:
 	$(CARGO) run --release --example native_demo

@@ -9,7 +9,8 @@ its lock. Then DESIGN.md section 5's targets, met or not.
 A FILE that does not exist is skipped with a note (the Python rows need
 the Python package built). --markdown prints the tables for BENCHMARKS.md.
 --check exits 1 when a target on instruction counts (the figures noise
-cannot move) is missed.
+cannot move) is missed. --guard exits 1 when one of GUARDS, the instruction
+counts `make test` holds the code to, is missed.
 """
 import argparse
 import os
@@ -34,6 +35,28 @@ TARGETS = [
     ("invoke", "cbreg_c_abi", "threads_ratio", "<=", 1.5,
      "invoke on several threads at once: within 1.5x of one thread (where the cores are free)"),
 ]
+
+
+# What `make test` holds the invoke path to (instructions, so no noise):
+# the C ABI target, fewer than the mutex map peer, and a call site cheaper
+# than an invoke by id. (row, bound: a number or another row, text)
+GUARDS = [
+    ("cbreg_c_abi", 90, "cbreg_invoke: at most 90 instructions"),
+    ("cbreg_c_abi", MUTEX_MAP, "cbreg_invoke: fewer instructions than the C++ mutex map"),
+    ("cbreg_site", "cbreg_c_abi", "cbreg_site_invoke: fewer instructions than cbreg_invoke"),
+]
+
+
+def guards(rows):
+    """(text, measured, bound, met) for each guard whose rows were measured."""
+    out = []
+    for row, bound, text in GUARDS:
+        v = value(rows, "invoke", row, "instructions")
+        b = bound if isinstance(bound, (int, float)) else value(rows, "invoke", bound, "instructions")
+        if v is not None and b is not None:
+            met = v <= b if isinstance(bound, (int, float)) else v < b
+            out.append((text, v, b, met))
+    return out
 
 
 def value(rows, group, row, metric, threads=1):
@@ -150,6 +173,7 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--guard", action="store_true")
     args = ap.parse_args()
 
     rows = []
@@ -179,6 +203,12 @@ def main():
             missed.append(text)
     if args.check and missed:
         sys.exit("instruction targets missed: " + "; ".join(missed))
+    if args.guard:
+        held = guards(rows)
+        for text, v, b, met in held:
+            print(f"  guard: {text}: {v:.1f} against {b:.1f} ({'held' if met else 'BROKEN'})")
+        if len(held) != len(GUARDS) or not all(met for *_, met in held):
+            sys.exit("instruction guards broken (or rows missing)")
 
 
 if __name__ == "__main__":

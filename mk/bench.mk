@@ -11,6 +11,9 @@
 #   make bench-check         instructions per invoke of the C and C++ rows
 #                            (100,000 calls, seconds); fails when a target
 #                            of DESIGN.md section 5 on them is missed
+#   make bench-guard         the instruction counts `make test` holds the
+#                            invoke path to (C ABI at most 90 and under the
+#                            C++ mutex map; a call site under the C ABI)
 #   make bench-chart         redraws docs/bench.png from build/bench/results.json
 #
 # BENCH_CALLS operations per row (1,000,000); BENCH_THREADS threads invoking
@@ -30,7 +33,7 @@ BENCH_INSTRUCTION_ROWS := $(BENCH_DIR)/native_instructions.json $(BENCH_DIR)/rus
 BENCH_ROWS := $(BENCH_INSTRUCTION_ROWS) $(BENCH_DIR)/native_ns.json $(BENCH_DIR)/rust_ns.json \
 	$(BENCH_DIR)/python.json
 
-.PHONY: bench bench-instructions bench-check bench-chart
+.PHONY: bench bench-instructions bench-check bench-guard bench-chart valgrind-toolchain
 
 $(BENCH_DIR):
 	mkdir -p $@
@@ -75,6 +78,18 @@ bench-instructions: $(BENCH_NATIVE) $(BENCH_RUST)
 bench-check: $(BENCH_NATIVE)
 	$(BENCH_COUNT) $(BENCH_NATIVE) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/check_instructions.json
 	$(BENCH_REPORT) --check $(BENCH_DIR)/check_instructions.json
+
+# What `make test` runs: the instruction counts the invoke path is held to
+# (benches/report.py GUARDS), from callgrind, so no timing is involved.
+# valgrind (callgrind) for the instruction counts, from apt where missing.
+BENCH_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+valgrind-toolchain:
+	@command -v valgrind >/dev/null 2>&1 || { echo "installing valgrind (apt-get)"; \
+	  $(BENCH_SUDO) apt-get update && $(BENCH_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind; }
+
+bench-guard: $(BENCH_NATIVE) | valgrind-toolchain
+	$(BENCH_COUNT) $(BENCH_NATIVE) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/guard_instructions.json
+	$(BENCH_REPORT) --guard $(BENCH_DIR)/guard_instructions.json
 
 bench-chart: $(BENCH_VENV_STAMP)
 	$(VENV_PY) benches/chart.py $(BENCH_DIR)/results.json docs/bench.png
