@@ -19,7 +19,9 @@
 //! hook shuts the gate and, with the GIL released, waits a bounded time for
 //! those inside. A thread that already holds the GIL in the entry's own
 //! interpreter is Python's own business and is not counted, so it never
-//! holds the hook up.
+//! holds the hook up. A native thread keeps the thread state it makes in
+//! the main interpreter across calls, and only that thread deletes it.
+//! `docs/python.md` has the argument.
 //!
 //! No `catch_unwind` frame lies on any path that calls CPython: CPython ends
 //! a thread that takes the GIL back during finalization with a forced unwind
@@ -752,11 +754,10 @@ fn with_python<R>(
     for_release: bool,
     f: impl FnOnce(bool) -> R,
 ) -> Option<R> {
-    // SAFETY: callable without the GIL, before and after initialization.
-    if unsafe { py::Py_IsInitialized() } == 0 {
-        return None;
-    }
-    // SAFETY: initialized.
+    // Whether the interpreter is alive is looked at once the pass is held
+    // (no entry exists before initialization, and after finalization no
+    // thread holds the GIL: `holder` is none).
+    // SAFETY: a plain read of CPython's current thread state.
     let holder = unsafe { gil_holder() };
     let state = interp.state.load(Acquire);
     let same = holder.is_some_and(|t| {
@@ -782,7 +783,7 @@ fn with_python<R>(
             None => {
                 // The exit hook has begun: a thread that kept a state there
                 // gives it back now, while the hook still lets it through.
-                // SAFETY: initialized; `holder` is this thread's.
+                // SAFETY: `holder` is this thread's; it checks Python is alive.
                 unsafe { detach_kept(interp, holder) };
                 return None;
             }
