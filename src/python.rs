@@ -1232,10 +1232,10 @@ unsafe extern "C-unwind" fn call_python(
         // The Python caller on this thread, if this is its very call (its
         // objects are of this interpreter only when it held the GIL here).
         let caller = if held_gil {
-            PY_CALL
-                .with(Cell::get)
-                .as_ref()
-                .filter(|c| c.values == args && c.nargs == nargs && std::ptr::eq(c.ret, ret))
+            PY_CALL.with(Cell::get).as_ref().filter(|c| {
+                // (With no arguments the core may pass no vector.)
+                c.nargs == nargs && (nargs == 0 || c.values == args) && std::ptr::eq(c.ret, ret)
+            })
         } else {
             None
         };
