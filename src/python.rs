@@ -599,10 +599,12 @@ fn forget_kept() {
         k.interp.set(std::ptr::null());
         k.gate.replace(std::ptr::null())
     });
-    // SAFETY: a leaked record.
+    // SAFETY: a leaked record. One that a pass still counts on (a forked
+    // child's thread inside a call) is left taken, never reused.
     if let Some(gate) = unsafe { gate.as_ref() } {
-        gate.inside.store(0, Relaxed);
-        gate.taken.store(false, Release);
+        if gate.inside.load(Relaxed) == 0 {
+            gate.taken.store(false, Release);
+        }
     }
     let key = KEPT_KEY.load(Relaxed);
     if key != KEY_MISSING {
