@@ -776,20 +776,17 @@ fn with_python<R>(
         None
     } else if let Some(own) = KeptPass::for_this_thread(interp, holder) {
         // This thread keeps a state there: its own counter is its pass.
-        let own = own.enter(interp, for_release)?;
+        let Some(own) = own.enter(interp, for_release) else {
+            // The exit hook has begun: the thread gives its state back now,
+            // while the hook still lets it through.
+            // SAFETY: `holder` is this thread's; it checks Python is alive.
+            unsafe { detach_kept(interp, holder) };
+            return None;
+        };
         kept = Some(own.state);
         Some(Pass::Kept(own))
     } else {
-        match GatePass::enter(interp, for_release) {
-            Some(pass) => Some(Pass::Shared(pass)),
-            None => {
-                // The exit hook has begun: a thread that kept a state there
-                // gives it back now, while the hook still lets it through.
-                // SAFETY: `holder` is this thread's; it checks Python is alive.
-                unsafe { detach_kept(interp, holder) };
-                return None;
-            }
-        }
+        Some(Pass::Shared(GatePass::enter(interp, for_release)?))
     };
     let state = interp.state.load(Acquire);
     if state.is_null() || !interpreter_alive() {
