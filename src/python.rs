@@ -298,6 +298,8 @@ enum Pass {
 /// hook sees the count or the thread sees the gate shut (docs/protocol.md,
 /// section 2, has the same pairing for hazards). Records are never freed:
 /// a thread that stops keeping a state gives its record back for reuse.
+/// Each has its own cache lines: threads write only their own.
+#[repr(align(128))]
 struct KeptGate {
     /// Passes its thread holds (0 while free).
     inside: AtomicUsize,
@@ -616,8 +618,9 @@ fn forget_kept() {
 
 /// Clears and deletes `tstate`, current on this thread with the GIL held
 /// (CPython unbinds it from the thread's `PyGILState` slot and gives the
-/// GIL back). Holding the GIL, it cannot overlap a fork (unlike making a
-/// state, see `new_thread_state`).
+/// GIL back). It cannot be cut by a fork the way making a state can (see
+/// `new_thread_state`): on 3.11 it holds the GIL, which the forking thread
+/// holds; from 3.12 on CPython holds its thread-state lock across the fork.
 unsafe fn delete_current(tstate: TState) {
     py::PyThreadState_Clear(tstate);
     py::PyThreadState_DeleteCurrent();
