@@ -64,9 +64,11 @@ def test_native_threads_that_fire_then_exit_leave_no_thread_state():
     import cbreg_engine as ext
     kept0, all0 = settled_states()
     calls = [0]
+    lock = threading.Lock()  # callbacks run in parallel on free-threaded CPython
 
     def on_call(i):
-        calls[0] += 1
+        with lock:
+            calls[0] += 1
 
     with cbreg.register(on_call) as sub:
         for _ in range(100):
