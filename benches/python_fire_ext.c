@@ -193,6 +193,14 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "python_fire_ext", NULL, -1, methods};
+/* No state of its own: on free-threaded CPython it leaves the GIL off. */
+static PyModuleDef_Slot slots[] = {
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
 
-PyMODINIT_FUNC PyInit_python_fire_ext(void) { return PyModule_Create(&module); }
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "python_fire_ext", NULL, 0, methods, slots};
+
+PyMODINIT_FUNC PyInit_python_fire_ext(void) { return PyModuleDef_Init(&module); }
