@@ -446,14 +446,12 @@ enum Attached {
 impl Attached {
     /// # Safety
     /// The interpreter `state` of `interp` is alive, and the caller holds a
-    /// pass of its gate unless it is `Already` (`kept`: this thread's kept
-    /// state there, its pass held).
-    #[inline]
+    /// pass of its gate unless it is `Already`. (A thread's kept state is
+    /// attached by `with_python` itself.)
     unsafe fn attach(
         interp: &'static Interp,
         state: InterpState,
         holder: Option<TState>,
-        kept: Option<TState>,
     ) -> Option<Attached> {
         let main = interp.main.load(Relaxed);
         match holder {
@@ -466,10 +464,6 @@ impl Attached {
                 })
             }
             None => {
-                if let Some(kept) = kept {
-                    py::PyEval_RestoreThread(kept);
-                    return Some(Attached::Kept);
-                }
                 let own = py::PyGILState_GetThisThreadState();
                 if main && !own.is_null() && py::PyThreadState_GetInterpreter(own) == state {
                     return Some(Attached::Ensured(py::PyGILState_Ensure()));
@@ -796,7 +790,14 @@ fn with_python<R>(
         return None;
     }
     // SAFETY: alive, and (unless already attached) the pass is held.
-    let attached = unsafe { Attached::attach(interp, state, holder, kept)? };
+    let attached = match kept {
+        // SAFETY: this thread's kept state, its pass held.
+        Some(kept) => unsafe {
+            py::PyEval_RestoreThread(kept);
+            Attached::Kept
+        },
+        None => unsafe { Attached::attach(interp, state, holder)? },
+    };
     let guard = DetachOnPanic(Some(attached));
     let result = f(same);
     let mut guard = guard;
@@ -809,8 +810,27 @@ fn with_python<R>(
 
 // ---- values <-> Python objects (GIL held) ----
 
-/// A new reference for `v`, or `Err` (no Python error left set).
+/// A new reference for `v`, or `Err` (no Python error left set). Floats
+/// and ints, an engine's usual arguments, are made here without a call.
+#[inline]
 unsafe fn to_python(v: &Value) -> Result<PyObj, Status> {
+    let obj = if v.tag == Tag::F64 as u32 {
+        py::PyFloat_FromDouble(v.r#as.f64)
+    } else if v.tag == Tag::I64 as u32 {
+        py::PyLong_FromLongLong(v.r#as.i64)
+    } else {
+        return any_to_python(v);
+    };
+    if obj.is_null() {
+        py::PyErr_Clear();
+        return Err(Status::NoMemory);
+    }
+    Ok(obj)
+}
+
+/// `to_python` for every tag.
+#[inline(never)]
+unsafe fn any_to_python(v: &Value) -> Result<PyObj, Status> {
     let obj = match v.tag().ok_or(Status::InvalidArgument)? {
         Tag::None => {
             let none = py::Py_None();
