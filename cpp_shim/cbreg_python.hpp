@@ -35,6 +35,8 @@ void *cbreg_py_args_new(void *const *items, size_t nargs, const struct cbreg_val
 void cbreg_py_args_free(void *args);
 void *cbreg_py_value_to_object(const struct cbreg_value *value);
 void cbreg_py_set_error(uint32_t status);
+void *cbreg_py_invoke(struct cbreg_registry reg, uint64_t id, void *const *items, size_t nargs);
+cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
 }
 #ifndef CBREG_PY_UNRAISABLE
 #define CBREG_PY_UNRAISABLE 2
@@ -107,17 +109,14 @@ inline PyObject* to_python(const cbreg_value& v) noexcept {
 // (GIL held: a Python callback runs here and its exception propagates,
 // unless it was subscribed unraisable: then cbreg.CallbackFailed) and
 // returns the callback's return value as a new reference; null with the
-// exception set on failure. No C++ handler runs around the call into the
+// exception set on failure. The Rust adapter converts both ways
+// (cbreg_py_invoke). No C++ handler runs around the call into the
 // callback, so CPython can end a daemon thread inside it at exit (a forced
 // unwind).
 inline PyObject* invoke(cbreg_registry reg, std::uint64_t id, PyObject* const* items,
                         std::size_t n) {
-    arg_pack pack;
-    if (!pack.fill(items, n)) return nullptr;
-    result ret;
-    const status s = static_cast<status>(cbreg_invoke(reg, id, pack.data(), pack.size(), ret.out()));
-    if (failed(s)) return nullptr;
-    return to_python(ret.get());
+    return static_cast<PyObject*>(
+        cbreg_py_invoke(reg, id, reinterpret_cast<void* const*>(items), n));
 }
 
 // invoke(id, *args) as a CPython METH_FASTCALL function on the default

@@ -376,6 +376,26 @@ void *cbreg_py_args_new(void *const *items, size_t nargs, const struct cbreg_val
 #endif
 
 #if defined(CBREG_PYTHON)
+// Invokes entry `id` of `reg` on this thread from Python (GIL held) with
+// the Python objects `items[0..nargs]` as its arguments, converted as by
+// `cbreg_py_args_new`, and returns the callback's return value as a new
+// Python object (as by `cbreg_py_value_to_object`), or NULL with a Python
+// exception set: the callback's own when it raised (registered with
+// `CBREG_PY_UNRAISABLE`: `cbreg.CallbackFailed`), or the one for the
+// failing status (`cbreg_py_set_error`). No value vector is allocated.
+//
+// A Python callback of the calling interpreter gets each argument that
+// would convert back to an equal object of its very type (None, bool, an
+// int, float, str or bytes that is not of a subclass) as that object, and
+// such a result comes back as itself: the same values as through a
+// `cbreg_value`, without making them again.
+//
+// # Safety
+// The GIL is held; `items` points to `nargs` live Python objects.
+void *cbreg_py_invoke(struct cbreg_registry reg, uint64_t id, void *const *items, size_t nargs);
+#endif
+
+#if defined(CBREG_PYTHON)
 // Frees what `cbreg_py_args_new` returned (NULL is ignored).
 //
 // # Safety
@@ -467,6 +487,18 @@ cbreg_status cbreg_py_atexit_clear(void);
 // a first call in a subinterpreter also installs the main interpreter's).
 // Call it with the GIL held, typically from module init.
 cbreg_status cbreg_py_install_atexit(void);
+#endif
+
+#if defined(CBREG_PYTHON)
+// Diagnostics, for tests: writes to `*kept` how many thread states this
+// copy of the adapter keeps for native threads right now (one per native
+// thread that called into the main interpreter and has not exited), and
+// to `*in_interpreter` how many thread states the calling interpreter has
+// (its Python threads' and those made for native threads). Either may be
+// NULL. Call it with the GIL held, while no other thread makes or ends a
+// thread state (CPython's list is walked without its lock);
+// `INVALID_ARGUMENT` without the GIL.
+cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
 #endif
 
 #if defined(CBREG_PYTHON)

@@ -16,7 +16,12 @@
 #                             (CBREG_SHUTDOWN_RUNS=200 runs per exit scenario)
 #   make python-demo          examples/python_demo.py: cbreg vs the naive
 #                             control with a native engine firing at exit
-#   make python-bench         benches/python_fire.py: cbreg vs GIL + direct call
+#   make python-bench         benches/python_fire.py: a Python callback fired
+#                             from a native thread through cbreg, by a
+#                             hand-written kept thread state and by a
+#                             per-call PyGILState_Ensure; cbreg.invoke and a
+#                             Subscription call against a direct call
+#                             (PYTHON_BENCH_ARGS, e.g. --json out.json)
 
 PYTHON ?= python3
 VENV := .venv
@@ -66,8 +71,10 @@ python-test: python-engine naive-ext
 python-demo: python-engine naive-ext
 	$(VENV_PY) examples/python_demo.py
 
-python-bench: python-engine
-	$(VENV_PY) benches/python_fire.py
+PYTHON_BENCH_ARGS ?=
+
+python-bench: python-install
+	$(VENV_PY) benches/python_fire.py $(PYTHON_BENCH_ARGS)
 
 venv-clean:
 	rm -rf $(VENV) $(NAIVE_EXT_DIR) $(ENGINE_EXT_DIR) build/py

@@ -19,7 +19,9 @@
 //! hook shuts the gate and, with the GIL released, waits a bounded time for
 //! those inside. A thread that already holds the GIL in the entry's own
 //! interpreter is Python's own business and is not counted, so it never
-//! holds the hook up.
+//! holds the hook up. A native thread keeps the thread state it makes in
+//! the main interpreter across calls, and only that thread deletes it.
+//! `docs/python.md` has the argument.
 //!
 //! No `catch_unwind` frame lies on any path that calls CPython: CPython ends
 //! a thread that takes the GIL back during finalization with a forced unwind
@@ -32,7 +34,7 @@
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_ulong, c_void};
 use std::ptr::null_mut;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -120,6 +122,23 @@ unsafe fn probe_thread_id_offset() {
     }
 }
 
+/// CPython's current thread state, unchecked: this thread's on 3.12+, the
+/// process's on 3.11 (null when none; see `gil_holder`).
+unsafe fn current_tstate() -> TState {
+    type Current = unsafe extern "C" fn() -> TState;
+    static CURRENT: OnceLock<Option<Current>> = OnceLock::new();
+    match lookup(
+        &CURRENT,
+        &[
+            b"PyThreadState_GetUnchecked\0",
+            b"_PyThreadState_UncheckedGet\0",
+        ],
+    ) {
+        Some(current) => current(),
+        None => null_mut(),
+    }
+}
+
 /// The thread state this thread holds the GIL with, if it holds it.
 ///
 /// `PyGILState_Check` cannot answer this: CPython 3.11 makes it return 1
@@ -128,16 +147,7 @@ unsafe fn probe_thread_id_offset() {
 /// ours only if it was made on this thread (`thread_id`, layout checked at
 /// start-up) or it is this thread's own `PyGILState` thread state.
 unsafe fn gil_holder() -> Option<TState> {
-    type Current = unsafe extern "C" fn() -> TState;
-    static CURRENT: OnceLock<Option<Current>> = OnceLock::new();
-    let current = lookup(
-        &CURRENT,
-        &[
-            b"PyThreadState_GetUnchecked\0",
-            b"_PyThreadState_UncheckedGet\0",
-        ],
-    )?;
-    let tstate = current();
+    let tstate = current_tstate();
     if tstate.is_null() {
         return None;
     }
@@ -274,10 +284,121 @@ impl Drop for GatePass {
     }
 }
 
+/// A pass through a gate, either kind (held for its drop).
+enum Pass {
+    Shared(#[allow(dead_code)] GatePass),
+    Kept(#[allow(dead_code)] KeptPass),
+}
+
+/// The per-thread counter of a thread that keeps a state in the main
+/// interpreter: its passes through that gate, written by it alone. Counting
+/// in is a plain store, a compiler fence (`barrier::light`) and a load of
+/// the gate; the exit hook pays instead, with `barrier::heavy` (membarrier)
+/// after it shuts the gate and before it reads the counters, so either the
+/// hook sees the count or the thread sees the gate shut (docs/protocol.md,
+/// section 2, has the same pairing for hazards). Records are never freed:
+/// a thread that stops keeping a state gives its record back for reuse.
+/// Each has its own cache lines: threads write only their own.
+#[repr(align(128))]
+struct KeptGate {
+    /// Passes its thread holds (0 while free).
+    inside: AtomicUsize,
+    /// In use by a thread.
+    taken: AtomicBool,
+    next: AtomicPtr<KeptGate>,
+}
+
+/// Every `KeptGate` ever made (a push-only list).
+static KEPT_GATES: AtomicPtr<KeptGate> = AtomicPtr::new(null_mut());
+
+fn kept_gates() -> impl Iterator<Item = &'static KeptGate> {
+    let mut next = KEPT_GATES.load(Acquire);
+    std::iter::from_fn(move || {
+        // SAFETY: records are leaked, never freed.
+        let gate = unsafe { next.as_ref()? };
+        next = gate.next.load(Acquire);
+        Some(gate)
+    })
+}
+
+/// A free record, taken for this thread (allocated if none is free).
+fn take_kept_gate() -> &'static KeptGate {
+    if let Some(free) = kept_gates().find(|g| {
+        g.taken
+            .compare_exchange(false, true, SeqCst, Relaxed)
+            .is_ok()
+    }) {
+        return free;
+    }
+    let gate: &'static KeptGate = Box::leak(Box::new(KeptGate {
+        inside: AtomicUsize::new(0),
+        taken: AtomicBool::new(true),
+        next: AtomicPtr::new(null_mut()),
+    }));
+    let mut head = KEPT_GATES.load(Acquire);
+    loop {
+        gate.next.store(head, Relaxed);
+        match KEPT_GATES.compare_exchange_weak(head, gate as *const _ as *mut _, AcqRel, Acquire) {
+            Ok(_) => return gate,
+            Err(now) => head = now,
+        }
+    }
+}
+
+/// Passes held through kept-state counters (the main interpreter's).
+fn kept_inside() -> usize {
+    kept_gates().map(|g| g.inside.load(Acquire)).sum()
+}
+
+/// A pass through the main interpreter's gate on a kept-state thread's own
+/// counter; leaving on drop (also on a forced unwind).
+struct KeptPass {
+    gate: &'static KeptGate,
+    /// The state kept, to attach with.
+    state: TState,
+}
+
+impl KeptPass {
+    /// This thread's counter, when it keeps a state in `interp` and holds
+    /// no GIL (the thread that will use that state).
+    fn for_this_thread(interp: &'static Interp, holder: Option<TState>) -> Option<KeptPass> {
+        if holder.is_some() {
+            return None;
+        }
+        let (state, kept_in, gate) = KEPT.with(|k| (k.state.get(), k.interp.get(), k.gate.get()));
+        if state.is_null() || !std::ptr::eq(kept_in, interp) {
+            return None;
+        }
+        // SAFETY: set with `state`, a leaked record.
+        let gate = unsafe { gate.as_ref()? };
+        Some(KeptPass { gate, state })
+    }
+
+    fn enter(self, interp: &'static Interp, for_release: bool) -> Option<KeptPass> {
+        let count = &self.gate.inside;
+        count.store(count.load(Relaxed) + 1, Relaxed);
+        crate::sync::barrier::light();
+        let state = interp.gate.load(SeqCst);
+        if state == GATE_OPEN || (state == GATE_DRAINING && for_release) {
+            Some(self)
+        } else {
+            None // dropped: counted out
+        }
+    }
+}
+
+impl Drop for KeptPass {
+    fn drop(&mut self) {
+        let count = &self.gate.inside;
+        count.store(count.load(Relaxed).saturating_sub(1), Release);
+    }
+}
+
 /// Waits (GIL released by the caller) until no thread is inside any of
 /// `gates`, or until `deadline`.
 fn drain(gates: &[&'static Interp], deadline: Option<Instant>) {
-    let idle = || gates.iter().all(|g| g.inside.load(SeqCst) == 0);
+    let main = gates.iter().any(|g| g.main.load(Relaxed));
+    let idle = || gates.iter().all(|g| g.inside.load(SeqCst) == 0) && (!main || kept_inside() == 0);
     while !idle() {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return;
@@ -291,6 +412,7 @@ fn drain(gates: &[&'static Interp], deadline: Option<Instant>) {
 extern "C" fn gates_after_fork_in_child() {
     MAKING_TSTATE.store(0, SeqCst);
     FORKING.store(false, SeqCst);
+    kept_after_fork_in_child();
     let depth = HELD_DEPTH.with(Cell::get).min(HELD_TRACKED);
     for interp in interps() {
         let held = HELD.with(|h| {
@@ -311,6 +433,9 @@ enum Attached {
     Already,
     /// `PyGILState_Ensure` (main interpreter, this thread's own state).
     Ensured(py::PyGILState_STATE),
+    /// The thread state kept for this native thread (main interpreter),
+    /// GIL taken: given back after the call, the state kept.
+    Kept,
     /// A thread state of its own, made for this call, GIL taken.
     Fresh(TState),
     /// It held the GIL in another interpreter: swapped to a state made for
@@ -320,9 +445,15 @@ enum Attached {
 
 impl Attached {
     /// # Safety
-    /// The interpreter `state` is alive, and the caller holds a pass of its
-    /// gate unless it is `Already`.
-    unsafe fn attach(state: InterpState, main: bool, holder: Option<TState>) -> Option<Attached> {
+    /// The interpreter `state` of `interp` is alive, and the caller holds a
+    /// pass of its gate unless it is `Already`. (A thread's kept state is
+    /// attached by `with_python` itself.)
+    unsafe fn attach(
+        interp: &'static Interp,
+        state: InterpState,
+        holder: Option<TState>,
+    ) -> Option<Attached> {
+        let main = interp.main.load(Relaxed);
         match holder {
             Some(t) if py::PyThreadState_GetInterpreter(t) == state => Some(Attached::Already),
             Some(_) => {
@@ -342,6 +473,9 @@ impl Attached {
                     return None;
                 }
                 py::PyEval_RestoreThread(made);
+                if main && interp.gate.load(SeqCst) == GATE_OPEN && keep(made, interp) {
+                    return Some(Attached::Kept);
+                }
                 Some(Attached::Fresh(made))
             }
         }
@@ -353,10 +487,10 @@ impl Attached {
         match self {
             Attached::Already => {}
             Attached::Ensured(gil) => py::PyGILState_Release(gil),
-            Attached::Fresh(made) => {
-                py::PyThreadState_Clear(made);
-                py::PyThreadState_DeleteCurrent();
+            Attached::Kept => {
+                py::PyEval_SaveThread();
             }
+            Attached::Fresh(made) => delete_current(made),
             Attached::Swapped { made, previous } => {
                 py::PyThreadState_Clear(made);
                 py::PyThreadState_Swap(previous);
@@ -364,6 +498,195 @@ impl Attached {
             }
         }
     }
+}
+
+// ---- thread states kept for native threads ----
+//
+// A native thread (one CPython did not make) that calls into the main
+// interpreter makes a thread state there once and keeps it, as JNI's
+// AttachCurrentThread does: later calls only take and give back the GIL
+// (`PyEval_RestoreThread` / `PyEval_SaveThread`). `PyThreadState_New` makes
+// it the thread's `PyGILState` state too (CPython binds the first state a
+// thread makes, and from 3.12 on every state a thread activates), so other
+// code on the thread that calls `PyGILState_Ensure`, inside a callback or
+// between calls, uses it as well.
+//
+// Only its own thread ever deletes it, with the GIL: CPython unbinds a
+// state's `PyGILState` slot on the thread that deletes it, so a state
+// deleted from another thread would leave its owner's slot pointing at
+// freed memory (and on 3.12+ clear the deleting thread's own slot). It is
+// deleted when its thread exits while the main interpreter's gate is open,
+// or when the thread next calls while the exit hook is draining. The exit
+// hook does not delete the states of threads still alive: once it shuts
+// the gate no thread uses its kept state again, and finalization frees the
+// states still there, as it frees those of Python's own daemon threads.
+// Subinterpreters get a state per call: a kept one would make the
+// interpreter look busy to `_xxsubinterpreters.destroy`, and CPython aborts
+// in `Py_EndInterpreter` while another thread state is left in it.
+
+thread_local! {
+    /// This thread's kept thread state in the main interpreter, if any.
+    static KEPT: KeptHere = const {
+        KeptHere {
+            state: Cell::new(null_mut()),
+            interp: Cell::new(std::ptr::null()),
+            gate: Cell::new(std::ptr::null()),
+        }
+    };
+}
+
+/// What a thread keeps (all null while nothing).
+struct KeptHere {
+    /// Its thread state in the main interpreter.
+    state: Cell<TState>,
+    /// The interpreter record it belongs to (the main one).
+    interp: Cell<*const Interp>,
+    /// Its pass counter there.
+    gate: Cell<*const KeptGate>,
+}
+
+/// Kept thread states alive (counted for `cbreg_py_thread_states`).
+static KEPT_LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The pthread key whose destructor detaches a thread's kept state when
+/// the thread exits; `KEY_MISSING` until made (or if it could not be:
+/// then nothing is kept).
+static KEPT_KEY: AtomicU32 = AtomicU32::new(KEY_MISSING);
+const KEY_MISSING: u32 = u32::MAX;
+
+/// Makes the key (once per process, GIL held).
+fn make_kept_key() {
+    let mut key: libc::pthread_key_t = 0;
+    // The destructor is C-unwind: CPython may end the thread inside it.
+    let destructor: unsafe extern "C-unwind" fn(*mut c_void) = kept_state_at_thread_exit;
+    // SAFETY: the same ABI but for unwinding, which glibc's caller allows.
+    let destructor = unsafe {
+        std::mem::transmute::<
+            unsafe extern "C-unwind" fn(*mut c_void),
+            unsafe extern "C" fn(*mut c_void),
+        >(destructor)
+    };
+    // SAFETY: a valid out pointer and destructor.
+    if unsafe { libc::pthread_key_create(&mut key, Some(destructor)) } == 0 && key != KEY_MISSING {
+        KEPT_KEY.store(key, SeqCst);
+    }
+}
+
+/// Keeps `made` (current on this thread, GIL held) as this thread's state
+/// in `interp`; false when it cannot be kept (no key).
+unsafe fn keep(made: TState, interp: &'static Interp) -> bool {
+    let key = KEPT_KEY.load(Relaxed);
+    if key == KEY_MISSING || libc::pthread_setspecific(key, made.cast()) != 0 {
+        return false;
+    }
+    KEPT.with(|k| {
+        k.gate.set(take_kept_gate());
+        k.state.set(made);
+        k.interp.set(interp);
+    });
+    KEPT_LIVE.fetch_add(1, SeqCst);
+    true
+}
+
+/// Forgets this thread's kept state (it is deleted, or left to CPython).
+fn forget_kept() {
+    let gate = KEPT.with(|k| {
+        k.state.set(null_mut());
+        k.interp.set(std::ptr::null());
+        k.gate.replace(std::ptr::null())
+    });
+    // SAFETY: a leaked record. One that a pass still counts on (a forked
+    // child's thread inside a call) is left taken, never reused.
+    if let Some(gate) = unsafe { gate.as_ref() } {
+        if gate.inside.load(Relaxed) == 0 {
+            gate.taken.store(false, Release);
+        }
+    }
+    let key = KEPT_KEY.load(Relaxed);
+    if key != KEY_MISSING {
+        // SAFETY: a key of ours; no value to free.
+        unsafe { libc::pthread_setspecific(key, std::ptr::null()) };
+    }
+    let _ = KEPT_LIVE.fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
+}
+
+/// Clears and deletes `tstate`, current on this thread with the GIL held
+/// (CPython unbinds it from the thread's `PyGILState` slot and gives the
+/// GIL back). It cannot be cut by a fork the way making a state can (see
+/// `new_thread_state`): on 3.11 it holds the GIL, which the forking thread
+/// holds; from 3.12 on CPython holds its thread-state lock across the fork.
+unsafe fn delete_current(tstate: TState) {
+    py::PyThreadState_Clear(tstate);
+    py::PyThreadState_DeleteCurrent();
+}
+
+/// Deletes this thread's kept state in `interp` now, if it has one and the
+/// gate lets it through (open, or the exit hook draining). Returns whether
+/// it did.
+unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>) -> bool {
+    let (kept, kept_in, gate) = KEPT.with(|k| (k.state.get(), k.interp.get(), k.gate.get()));
+    if kept.is_null() || !std::ptr::eq(kept_in, interp) {
+        return false;
+    }
+    // SAFETY: a leaked record.
+    let outer = unsafe { gate.as_ref() }.map_or(0, |g| g.inside.load(Relaxed));
+    if outer != 0 {
+        return false; // a call further out on this thread still uses it
+    }
+    let Some(_pass) = GatePass::enter(interp, true) else {
+        return false;
+    };
+    if interp.state.load(Acquire).is_null() || !interpreter_alive() {
+        return false;
+    }
+    match holder {
+        Some(t) if t == kept => {}
+        Some(_) => return false, // another state is current here: not now
+        None => {
+            py::PyEval_RestoreThread(kept);
+        }
+    }
+    forget_kept();
+    delete_current(kept);
+    true
+}
+
+/// The kept state's key destructor: its thread is exiting.
+unsafe extern "C-unwind" fn kept_state_at_thread_exit(value: *mut c_void) {
+    let (kept, interp) = KEPT.with(|k| (k.state.get(), k.interp.get()));
+    if value.is_null() || interp.is_null() || kept != value.cast() {
+        return;
+    }
+    let interp = &*interp;
+    // Once the exit hook has begun the state is left to CPython: taking the
+    // GIL then could meet finalization, which ends the thread (here, inside
+    // its own exit).
+    if interp.gate.load(SeqCst) == GATE_OPEN
+        && py::Py_IsInitialized() != 0
+        && detach_kept(interp, gil_holder())
+    {
+        return;
+    }
+    forget_kept();
+}
+
+/// After a fork, in the child: the states other threads kept are CPython's
+/// to free (they are gone with their threads); this thread keeps its own
+/// only if it is the current one (the one CPython keeps in the child).
+fn kept_after_fork_in_child() {
+    let kept = KEPT.with(|k| k.state.get());
+    // SAFETY: a plain read of CPython's current thread state.
+    let mine = !kept.is_null() && unsafe { current_tstate() } == kept;
+    if !kept.is_null() && !mine {
+        forget_kept();
+    }
+    KEPT_LIVE.store(usize::from(mine), SeqCst);
+    let own = KEPT.with(|k| k.gate.get());
+    for gate in kept_gates().filter(|g| !std::ptr::eq(*g, own)) {
+        gate.inside.store(0, SeqCst);
+        gate.taken.store(false, SeqCst);
+    }
+    crate::sync::barrier::reinit_after_fork();
 }
 
 /// Threads making a thread state without the GIL right now, and whether a
@@ -430,11 +753,10 @@ fn with_python<R>(
     for_release: bool,
     f: impl FnOnce(bool) -> R,
 ) -> Option<R> {
-    // SAFETY: callable without the GIL, before and after initialization.
-    if unsafe { py::Py_IsInitialized() } == 0 {
-        return None;
-    }
-    // SAFETY: initialized.
+    // Whether the interpreter is alive is looked at once the pass is held
+    // (no entry exists before initialization, and after finalization no
+    // thread holds the GIL: `holder` is none).
+    // SAFETY: a plain read of CPython's current thread state.
     let holder = unsafe { gil_holder() };
     let state = interp.state.load(Acquire);
     let same = holder.is_some_and(|t| {
@@ -443,20 +765,39 @@ fn with_python<R>(
     });
     // A thread already inside Python there needs no pass; others count in
     // first, so the exit hook cannot end the interpreter behind them.
+    let mut kept = None;
     let _pass = if same {
         if interp.gate.load(SeqCst) == GATE_CLOSED && !IN_HOOK.with(Cell::get) && !for_release {
             return None;
         }
         None
+    } else if let Some(own) = KeptPass::for_this_thread(interp, holder) {
+        // This thread keeps a state there: its own counter is its pass.
+        let Some(own) = own.enter(interp, for_release) else {
+            // The exit hook has begun: the thread gives its state back now,
+            // while the hook still lets it through.
+            // SAFETY: `holder` is this thread's; it checks Python is alive.
+            unsafe { detach_kept(interp, holder) };
+            return None;
+        };
+        kept = Some(own.state);
+        Some(Pass::Kept(own))
     } else {
-        Some(GatePass::enter(interp, for_release)?)
+        Some(Pass::Shared(GatePass::enter(interp, for_release)?))
     };
     let state = interp.state.load(Acquire);
     if state.is_null() || !interpreter_alive() {
         return None;
     }
     // SAFETY: alive, and (unless already attached) the pass is held.
-    let attached = unsafe { Attached::attach(state, interp.main.load(Relaxed), holder)? };
+    let attached = match kept {
+        // SAFETY: this thread's kept state, its pass held.
+        Some(kept) => unsafe {
+            py::PyEval_RestoreThread(kept);
+            Attached::Kept
+        },
+        None => unsafe { Attached::attach(interp, state, holder)? },
+    };
     let guard = DetachOnPanic(Some(attached));
     let result = f(same);
     let mut guard = guard;
@@ -469,8 +810,27 @@ fn with_python<R>(
 
 // ---- values <-> Python objects (GIL held) ----
 
-/// A new reference for `v`, or `Err` (no Python error left set).
+/// A new reference for `v`, or `Err` (no Python error left set). Floats
+/// and ints, an engine's usual arguments, are made here without a call.
+#[inline]
 unsafe fn to_python(v: &Value) -> Result<PyObj, Status> {
+    let obj = if v.tag == Tag::F64 as u32 {
+        py::PyFloat_FromDouble(v.r#as.f64)
+    } else if v.tag == Tag::I64 as u32 {
+        py::PyLong_FromLongLong(v.r#as.i64)
+    } else {
+        return any_to_python(v);
+    };
+    if obj.is_null() {
+        py::PyErr_Clear();
+        return Err(Status::NoMemory);
+    }
+    Ok(obj)
+}
+
+/// `to_python` for every tag.
+#[inline(never)]
+unsafe fn any_to_python(v: &Value) -> Result<PyObj, Status> {
     let obj = match v.tag().ok_or(Status::InvalidArgument)? {
         Tag::None => {
             let none = py::Py_None();
@@ -542,35 +902,51 @@ enum Kind {
 }
 
 unsafe fn kind_of(obj: PyObj) -> Kind {
+    kind_and_exact(obj).0
+}
+
+/// What `obj` is, and whether it is of that very type (not a subclass):
+/// then converting it to a value and back gives an equal object of its
+/// type (for an int that fits and a str with a UTF-8 form).
+unsafe fn kind_and_exact(obj: PyObj) -> (Kind, bool) {
     if obj == py::Py_None() {
-        return Kind::None;
+        return (Kind::None, true);
     }
     let ty = py::PyObject_Type(obj);
     if ty.is_null() {
         py::PyErr_Clear();
-        return Kind::Other;
+        return (Kind::Other, false);
     }
     let ty_ptr = ty.cast::<py::PyTypeObject>();
     let flags = py::PyType_GetFlags(ty_ptr);
-    let is =
-        |base: *mut py::PyTypeObject| ty_ptr == base || py::PyType_IsSubtype(ty_ptr, base) != 0;
-    let kind = if ty_ptr == std::ptr::addr_of_mut!(py::PyBool_Type) {
-        Kind::Bool
+    let exactly = |base: *mut py::PyTypeObject| ty_ptr == base;
+    let is = |base: *mut py::PyTypeObject| exactly(base) || py::PyType_IsSubtype(ty_ptr, base) != 0;
+    let found = if exactly(std::ptr::addr_of_mut!(py::PyBool_Type)) {
+        (Kind::Bool, true)
     } else if flags & py::Py_TPFLAGS_LONG_SUBCLASS != 0 {
-        Kind::Int
+        (Kind::Int, exactly(std::ptr::addr_of_mut!(py::PyLong_Type)))
     } else if is(std::ptr::addr_of_mut!(py::PyFloat_Type)) {
-        Kind::Float
+        (
+            Kind::Float,
+            exactly(std::ptr::addr_of_mut!(py::PyFloat_Type)),
+        )
     } else if flags & py::Py_TPFLAGS_UNICODE_SUBCLASS != 0 {
-        Kind::Str
+        (
+            Kind::Str,
+            exactly(std::ptr::addr_of_mut!(py::PyUnicode_Type)),
+        )
     } else if flags & py::Py_TPFLAGS_BYTES_SUBCLASS != 0 {
-        Kind::Bytes
+        (
+            Kind::Bytes,
+            exactly(std::ptr::addr_of_mut!(py::PyBytes_Type)),
+        )
     } else if flags & py::Py_TPFLAGS_LIST_SUBCLASS != 0 {
-        Kind::List
+        (Kind::List, false)
     } else {
-        Kind::Other
+        (Kind::Other, false)
     };
     py::Py_DecRef(ty);
-    kind
+    found
 }
 
 /// Python objects converted to a value vector (`cbreg_py_args_new`):
@@ -578,61 +954,76 @@ unsafe fn kind_of(obj: PyObj) -> Kind {
 /// lists.
 struct PyArgs {
     values: Vec<Value>,
+    lists: Lists,
+}
+
+/// The arrays made from list arguments, owned while their values are used.
+#[derive(Default)]
+struct Lists {
     i64s: Vec<Vec<i64>>,
     f64s: Vec<Vec<f64>>,
+}
+
+/// The value for the argument `obj` (the one place these rules live), and
+/// whether the value converts back to an object equal to `obj` of its very
+/// type (`kind_and_exact`); `None` with a Python exception set.
+unsafe fn arg_value(obj: PyObj, lists: &mut Lists) -> Option<(Value, bool)> {
+    let (kind, exact) = kind_and_exact(obj);
+    let v = match kind {
+        Kind::None => Value::none(),
+        Kind::Bool => Value::bool(obj == py::Py_True()),
+        Kind::Int => {
+            let x = py::PyLong_AsLongLong(obj);
+            if x == -1 && !py::PyErr_Occurred().is_null() {
+                return None;
+            }
+            Value::i64(x)
+        }
+        Kind::Float => {
+            let x = py::PyFloat_AsDouble(obj);
+            if x == -1.0 && !py::PyErr_Occurred().is_null() {
+                return None;
+            }
+            Value::f64(x)
+        }
+        Kind::Str => {
+            let mut len: py::Py_ssize_t = 0;
+            let p = py::PyUnicode_AsUTF8AndSize(obj, &mut len);
+            if p.is_null() {
+                return None; // lone surrogates: UnicodeEncodeError set
+            }
+            // The UTF-8 buffer lives as long as the str object.
+            Value::str(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                p.cast(),
+                len as usize,
+            )))
+        }
+        Kind::Bytes => {
+            let mut p: *mut c_char = std::ptr::null_mut();
+            let mut len: py::Py_ssize_t = 0;
+            if py::PyBytes_AsStringAndSize(obj, &mut p, &mut len) != 0 {
+                return None;
+            }
+            Value::bytes(std::slice::from_raw_parts(p.cast(), len as usize))
+        }
+        Kind::List => lists.list(obj)?,
+        Kind::Other => return type_error(
+            b"cbreg: arguments must be None, bool, int, float, str, bytes or a list of numbers\0",
+        ),
+    };
+    Some((v, exact))
 }
 
 impl PyArgs {
     /// One argument; `None` with a Python exception set.
     unsafe fn push(&mut self, obj: PyObj) -> Option<()> {
-        let v = match kind_of(obj) {
-            Kind::None => Value::none(),
-            Kind::Bool => Value::bool(obj == py::Py_True()),
-            Kind::Int => {
-                let x = py::PyLong_AsLongLong(obj);
-                if x == -1 && !py::PyErr_Occurred().is_null() {
-                    return None;
-                }
-                Value::i64(x)
-            }
-            Kind::Float => {
-                let x = py::PyFloat_AsDouble(obj);
-                if x == -1.0 && !py::PyErr_Occurred().is_null() {
-                    return None;
-                }
-                Value::f64(x)
-            }
-            Kind::Str => {
-                let mut len: py::Py_ssize_t = 0;
-                let p = py::PyUnicode_AsUTF8AndSize(obj, &mut len);
-                if p.is_null() {
-                    return None; // lone surrogates: UnicodeEncodeError set
-                }
-                // The UTF-8 buffer lives as long as the str object.
-                Value::str(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-                    p.cast(),
-                    len as usize,
-                )))
-            }
-            Kind::Bytes => {
-                let mut p: *mut c_char = std::ptr::null_mut();
-                let mut len: py::Py_ssize_t = 0;
-                if py::PyBytes_AsStringAndSize(obj, &mut p, &mut len) != 0 {
-                    return None;
-                }
-                Value::bytes(std::slice::from_raw_parts(p.cast(), len as usize))
-            }
-            Kind::List => self.list(obj)?,
-            Kind::Other => {
-                return type_error(
-                    b"cbreg: arguments must be None, bool, int, float, str, bytes or a list of numbers\0",
-                )
-            }
-        };
+        let (v, _) = arg_value(obj, &mut self.lists)?;
         self.values.push(v);
         Some(())
     }
+}
 
+impl Lists {
     /// A list of ints (an i64 array) or of numbers with a float among them
     /// (an f64 array), copied.
     unsafe fn list(&mut self, list: PyObj) -> Option<Value> {
@@ -719,6 +1110,29 @@ unsafe extern "C-unwind" fn drop_returned(owner: *mut c_void) {
     let obj = owner.obj;
     // Finalizing or ended: the object is left to the interpreter.
     let _ = with_python(owner.interp, true, |_| py::Py_DecRef(obj));
+}
+
+/// Whether converting the callback's result `result` to a value and back
+/// gives an equal object of its very type: then a Python caller
+/// (`cbreg_py_invoke`) gets the object itself.
+unsafe fn result_comes_back_as_is(result: PyObj) -> bool {
+    match kind_and_exact(result) {
+        (Kind::None | Kind::Bool | Kind::Float | Kind::Bytes, exact) => exact,
+        (Kind::Int, true) => {
+            let mut overflow = 0;
+            let n = py::PyLong_AsLongLongAndOverflow(result, &mut overflow);
+            let failed = n == -1 && !py::PyErr_Occurred().is_null();
+            py::PyErr_Clear();
+            overflow == 0 && !failed
+        }
+        (Kind::Str, true) => {
+            let mut len: py::Py_ssize_t = 0;
+            let utf8 = !py::PyUnicode_AsUTF8AndSize(result, &mut len).is_null();
+            py::PyErr_Clear(); // lone surrogates: no UTF-8 form
+            utf8
+        }
+        _ => false,
+    }
 }
 
 /// Stores the callback's result in `*ret`; takes ownership of `result`.
@@ -837,16 +1251,47 @@ unsafe extern "C-unwind" fn call_python(
     let callable = entry.callable.load(Relaxed);
     let unraisable = entry.flags.load(Relaxed) & CBREG_PY_UNRAISABLE != 0;
     with_python(interp, false, |held_gil| {
+        // The Python caller on this thread, if this is its very call (its
+        // objects are of this interpreter only when it held the GIL here).
+        let caller = if held_gil {
+            PY_CALL.with(Cell::get).as_ref().filter(|c| {
+                // (With no arguments the core may pass no vector.)
+                c.nargs == nargs && (nargs == 0 || c.values == args) && std::ptr::eq(c.ret, ret)
+            })
+        } else {
+            None
+        };
         // SAFETY: attached to the callable's interpreter; args and ret come
         // from invoke.
-        call_attached(callable, args, nargs, ret, held_gil && !unraisable, interp)
+        call_attached(
+            callable,
+            args,
+            nargs,
+            ret,
+            held_gil && !unraisable,
+            interp,
+            caller,
+        )
     })
     .unwrap_or(Status::Closed) as u32
 }
 
+type VectorcallFn = unsafe extern "C" fn(PyObj, *const PyObj, usize, PyObj) -> PyObj;
+
+/// `PyObject_Vectorcall` (exported from 3.11 on; no keywords), else
+/// `PyObject_VectorcallDict` with no dict.
+fn vectorcall() -> VectorcallFn {
+    static VECTORCALL: OnceLock<Option<VectorcallFn>> = OnceLock::new();
+    lookup(&VECTORCALL, &[b"PyObject_Vectorcall\0"]).unwrap_or(py::PyObject_VectorcallDict)
+}
+
+/// `nargsf` flag: the callee may use the slot before the first argument.
+const VECTORCALL_ARGUMENTS_OFFSET: usize = 1 << (usize::BITS - 1);
+
 /// Calls with the GIL held in the callable's interpreter. `propagate`: a
 /// raised exception is left set for the caller (which held the GIL there);
-/// otherwise it goes to `sys.unraisablehook`.
+/// otherwise it goes to `sys.unraisablehook`. `caller`: the Python caller
+/// whose objects the values were made from.
 unsafe fn call_attached(
     callable: PyObj,
     args: *const Value,
@@ -854,45 +1299,104 @@ unsafe fn call_attached(
     ret: *mut Value,
     propagate: bool,
     interp: &'static Interp,
+    caller: Option<&PyCall>,
 ) -> Status {
     if !py::PyErr_Occurred().is_null() {
         // Never call Python with an exception pending; it is the caller's.
         return Status::CallbackFailed;
+    }
+    if nargs > ffi::CBREG_MAX_ARGS {
+        return Status::InvalidArgument;
     }
     let args = if nargs == 0 || args.is_null() {
         &[][..]
     } else {
         std::slice::from_raw_parts(args, nargs)
     };
-    let tuple = py::PyTuple_New(args.len() as _);
-    if tuple.is_null() {
-        py::PyErr_Clear();
-        return Status::NoMemory;
-    }
-    for (i, v) in args.iter().enumerate() {
-        match to_python(v) {
-            Ok(obj) => {
-                py::PyTuple_SetItem(tuple, i as _, obj); // steals `obj`
-            }
-            Err(e) => {
-                py::Py_DecRef(tuple);
-                return e;
-            }
+    // The arguments as a vector (no tuple), with the slot before the first
+    // free for the callee (PY_VECTORCALL_ARGUMENTS_OFFSET).
+    let mut objs = [std::mem::MaybeUninit::<PyObj>::uninit(); 1 + ffi::CBREG_MAX_ARGS];
+    let release = |objs: &[std::mem::MaybeUninit<PyObj>]| {
+        for o in objs {
+            py::Py_DecRef(o.assume_init());
         }
+    };
+    for (i, v) in args.iter().enumerate() {
+        let obj = match caller {
+            Some(c) if c.as_is & (1 << i) != 0 => {
+                let obj = *c.items.add(i);
+                py::Py_IncRef(obj);
+                obj
+            }
+            _ => match to_python(v) {
+                Ok(obj) => obj,
+                Err(e) => {
+                    release(&objs[1..1 + i]);
+                    return e;
+                }
+            },
+        };
+        objs[1 + i].write(obj);
     }
-    let result = py::PyObject_Call(callable, tuple, null_mut());
-    py::Py_DecRef(tuple);
+    let argv = objs.as_ptr().add(1).cast::<PyObj>();
+    let result = vectorcall()(
+        callable,
+        argv,
+        args.len() | VECTORCALL_ARGUMENTS_OFFSET,
+        null_mut(),
+    );
+    release(&objs[1..1 + args.len()]);
     if result.is_null() {
         if !propagate {
             py::PyErr_WriteUnraisable(callable);
         }
         return Status::CallbackFailed;
     }
-    match ret.as_mut() {
-        Some(ret) => store_result(result, ret, interp),
-        None => py::Py_DecRef(result),
+    match (caller, ret.as_mut()) {
+        (Some(c), _) if c.result.get().is_null() && result_comes_back_as_is(result) => {
+            c.result.set(result);
+        }
+        (_, Some(ret)) => store_result(result, ret, interp),
+        (_, None) => py::Py_DecRef(result),
     }
     Status::Ok
+}
+
+/// A Python caller's invocation in progress on this thread
+/// (`cbreg_py_invoke`): the objects its values were made from, so that the
+/// entry called with exactly those values and `ret` passes the objects
+/// that would convert back to equal ones straight through, and hands such
+/// a result back as the object itself.
+struct PyCall {
+    values: *const Value,
+    nargs: usize,
+    ret: *const Value,
+    items: *const PyObj,
+    /// Bit i: `items[i]` converts back to an equal object of its type.
+    as_is: u64,
+    /// The result object handed back (a new reference), or null.
+    result: Cell<PyObj>,
+}
+
+thread_local! {
+    /// The innermost Python caller's invocation on this thread.
+    static PY_CALL: Cell<*const PyCall> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Publishes a `PyCall` for the duration of one invoke; the one it hides
+/// comes back on drop (also when unwinding).
+struct PyCallScope(*const PyCall);
+
+impl PyCallScope {
+    fn enter(call: &PyCall) -> PyCallScope {
+        PyCallScope(PY_CALL.with(|c| c.replace(call)))
+    }
+}
+
+impl Drop for PyCallScope {
+    fn drop(&mut self) {
+        PY_CALL.with(|c| c.set(self.0));
+    }
 }
 
 unsafe extern "C-unwind" fn release_python(ctx: *mut c_void) {
@@ -935,6 +1439,9 @@ unsafe fn set_up_process() {
         return;
     }
     probe_thread_id_offset();
+    current_tstate(); // looked up now: the fork handlers use it
+    crate::sync::barrier::init(); // before any kept-state counter is used
+    make_kept_key();
     // Installed in the copy of cbreg that owns the registries (the one
     // that waits), whichever copy this is.
     crate::rendezvous::set_blocking_hook(release_gil_while_waiting, take_gil_back);
@@ -1076,6 +1583,7 @@ unsafe fn interpreter_exit(this: &'static Interp) {
         g.closed.store(true, SeqCst);
         g.gate.fetch_max(GATE_DRAINING, SeqCst); // no new calls
     }
+    crate::sync::barrier::heavy(); // pairs with `KeptPass::enter`
     drain_unlocked(gates);
     extern "C" fn ours(ctx: *mut c_void, gates: *mut c_void) -> bool {
         // SAFETY: `gates` is the slice passed below, alive for the call;
@@ -1106,6 +1614,7 @@ unsafe fn interpreter_exit(this: &'static Interp) {
     for g in gates {
         g.gate.fetch_max(GATE_CLOSED, SeqCst);
     }
+    crate::sync::barrier::heavy();
     drain_unlocked(gates);
     IN_HOOK.with(|h| h.set(false));
     if !main {
@@ -1148,8 +1657,7 @@ pub unsafe extern "C" fn cbreg_py_args_new(
     }
     let mut args = Box::new(PyArgs {
         values: Vec::with_capacity(nargs),
-        i64s: Vec::new(),
-        f64s: Vec::new(),
+        lists: Lists::default(),
     });
     for i in 0..nargs {
         if args.push(*items.add(i) as PyObj).is_none() {
@@ -1158,6 +1666,86 @@ pub unsafe extern "C" fn cbreg_py_args_new(
     }
     *out_values = args.values.as_ptr();
     Box::into_raw(args).cast()
+}
+
+/// Invokes entry `id` of `reg` on this thread from Python (GIL held) with
+/// the Python objects `items[0..nargs]` as its arguments, converted as by
+/// `cbreg_py_args_new`, and returns the callback's return value as a new
+/// Python object (as by `cbreg_py_value_to_object`), or NULL with a Python
+/// exception set: the callback's own when it raised (registered with
+/// `CBREG_PY_UNRAISABLE`: `cbreg.CallbackFailed`), or the one for the
+/// failing status (`cbreg_py_set_error`). No value vector is allocated.
+///
+/// A Python callback of the calling interpreter gets each argument that
+/// would convert back to an equal object of its very type (None, bool, an
+/// int, float, str or bytes that is not of a subclass) as that object, and
+/// such a result comes back as itself: the same values as through a
+/// `cbreg_value`, without making them again.
+///
+/// # Safety
+/// The GIL is held; `items` points to `nargs` live Python objects.
+#[no_mangle]
+pub unsafe extern "C-unwind" fn cbreg_py_invoke(
+    reg: RegistryHandle,
+    id: u64,
+    items: *const *mut c_void,
+    nargs: usize,
+) -> *mut c_void {
+    if (nargs > 0 && items.is_null()) || nargs > ffi::CBREG_MAX_ARGS {
+        set_error(Status::InvalidArgument);
+        return null_mut();
+    }
+    let items = items.cast::<PyObj>();
+    let mut values = [std::mem::MaybeUninit::<Value>::uninit(); ffi::CBREG_MAX_ARGS];
+    let mut lists = Lists::default();
+    let mut as_is = 0u64;
+    for (i, value) in values.iter_mut().enumerate().take(nargs) {
+        let Some((v, same)) = arg_value(*items.add(i), &mut lists) else {
+            return null_mut();
+        };
+        value.write(v);
+        as_is |= u64::from(same) << i;
+    }
+    // The first `nargs` are written.
+    let values = values.as_ptr().cast::<Value>();
+    let mut ret = Value::none();
+    let call = PyCall {
+        values,
+        nargs,
+        ret: &ret,
+        items,
+        as_is,
+        result: Cell::new(null_mut()),
+    };
+    let status = {
+        let _scope = PyCallScope::enter(&call);
+        ffi::cbreg_invoke(reg, id, values, nargs, &mut ret)
+    };
+    let result = call.result.take();
+    let failed = status != Status::Ok || !py::PyErr_Occurred().is_null();
+    let out = if failed {
+        set_error(if status == Status::Ok {
+            Status::CallbackFailed
+        } else {
+            status
+        });
+        null_mut()
+    } else if !result.is_null() {
+        return result.cast();
+    } else {
+        match to_python(&ret) {
+            Ok(obj) => obj,
+            Err(e) => {
+                set_error(e);
+                null_mut()
+            }
+        }
+    };
+    if !result.is_null() {
+        py::Py_DecRef(result);
+    }
+    ret.drop_owned();
+    out.cast()
 }
 
 /// Frees what `cbreg_py_args_new` returned (NULL is ignored).
@@ -1358,6 +1946,40 @@ pub extern "C-unwind" fn cbreg_py_install_atexit() -> Status {
             Err(e) => e,
         }
     }
+}
+
+/// Diagnostics, for tests: writes to `*kept` how many thread states this
+/// copy of the adapter keeps for native threads right now (one per native
+/// thread that called into the main interpreter and has not exited), and
+/// to `*in_interpreter` how many thread states the calling interpreter has
+/// (its Python threads' and those made for native threads). Either may be
+/// NULL. Call it with the GIL held, while no other thread makes or ends a
+/// thread state (CPython's list is walked without its lock);
+/// `INVALID_ARGUMENT` without the GIL.
+#[no_mangle]
+pub extern "C-unwind" fn cbreg_py_thread_states(
+    kept: *mut usize,
+    in_interpreter: *mut usize,
+) -> Status {
+    // SAFETY: callable without the GIL; the list is read with it.
+    unsafe {
+        if py::Py_IsInitialized() == 0 || gil_holder().is_none() {
+            return Status::InvalidArgument;
+        }
+        if !kept.is_null() {
+            write_out(kept, KEPT_LIVE.load(SeqCst));
+        }
+        if !in_interpreter.is_null() {
+            let mut n = 0;
+            let mut t = py::PyInterpreterState_ThreadHead(py::PyInterpreterState_Get());
+            while !t.is_null() {
+                n += 1;
+                t = py::PyThreadState_Next(t);
+            }
+            write_out(in_interpreter, n);
+        }
+    }
+    Status::Ok
 }
 
 /// Whether Python registration is closed in the calling interpreter (its

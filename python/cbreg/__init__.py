@@ -40,6 +40,9 @@ import os as _os
 from dataclasses import dataclass as _dataclass
 
 from . import _core
+# Both are native: a call goes straight to the adapter, with no Python
+# frame between (their docs are in _core).
+from ._core import Subscription, invoke
 from ._errors import (CallbackFailed, Closed, Error, InternalError, InvalidArgument,
                       InvalidRegistry, NoMemory, NotFound, WouldDeadlock)
 
@@ -53,47 +56,6 @@ __all__ = [
 __version__ = "0.1.0"
 
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
-
-
-class Subscription:
-    """A registered callback. Use it as a context manager, or call
-    :meth:`unregister`. Dropping the object does *not* unregister (a
-    registration is kept until unregistered, cleared or Python exits)."""
-
-    __slots__ = ("_id", "_once")
-
-    def __init__(self, id: int, once: bool = False):
-        self._id = id
-        self._once = once
-
-    @property
-    def id(self) -> int:
-        """The entry id (nonzero, never reused); pass it to native code."""
-        return self._id
-
-    @property
-    def once(self) -> bool:
-        """Whether this is a one-shot entry."""
-        return self._once
-
-    def unregister(self, *, wait: bool = False) -> bool:
-        """Unregisters; False if it was already gone (ran once, cleared).
-        ``wait=True``: as :func:`cbreg.unregister`."""
-        return _core.unregister(self._id, wait)
-
-    def __call__(self, *args):
-        """Same as ``invoke(self.id, *args)``."""
-        return _core.invoke(self._id, *args)
-
-    def __enter__(self) -> "Subscription":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.unregister()
-
-    def __repr__(self) -> str:
-        kind = ", once=True" if self._once else ""
-        return f"Subscription(id={self._id:#x}{kind})"
 
 
 @_dataclass(frozen=True)
@@ -127,15 +89,6 @@ def register(fn, *, once: bool = False, errors: str = "propagate") -> Subscripti
     if errors not in _ERROR_POLICIES:
         raise ValueError(f"cbreg.register: errors must be 'propagate' or 'unraisable', not {errors!r}")
     return Subscription(_core.register(fn, once, errors == "unraisable"), once)
-
-
-def invoke(id: int, *args):
-    """Invokes entry ``id`` on this thread and returns its return value. An
-    exception raised by a Python callback propagates (registered with
-    ``errors="unraisable"``: it goes to :func:`sys.unraisablehook` and this
-    raises :class:`CallbackFailed`); other failures raise the :class:`Error`
-    subclass for the status (e.g. :class:`NotFound`)."""
-    return _core.invoke(id, *args)
 
 
 def unregister(id: int, *, wait: bool = False) -> bool:

@@ -43,6 +43,18 @@ need_engine = pytest.mark.skipif(not REQUIRE_BUILT and not _has_module(ENGINE_DI
                                  reason="cbreg_engine not built (make python-engine)")
 
 
+def run_python(script, timeout):
+    """Runs `script` in a fresh interpreter; fails the test on a non-zero
+    exit or a hang. Returns its stdout."""
+    try:
+        p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"hung for {timeout} s")
+    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-3000:]}"
+    return p.stdout
+
+
 def run_scenario(name, module, runs, env=None, timeout=60):
     """Runs scenarios/<name>.py `runs` times in fresh interpreters, JOBS at a
     time; returns (Counter of exit codes, list of (code, stdout, stderr))."""

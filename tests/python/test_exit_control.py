@@ -20,7 +20,8 @@ FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
         "builtin exits 0; the instance and engine controls still crash")),
     ("holds_instance", {}),
     ("engine_at_exit", {"CBREG_TEST_ENGINE_CALLBACK": "builtin"}),
-], ids=["held_print", "held_instance", "engine_builtin"])
+    ("kept_state_at_exit", {}),
+], ids=["held_print", "held_instance", "engine_builtin", "kept_state_joined_at_exit"])
 def test_naive_control_crashes_at_exit(name, env):
     codes, results = run_scenario(name, "naive_ext", CONTROL_RUNS, env)
     assert all(c != 0 for c in codes.elements()), describe(codes, results)

@@ -2,7 +2,8 @@
 CBREG_SHUTDOWN_RUNS times (default 200) in fresh interpreters; every run must
 exit 0, print what the contract promises, and be gone within EXIT_BUDGET
 (default 1 s) of the end of its own work. The naive control for the first
-three is in test_exit_control.py (test_naive_control_fails_the_exit_edges)."""
+three is in test_exit_control.py (test_naive_control_fails_the_exit_edges),
+and for kept thread states in test_naive_control_crashes_at_exit."""
 import re
 import sys
 
@@ -47,6 +48,13 @@ def test_exit_hook_releases_python_entries_only_in_every_registry():
                           "python_default": 1, "python_own": 1,
                           "engine_kept_firing": True, "engine_not_found": 0,
                           "engine_closed": 0}, report
+
+
+@need_engine
+def test_native_threads_holding_kept_thread_states_at_exit_exit_cleanly():
+    """One parked between calls, one firing, one joined by a static
+    destructor after finalization (its state is never touched again)."""
+    run_clean("kept_state_at_exit", ["threads with kept states alive, exiting"])
 
 
 @need_engine

@@ -3,11 +3,11 @@ CPython they run in parallel; on a GIL build they interleave at the GIL's
 switch points. Each case runs in a fresh interpreter (some close the default
 registry) with a deadline, and checks exactly-once release through
 finalizers that count themselves."""
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from conftest import run_python
 
 PRELUDE = textwrap.dedent("""
     import sys, threading, time
@@ -37,14 +37,7 @@ PRELUDE = textwrap.dedent("""
 
 
 def run_script(body, timeout=90):
-    script = PRELUDE + textwrap.dedent(body)
-    try:
-        p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                           timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"hung for {timeout} s")
-    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-3000:]}"
-    return p.stdout
+    return run_python(PRELUDE + textwrap.dedent(body), timeout)
 
 
 def test_threads_invoke_one_entry_while_others_register_unregister_clear_and_close():

@@ -77,6 +77,30 @@ void spawn(IdOf id_of, double hz, Fire fire) {
     }).detach();
 }
 
+// A native thread that fires, then parks holding whatever cbreg kept for
+// it, and fires again or exits on demand (the kept-thread-state tests).
+struct Parked {
+    std::atomic<int> phase{0};  // 0 none, 1 firing, 2 parked, 3 exited
+    std::atomic<int> command{0};  // 0 wait, 1 fire once more, 2 exit
+    std::atomic<std::uint32_t> last{0};
+    std::atomic<std::uint64_t> other{0};  // park_fire's id, if not the parked one
+};
+Parked g_parked;
+
+// A native thread owned by a static object: its destructor (after the
+// interpreter has finalized) stops it and joins it, so the thread exits,
+// with whatever cbreg kept for it, when Python is long gone.
+struct JoinedAtExit {
+    std::thread thread;
+    std::atomic<bool> stop{false};
+    ~JoinedAtExit() {
+        stop.store(true);
+        if (thread.joinable()) thread.join();
+    }
+};
+JoinedAtExit g_joined;
+std::atomic<std::uint64_t> g_joined_fired{0};
+
 }  // namespace
 
 NB_MODULE(cbreg_engine, m) {
@@ -189,41 +213,124 @@ NB_MODULE(cbreg_engine, m) {
        "Invokes `id` with a STR argument holding `raw`; returns (status, the "
        "callback's own code).");
 
-    m.def("bench", [](std::uint64_t id, nb::callable fn, std::int64_t n) {
-        // Both loops run on a native thread while this one waits without
-        // the GIL: the same work through cbreg, and by hand.
-        double ns_cbreg = 0, ns_direct = 0;
-        PyObject* f = fn.ptr();
+    // ---- kept thread states ----
+    m.def("fire_n_on_thread", [](std::uint64_t id, int n) {
+        std::uint64_t ok = 0;
+        nb::gil_scoped_release unlocked;
+        std::thread([&] {
+            for (int i = 0; i < n; ++i) {
+                const cbreg_value arg = cbreg::value::i64(i);
+                ok += cbreg_invoke(reg(), id, &arg, 1, nullptr) == CBREG_STATUS_OK;
+            }
+        }).join();
+        return ok;
+    }, nb::arg("id"), nb::arg("n"),
+       "A fresh native thread fires `id` n times with (i,), then exits; returns how many were OK.");
+
+    m.def("park", [](std::uint64_t id, int n) {
+        if (g_parked.phase.load() == 1 || g_parked.phase.load() == 2)
+            throw nb::value_error("a parked thread is already running");
+        g_parked.command.store(0);
+        g_parked.phase.store(1);
+        std::thread([id, n] {
+            auto fire = [id](std::int64_t i) {
+                const cbreg_value arg = cbreg::value::i64(i);
+                g_parked.last.store(static_cast<std::uint32_t>(cbreg_invoke(reg(), id, &arg, 1, nullptr)));
+            };
+            for (int i = 0; i < n; ++i) fire(i);
+            g_parked.phase.store(2);
+            for (;;) {
+                int c = g_parked.command.exchange(0);
+                if (c == 1) {
+                    const std::uint64_t other = g_parked.other.exchange(0);
+                    const cbreg_value arg = cbreg::value::i64(-1);
+                    g_parked.last.store(static_cast<std::uint32_t>(
+                        cbreg_invoke(reg(), other ? other : id, &arg, 1, nullptr)));
+                    g_parked.phase.store(2);
+                } else if (c == 2) {
+                    break;
+                }
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+            }
+            g_parked.phase.store(3);
+        }).detach();
+    }, nb::arg("id"), nb::arg("n"),
+       "Starts a native thread that fires `id` n times, then parks (see park_fire, park_exit).");
+
+    m.def("park_wait", [] {
+        nb::gil_scoped_release unlocked;
+        while (g_parked.phase.load() == 1) std::this_thread::sleep_for(std::chrono::microseconds(100));
+        return g_parked.last.load();
+    }, "Waits until the parked thread has parked; returns its last status.");
+
+    m.def("park_fire", [](std::uint64_t other) {
+        nb::gil_scoped_release unlocked;
+        g_parked.other.store(other);
+        g_parked.phase.store(1);
+        g_parked.command.store(1);
+        while (g_parked.phase.load() == 1) std::this_thread::sleep_for(std::chrono::microseconds(100));
+        return g_parked.last.load();
+    }, nb::arg("other") = 0,
+       "Has the parked thread fire once more with (-1,), its own id or `other`; returns the status.");
+
+    m.def("park_exit", [](bool wait) {
+        g_parked.command.store(2);
+        nb::gil_scoped_release unlocked;
+        while (wait && g_parked.phase.load() != 3)
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }, nb::arg("wait") = true, "Ends the parked thread (waits for it to have exited).");
+
+    m.def("ensure_between_calls_on_thread", [](std::uint64_t id) {
+        // A fresh native thread: fires, then takes the GIL itself the way
+        // other code on the thread would (PyGILState_Ensure), then fires
+        // again. Returns (a PyGILState state exists after the first call,
+        // Ensure used that very state, it is still the thread's after the
+        // second call, statuses OK).
+        bool bound = false, same_during = false, same_after = false, ok = true;
         {
         nb::gil_scoped_release unlocked;
         std::thread([&] {
-            static const char note[] = "A4";
-            auto t0 = clock_type::now();
-            for (std::int64_t i = 0; i < n; ++i) {
-                const cbreg_value args[3] = {cbreg::value::i64(i), cbreg::value::f64(440.0),
-                                             cbreg::value::str(note)};
-                (void)cbreg_invoke(reg(), id, args, 3, nullptr);
-            }
-            auto t1 = clock_type::now();
-            for (std::int64_t i = 0; i < n; ++i) {
-                PyGILState_STATE g = PyGILState_Ensure();
-                PyObject* a = PyTuple_New(3);
-                PyTuple_SET_ITEM(a, 0, PyLong_FromLongLong(i));
-                PyTuple_SET_ITEM(a, 1, PyFloat_FromDouble(440.0));
-                PyTuple_SET_ITEM(a, 2, PyUnicode_FromStringAndSize(note, 2));
-                PyObject* r = PyObject_Call(f, a, nullptr);
-                Py_DECREF(a);
-                if (r) Py_DECREF(r); else PyErr_WriteUnraisable(f);
-                PyGILState_Release(g);
-            }
-            auto t2 = clock_type::now();
-            ns_cbreg = std::chrono::duration<double, std::nano>(t1 - t0).count() / n;
-            ns_direct = std::chrono::duration<double, std::nano>(t2 - t1).count() / n;
+            const cbreg_value arg = cbreg::value::i64(0);
+            ok &= cbreg_invoke(reg(), id, &arg, 1, nullptr) == CBREG_STATUS_OK;
+            PyThreadState* kept = PyGILState_GetThisThreadState();
+            bound = kept != nullptr;
+            PyGILState_STATE g = PyGILState_Ensure();
+            same_during = PyThreadState_Get() == kept;
+            PyObject* r = PyObject_CallNoArgs(reinterpret_cast<PyObject*>(&PyLong_Type));
+            Py_XDECREF(r);
+            PyGILState_Release(g);
+            ok &= cbreg_invoke(reg(), id, &arg, 1, nullptr) == CBREG_STATUS_OK;
+            same_after = PyGILState_GetThisThreadState() == kept;
         }).join();
         }
-        return nb::make_tuple(ns_cbreg, ns_direct);
-    }, nb::arg("id"), nb::arg("fn"), nb::arg("n"),
-       "ns per call from a native thread: (through cbreg entry `id`, GIL + direct call of `fn`).");
+        return nb::make_tuple(bound, same_during, same_after, ok);
+    }, nb::arg("id"));
+
+    m.def("gilstate_roundtrip", [] {
+        // Called from a callback (GIL held): PyGILState_Ensure/Release as
+        // an extension would; returns whether the thread state stayed.
+        PyThreadState* before = PyThreadState_Get();
+        PyGILState_STATE g = PyGILState_Ensure();
+        bool same = PyThreadState_Get() == before;
+        PyGILState_Release(g);
+        return same && PyThreadState_Get() == before;
+    });
+
+    m.def("start_joined_at_exit", [](std::uint64_t id, double hz) {
+        if (g_joined.thread.joinable()) throw nb::value_error("already started");
+        auto period = period_of(hz);
+        g_joined.thread = std::thread([id, period] {
+            for (std::int64_t tick = 0; !g_joined.stop.load(); ++tick) {
+                const cbreg_value arg = cbreg::value::i64(tick);
+                (void)cbreg_invoke(reg(), id, &arg, 1, nullptr);
+                g_joined_fired.fetch_add(1);
+                if (period.count() > 0) std::this_thread::sleep_for(period);
+            }
+        });
+    }, nb::arg("id"), nb::arg("hz") = 0.0,
+       "Starts a native thread firing `id` that a static destructor stops and joins at process exit.");
+
+    m.def("joined_fired", [] { return g_joined_fired.load(); });
 
     // ---- the naive_ext API, over cbreg ----
     m.def("register", [](int id, nb::callable cb) {

@@ -4,6 +4,7 @@
 // proves those tests can fail. Do not "fix" anything here.
 #include <nanobind/nanobind.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <string>
@@ -22,6 +23,34 @@ static nb::callable lookup(int id) {
         throw nb::key_error(std::to_string(id).c_str());
     return it->second;
 }
+
+// The kept-thread-state pattern done naively (JNI's AttachCurrentThread,
+// with the detach in a thread_local destructor): a native thread makes a
+// thread state once and keeps it; the detach runs whenever the thread
+// exits, here when a static destructor joins it after Py_Finalize, on a
+// thread state finalization has already freed.
+struct NaiveKept {
+    PyThreadState* ts = nullptr;
+    ~NaiveKept() {
+        if (ts) {
+            PyEval_RestoreThread(ts);
+            PyThreadState_Clear(ts);
+            PyThreadState_DeleteCurrent();
+        }
+    }
+};
+static thread_local NaiveKept t_kept;
+
+struct NaiveJoined {
+    std::thread thread;
+    std::atomic<bool> stop{false};
+    ~NaiveJoined() {
+        stop.store(true);
+        if (thread.joinable()) thread.join();
+    }
+};
+static NaiveJoined g_naive_joined;
+static PyObject* g_kept_callback = nullptr;  // leaked: not the bug under test
 
 NB_MODULE(naive_ext, m) {
     m.doc() = "Naive callback registry (control for the exit-code tests).";
@@ -77,4 +106,25 @@ NB_MODULE(naive_ext, m) {
             }).detach();
         },
         nb::arg("id"), nb::arg("hz"));
+
+    // A native thread that keeps a thread state (see NaiveKept), fires
+    // `callback()` `hz` times per second, and is joined at process exit.
+    m.def(
+        "start_kept_joined_at_exit",
+        [](nb::callable callback, double hz) {
+            g_kept_callback = callback.inc_ref().ptr();
+            PyInterpreterState* interp = PyInterpreterState_Get();
+            auto period = std::chrono::duration<double>(hz > 0 ? 1.0 / hz : 0.0);
+            g_naive_joined.thread = std::thread([interp, period] {
+                while (!g_naive_joined.stop.load()) {
+                    if (!t_kept.ts) t_kept.ts = PyThreadState_New(interp);
+                    PyEval_RestoreThread(t_kept.ts);
+                    PyObject* r = PyObject_CallNoArgs(g_kept_callback);
+                    if (r) Py_DECREF(r); else PyErr_Clear();
+                    PyEval_SaveThread();
+                    std::this_thread::sleep_for(period);
+                }
+            });
+        },
+        nb::arg("callback"), nb::arg("hz"));
 }
