@@ -5,7 +5,9 @@
 //! record and a free hazard cell: publish the slot in the cell, light
 //! barrier, load the state, check generation and LIVE, check the registry's
 //! lifecycle word, call, retract the cell. No read-modify-write and no
-//! shared write. The callback is not wrapped in `catch_unwind`: a forced
+//! shared write. A call site (`invoke_site`) enters the same path at the
+//! slot and skips the lifecycle word (`docs/protocol.md` section 2 says
+//! why). The callback is not wrapped in `catch_unwind`: a forced
 //! unwind (a thread ended by `pthread_exit` inside a callback) must pass,
 //! and the guards below undo what the invoke published as it passes.
 
@@ -91,11 +93,10 @@ impl Core {
     }
 
     /// What a call site keeps of entry `id` (`ffi::cbreg_site_resolve`):
-    /// its slot's address and the state it has while live and persistent (a one-shot
-    /// never has exactly that state, so its site takes the general path,
-    /// which claims it). `NotFound` unless the entry is live now.
-    /// Also this registry's table index, which the site keeps for the
-    /// per-thread counter.
+    /// its slot's address, the state it has while live and persistent (a
+    /// one-shot never has exactly that state, so its site takes the general
+    /// path, which claims it) and this registry's table index (its
+    /// per-thread counter). `NotFound` unless the entry is live now.
     pub(crate) fn resolve(&self, id: u64) -> Result<(*const c_void, u64, usize), Status> {
         let slot = self.segments.slot_of_id(id).ok_or(Status::NotFound)?;
         let live = key(id) | LIVE;
