@@ -142,10 +142,12 @@ def main():
         print(f"  {r['what']:<52} {r['ratio']:8.2f}  target {r['target']:<6} "
               f"{'met' if r['met'] else 'NOT MET'}")
     if args.json:
+        # The row format of every bench (benches/bench_rows.py): one "ns"
+        # row per measurement, named by side, path and arguments.
+        bench = [{"group": "python", "row": f"{r['group']} {r['name']} {r['args']}",
+                  "metric": "ns", "value": r["ns_per_call"]} for r in rows]
         with open(args.json, "w") as out:
-            json.dump({"bench": "python_fire", "python": platform.python_version(),
-                       "gil": getattr(sys, "_is_gil_enabled", lambda: True)(),
-                       "machine": platform.machine(), "rows": rows, "ratios": ratios}, out, indent=1)
+            json.dump(bench, out, indent=1)
         print(f"  rows written to {args.json}")
 
 

@@ -53,19 +53,13 @@ $(BENCH_VENV_STAMP): $(BENCH_REQUIREMENTS) $(VENV_STAMP)
 	$(VENV_PY) -m pip install --disable-pip-version-check -q -r $(BENCH_REQUIREMENTS)
 	touch $@
 
-# benches/python_fire.py writes its rows with --json FILE; one without that
-# option only prints them.
 bench: $(BENCH_NATIVE) $(BENCH_RUST) $(BENCH_VENV_STAMP) python-engine
 	rm -f $(BENCH_ROWS)
 	$(BENCH_COUNT) $(BENCH_NATIVE) $(BENCH_CALLS) > $(BENCH_DIR)/native_instructions.json
 	$(BENCH_COUNT) $(BENCH_RUST) $(BENCH_CALLS) > $(BENCH_DIR)/rust_instructions.json
 	$(BENCH_NATIVE) ns $(BENCH_CALLS) $(BENCH_THREADS) > $(BENCH_DIR)/native_ns.json
 	$(BENCH_RUST) ns $(BENCH_CALLS) $(BENCH_THREADS) > $(BENCH_DIR)/rust_ns.json
-	if grep -q -e '--json' benches/python_fire.py; then \
-	  $(VENV_PY) benches/python_fire.py --json $(BENCH_DIR)/python.json; \
-	else \
-	  $(VENV_PY) benches/python_fire.py; \
-	fi
+	$(VENV_PY) benches/python_fire.py --json $(BENCH_DIR)/python.json
 	$(BENCH_REPORT) --out $(BENCH_DIR)/results.json $(BENCH_ROWS)
 	$(VENV_PY) benches/chart.py $(BENCH_DIR)/results.json $(BENCH_DIR)/chart.png
 	@echo "chart: $(BENCH_DIR)/chart.png (make bench-chart redraws docs/bench.png)"

@@ -135,9 +135,11 @@ impl Core {
         }
     }
 
-    /// A finished (or recycled) slot no longer waits.
+    /// A finished (or recycled) slot no longer waits. Only its finisher
+    /// touches it now: a load, and a store only when it waited.
     fn unnote_waited(&self, slot: &Slot) {
-        if slot.waited.swap(false, Ordering::Relaxed) {
+        if slot.waited.load(Ordering::Relaxed) {
+            slot.waited.store(false, Ordering::Relaxed);
             self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -200,8 +202,12 @@ impl Core {
         slot.owner.store(hazard::token(), Ordering::Relaxed);
         // Read by this thread, and by a forked child (after the fork).
         slot.state.store(state | FINISHING, Ordering::Relaxed);
-        let release = slot.release.swap(0, Ordering::Relaxed);
-        let ctx = slot.ctx.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        // Plain loads and stores: the retired slot is this thread's alone
+        // (no invoker reads them once the state is not LIVE).
+        let release = slot.release.load(Ordering::Relaxed);
+        let ctx = slot.ctx.load(Ordering::Relaxed);
+        slot.release.store(0, Ordering::Relaxed);
+        slot.ctx.store(std::ptr::null_mut(), Ordering::Relaxed);
         slot.call.store(0, Ordering::Relaxed);
         // A release may re-enter and finish another entry: keep the marks apart.
         let outer_mark = RELEASE_LEAKED.with(|c| c.replace(false));
