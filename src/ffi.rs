@@ -349,25 +349,24 @@ pub unsafe extern "C-unwind" fn cbreg_site_invoke(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
-    // No `catch_unwind`: as for `cbreg_invoke`.
-    put(ret, Value::none());
-    // A site this copy resolved (so its slot is ours): anything else (NULL,
-    // a zeroed site, or this copy forwards) takes the checked path.
+    // No `catch_unwind`: as for `cbreg_invoke`. Every path sets `*ret` to
+    // none before anything else can return: here just before the call, so
+    // the checks keep the argument registers where the callback wants them.
     // SAFETY: the caller's promise: NULL or a site.
     let s = match unsafe { site.as_ref() } {
+        // A site this copy resolved (so its slot is ours): anything else
+        // (NULL, a zeroed site, or this copy forwards) takes the checked path.
         Some(s) if s.owner == crate::rendezvous::own_marker() => s,
         _ => return site_invoke_checked(site, args, nargs, ret),
     };
-    if nargs != 1 {
+    if nargs != 1 || args.is_null() {
         return site_invoke_several(s, args, nargs, ret);
-    }
-    if args.is_null() {
-        return Status::InvalidArgument;
     }
     // SAFETY: the C caller's promise for `args`: one value.
     if !value::plainly_acceptable(unsafe { &*args }) {
         return site_invoke_several(s, args, nargs, ret);
     }
+    put(ret, Value::none());
     // SAFETY: resolved by this copy; the arguments checked just now.
     unsafe { invoke_through(s, args, nargs, ret) }
 }
@@ -382,10 +381,10 @@ unsafe fn invoke_through(site: &Site, args: *const Value, nargs: usize, ret: *mu
     // SAFETY: the caller's promises; the fields are `resolve`'s.
     unsafe {
         registry::invoke_site(
-            site.handle,
             site.slot,
             site.live,
             site.index,
+            || site.handle,
             args,
             nargs,
             ret,
@@ -401,6 +400,7 @@ unsafe fn site_invoke_several(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
+    put(ret, Value::none());
     // SAFETY: the C caller's promise for `args`.
     let plain = unsafe { value::args_plainly_acceptable(args, nargs) };
     let args = if plain {
@@ -425,6 +425,7 @@ unsafe fn site_invoke_checked(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
+    put(ret, Value::none());
     if site.is_null() {
         return Status::InvalidArgument;
     }

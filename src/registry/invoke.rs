@@ -244,15 +244,15 @@ impl Core {
 /// retired the general path answers, with the lifecycle check.
 ///
 /// # Safety
-/// `slot`, `live`, `handle` and `index` are what `Core::resolve` and its
+/// `slot`, `live`, `index` and `handle()` are what `Core::resolve` and its
 /// caller gave for one entry; `args`, `nargs` and `ret` as for
 /// `Core::invoke`.
 #[inline(always)]
 pub(crate) unsafe fn invoke_site(
-    handle: u64,
     slot: *const c_void,
     live: u64,
     index: usize,
+    handle: impl FnOnce() -> u64,
     args: *const Value,
     nargs: usize,
     ret: *mut Value,
@@ -260,9 +260,9 @@ pub(crate) unsafe fn invoke_site(
     // SAFETY: a slot `resolve` returned; slots are never freed.
     let slot = unsafe { &*(slot as *const Slot) };
     // The site's state names its registry (`resolve` made it from an id
-    // live there).
+    // live there); the handle is read only on this path.
     // SAFETY: the caller's promises.
-    let general = move || unsafe { invoke_general_at(handle, slot, live, args, nargs, ret) };
+    let general = move || unsafe { invoke_general_at(handle(), slot, live, args, nargs, ret) };
     // SAFETY: the caller's promises.
     unsafe { invoke_at(slot, live, index, || true, general, args, nargs, ret) }
 }
