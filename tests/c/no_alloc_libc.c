@@ -77,6 +77,7 @@ static unsigned long count_now(void) { return __atomic_load_n(&g_allocations, __
 static int g_failed;
 static cbreg_registry g_reg;
 static uint64_t g_id;
+static cbreg_site g_site;
 
 static uint32_t add_one(void *ctx, const cbreg_value *args, size_t n, cbreg_value *ret) {
     (void)ctx;
@@ -110,6 +111,8 @@ static void *invoker(void *arg) {
     count_on();
     for (i = 0; i < LATER_INVOKES; ++i)
         if (cbreg_invoke(g_reg, g_id, &in, 1, &out) != CBREG_STATUS_OK) r->bad_status = 1;
+    for (i = 0; i < LATER_INVOKES; ++i)
+        if (cbreg_site_invoke(&g_site, &in, 1, &out) != CBREG_STATUS_OK || out.as.i64 != 42) r->bad_status = 1;
     r->later = count_off(before);
     return NULL;
 }
@@ -143,6 +146,7 @@ int main(void) {
     g_reg = cbreg_default();
     if (cbreg_register(g_reg, add_one, NULL, NULL, 0, &g_id) != CBREG_STATUS_OK) { printf("FAIL register\n"); return 1; }
     if (cbreg_invoke(g_reg, g_id, NULL, 0, NULL) != CBREG_STATUS_OK) { printf("FAIL invoke\n"); return 1; }
+    if (cbreg_site_resolve(g_reg, g_id, &g_site) != CBREG_STATUS_OK) { printf("FAIL resolve\n"); return 1; }
 
     for (i = 0; i < 4; ++i) {
         memset(&r, 0, sizeof r);
@@ -151,7 +155,7 @@ int main(void) {
                LATER_INVOKES);
         check(!r.bad_status, "invokes returned OK with the right value");
         check(r.first == 0, "the first invoke on a new thread allocates nothing");
-        check(r.later == 0, "later invokes allocate nothing");
+        check(r.later == 0, "later invokes (by id and through a call site) allocate nothing");
     }
     for (i = 0; i < APP_KEYS; ++i) pthread_key_delete(keys[i]);
     printf("%s\n", g_failed ? "no_alloc_libc: FAILED" : "no_alloc_libc: passed");
