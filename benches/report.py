@@ -34,6 +34,12 @@ TARGETS = [
     ("writers", "cbreg_clear_1m", "ms", "<", 30, "clear of 1 M entries: under 30 ms"),
     ("invoke", "cbreg_c_abi", "threads_ratio", "<=", 1.5,
      "invoke on several threads at once: within 1.5x of one thread (where the cores are free)"),
+    ("python", "native cbreg (440.0)/native kept by hand (440.0)", "ns_ratio", "<=", 1.3,
+     "a Python callback fired from a native thread: within 1.3x the hand-written kept thread state"),
+    ("python", "native per-call Ensure (440.0)/native cbreg (440.0)", "ns_ratio", ">=", 50,
+     "a Python callback fired from a native thread: at least 50x faster than a per-call PyGILState_Ensure"),
+    ("python", "python cbreg.invoke (440.0)/python direct call (440.0)", "ns_ratio", "<=", 4,
+     "cbreg.invoke(id, x) from Python: at most 4x a direct call"),
 ]
 
 
@@ -65,6 +71,9 @@ def value(rows, group, row, metric, threads=1):
                  if n != DIRECT and not n.startswith("cbreg")]
         peers = [p for p in peers if p is not None]
         return ratio(value(rows, group, row, "instructions"), min(peers, default=None))
+    if metric == "ns_ratio":
+        top, bottom = row.split("/")
+        return ratio(value(rows, group, top, "ns"), value(rows, group, bottom, "ns"))
     if metric == "threads_ratio":
         most = max((r["threads"] for r in rows if (r["group"], r["row"]) == (group, row)), default=1)
         return None if most == 1 else ratio(value(rows, group, row, "ns", most), value(rows, group, row, "ns"))
@@ -196,7 +205,7 @@ def main():
     print()
     missed = []
     for text, v, metric, met in targets(rows):
-        shown = {"pairs_per_s": f"{v / 1e6:.2f} M", "threads_ratio": f"{v:.2f}x",
+        shown = {"pairs_per_s": f"{v / 1e6:.2f} M", "threads_ratio": f"{v:.2f}x", "ns_ratio": f"{v:.2f}x",
                  "instructions_over_best_peer": f"{v:.2f}x the fewest of a peer"}.get(metric, f"{v:.1f}")
         print(f"{'- ' if args.markdown else '  '}{text}: {shown} ({'met' if met else 'not met'})")
         if metric.startswith("instructions") and not met:
