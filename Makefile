@@ -6,7 +6,7 @@ CARGO ?= cargo
 CARGO_STATICLIB := target/release/libcbreg.a
 LOOM_TARGET_DIR := target/loom
 
-.PHONY: all build header lint test rust-test rust-test-fence loom demo native-demo python-bench clean
+.PHONY: all build header lint cross-check test rust-test rust-test-fence loom demo native-demo python-bench clean
 
 all: build
 
@@ -48,6 +48,15 @@ lint:
 	$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 	$(CARGO) clippy --all-targets --features header,python -- -D warnings
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) clippy --release --test loom -- -D warnings
+
+## The library compiled for macOS, Windows and Linux on arm64, warnings as
+## errors (type-checked, not linked: rustup adds each target's std).
+CROSS_TARGETS := x86_64-apple-darwin x86_64-pc-windows-msvc aarch64-unknown-linux-gnu
+cross-check:
+	rustup target add $(CROSS_TARGETS)
+	for t in $(CROSS_TARGETS); do \
+	  RUSTFLAGS="-D warnings" CARGO_TARGET_DIR=target/cross $(CARGO) check --lib --target $$t || exit 1; \
+	done
 
 ## The guarantees again with the fence barrier that systems without
 ## membarrier use (forced by CBREG_BARRIER=fence).

@@ -573,7 +573,7 @@ fn pinned_here(core: usize) -> bool {
 }
 
 /// Pins this thread holds on the registry at `core` (for the fork child).
-#[cfg_attr(loom, allow(dead_code))]
+#[cfg_attr(any(loom, not(unix)), allow(dead_code))]
 pub(crate) fn my_pins(core: usize) -> usize {
     PINS.with(|pins| pins.iter().filter(|c| c.get() == core).count())
 }

@@ -63,7 +63,7 @@ const SWEEP_ROUNDS: u64 = 100;
 
 /// The child of a fork has no reclaimer thread: the next thread marked
 /// real-time starts one, and work the parent left is kept.
-#[cfg_attr(loom, allow(dead_code))]
+#[cfg_attr(any(loom, not(unix)), allow(dead_code))]
 pub(crate) fn after_fork_in_child() {
     STARTED.store(false, Ordering::Release);
     WORK.store(true, Ordering::Release);

@@ -384,7 +384,7 @@ mod shm {
         let random: Vec<u8> = {
             // Elsewhere the pid and the start of this process's image.
             let mut v = std::process::id().to_le_bytes().to_vec();
-            v.extend_from_slice(&(name as usize).to_le_bytes());
+            v.extend_from_slice(&(name as fn() -> Result<CString, String> as usize).to_le_bytes());
             v
         };
         // macOS allows 31 characters: "/cbreg-" and 24 hex digits.

@@ -159,7 +159,7 @@ pub(crate) mod barrier {
         membarrier::init();
     }
 
-    #[cfg_attr(loom, allow(dead_code))]
+    #[cfg_attr(any(loom, not(unix)), allow(dead_code))]
     pub(crate) fn reinit_after_fork() {
         #[cfg(all(target_os = "linux", not(loom)))]
         membarrier::reinit_after_fork();

@@ -7,6 +7,7 @@
 //! slot counters, pins and collector are set to what the forking thread
 //! itself holds, and the pending list is rebuilt from the slots, so that
 //! what the parent left retired is released in the child.
+#![cfg_attr(not(unix), allow(dead_code))] // fork exists on Unix alone
 
 use super::slots::{is_retired, FINISHING};
 use super::{Core, COLLECTOR_IDLE, COLLECTOR_RUNNING};

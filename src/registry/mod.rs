@@ -27,7 +27,7 @@ mod slots;
 mod stats;
 mod table;
 
-#[cfg_attr(loom, allow(unused_imports))]
+#[cfg_attr(any(loom, not(unix)), allow(unused_imports))]
 pub(crate) use fork::after_fork_in_child;
 pub(crate) use invoke::invoke_site;
 use slots::{FreeList, Segments, Slot, LIVE, ONCE};

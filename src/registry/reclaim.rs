@@ -244,11 +244,13 @@ impl Core {
     }
 
     /// In a forked child: a retired slot goes (back) on the pending list.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(super) fn requeue_after_fork(&self, slot: &Slot) {
         self.push_pending_again(slot);
     }
 
     /// In a forked child: a slot whose release died with its thread.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(super) fn recycle_after_fork(&self, slot: &Slot, state: u64) {
         self.recycle(slot, state & !FINISHING);
     }

@@ -129,6 +129,7 @@ pub(crate) fn fresh_state(tag: usize, first_generation: u64) -> u64 {
 }
 
 /// Retired and not yet finished (on a pending list, in a batch, or owned).
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) fn is_retired(state: u64) -> bool {
     state & RETIRED != 0
 }
