@@ -87,6 +87,16 @@ fn lookup<F: Copy>(cell: &'static OnceLock<Option<F>>, names: &[&[u8]]) -> Optio
     })
 }
 
+/// Whether the running CPython is a free-threaded build (3.13t and later):
+/// only those export `_Py_DecRefShared`, which their `Py_DECREF` calls.
+/// (Whether the GIL is on at run time is another question: such a build
+/// stops the world for its collections either way.)
+fn free_threaded_build() -> bool {
+    type DecRefShared = unsafe extern "C" fn(PyObj);
+    static DECREF_SHARED: OnceLock<Option<DecRefShared>> = OnceLock::new();
+    lookup(&DECREF_SHARED, &[b"_Py_DecRefShared\0"]).is_some()
+}
+
 /// `Py_IsFinalizing` (3.13+) or `_Py_IsFinalizing` (older).
 fn is_finalizing() -> bool {
     type Probe = unsafe extern "C" fn() -> c_int;
@@ -690,13 +700,26 @@ fn kept_after_fork_in_child() {
 }
 
 /// Threads making a thread state without the GIL right now, and whether a
-/// fork is under way. CPython 3.11's forked child takes the runtime's
-/// thread-state lock before re-creating it: a thread that held it in
-/// `PyThreadState_New` at the fork leaves the child hung. The fork waits
-/// for those (they need no GIL), and no new one starts until it is done.
-/// From 3.12 on, CPython holds that lock across the fork itself
-/// (`PyOS_BeforeFork`) before this handler runs, so waiting there would wait
-/// for a thread blocked on the forking thread: only 3.11 waits.
+/// fork is under way: no state is begun while one is, and the fork waits
+/// for those being made, which a fork could otherwise cut in two ways.
+///
+/// CPython 3.11's forked child takes the runtime's thread-state lock before
+/// re-creating it: a thread that held it in `PyThreadState_New` at the fork
+/// leaves the child hung. The `pthread_atfork` prepare handler waits (the
+/// makers need no GIL). From 3.12 on CPython holds that lock across the
+/// fork itself (`PyOS_BeforeFork`) before that handler runs, so waiting
+/// there would wait for a thread blocked on the forking thread: only 3.11
+/// waits there.
+///
+/// On a free-threaded build `PyThreadState_New` may stop the interpreter's
+/// world, taking the interpreter's stop-the-world mutex and then (3.13.5)
+/// the runtime's stop-the-world lock, which `os.fork` holds: such a thread
+/// parks holding the mutex, and the child inherits it locked (its next
+/// collection waits forever). That thread is parked before the prepare
+/// handler runs, so the wait happens earlier, in an `os.register_at_fork`
+/// `before` hook (`fork_before_hook`), which CPython runs before it stops
+/// the world. docs/python.md ("A fork while a state is being made") has
+/// the details.
 static MAKING_TSTATE: AtomicUsize = AtomicUsize::new(0);
 static FORKING: AtomicBool = AtomicBool::new(false);
 
@@ -728,6 +751,28 @@ extern "C" fn before_fork() {
 
 extern "C" fn after_fork_in_parent() {
     FORKING.store(false, SeqCst);
+}
+
+/// The `before` hook of `os.fork` in the main interpreter of a free-threaded
+/// build (see `MAKING_TSTATE`). It waits detached: a thread making a state
+/// may be stopping the interpreter's world, which waits for every attached
+/// thread, this one too, to park. Anything that thread waits for, CPython's
+/// own stop-the-world for the fork would wait for as well.
+unsafe extern "C" fn fork_before_hook(_module: PyObj, _unused: PyObj) -> PyObj {
+    let saved = py::PyEval_SaveThread();
+    FORKING.store(true, SeqCst);
+    while MAKING_TSTATE.load(SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    py::PyEval_RestoreThread(saved);
+    new_none()
+}
+
+/// The `after_in_parent` and `after_in_child` hooks of `os.fork` (the
+/// `pthread_atfork` handlers have done the same already, for every fork).
+unsafe extern "C" fn fork_done_hook(_module: PyObj, _unused: PyObj) -> PyObj {
+    FORKING.store(false, SeqCst);
+    new_none()
 }
 
 /// Undoes an attachment if a Rust panic unwinds past it. A forced unwind
@@ -1462,6 +1507,11 @@ fn subinterpreters_supported() -> bool {
 
 unsafe extern "C" fn atexit_hook(_module: PyObj, _unused: PyObj) -> PyObj {
     cbreg_py_atexit_clear();
+    new_none()
+}
+
+/// A new reference to `None`.
+unsafe fn new_none() -> PyObj {
     let none = py::Py_None();
     py::Py_IncRef(none);
     none
@@ -1471,44 +1521,129 @@ struct HookDef(std::cell::UnsafeCell<py::PyMethodDef>);
 // SAFETY: written only by CPython's own bookkeeping, under the GIL.
 unsafe impl Sync for HookDef {}
 
-static HOOK_DEF: HookDef = HookDef(std::cell::UnsafeCell::new(py::PyMethodDef {
-    ml_name: b"cbreg_atexit_clear\0".as_ptr().cast(),
-    ml_meth: py::PyMethodDefPointer {
-        PyCFunction: atexit_hook,
-    },
-    ml_flags: py::METH_NOARGS,
-    ml_doc: b"Releases cbreg's Python callbacks before the interpreter finalizes.\0"
-        .as_ptr()
-        .cast(),
-}));
+impl HookDef {
+    /// A hook taking no arguments; `name` and `doc` NUL-terminated.
+    const fn new(
+        name: &'static [u8],
+        hook: unsafe extern "C" fn(PyObj, PyObj) -> PyObj,
+        doc: &'static [u8],
+    ) -> HookDef {
+        HookDef(std::cell::UnsafeCell::new(py::PyMethodDef {
+            ml_name: name.as_ptr().cast(),
+            ml_meth: py::PyMethodDefPointer { PyCFunction: hook },
+            ml_flags: py::METH_NOARGS,
+            ml_doc: doc.as_ptr().cast(),
+        }))
+    }
+
+    /// A new function object for the hook (GIL held; null on failure, no
+    /// exception left set).
+    unsafe fn function(&'static self) -> PyObj {
+        let func = py::PyCFunction_New(self.0.get(), null_mut());
+        if func.is_null() {
+            py::PyErr_Clear();
+        }
+        func
+    }
+}
+
+static HOOK_DEF: HookDef = HookDef::new(
+    b"cbreg_atexit_clear\0",
+    atexit_hook,
+    b"Releases cbreg's Python callbacks before the interpreter finalizes.\0",
+);
+static FORK_BEFORE_DEF: HookDef = HookDef::new(
+    b"cbreg_before_fork\0",
+    fork_before_hook,
+    b"Waits until no native thread is making a thread state, and lets none begin until the fork is done.\0",
+);
+static FORK_DONE_DEF: HookDef = HookDef::new(
+    b"cbreg_after_fork\0",
+    fork_done_hook,
+    b"Lets native threads make thread states again after a fork.\0",
+);
+
+/// Calls `module.name(*args, **kwargs)` (`args` a tuple, `kwargs` a dict or
+/// null; GIL held); Ok when it returned, no exception left set.
+unsafe fn call_in_module(
+    module: &[u8],
+    name: &[u8],
+    args: PyObj,
+    kwargs: PyObj,
+) -> Result<(), Status> {
+    let found = py::PyImport_ImportModule(module.as_ptr().cast());
+    let func = if found.is_null() {
+        null_mut()
+    } else {
+        let func = py::PyObject_GetAttrString(found, name.as_ptr().cast());
+        py::Py_DecRef(found);
+        func
+    };
+    let result = if func.is_null() || args.is_null() {
+        null_mut()
+    } else {
+        py::PyObject_Call(func, args, kwargs)
+    };
+    if !func.is_null() {
+        py::Py_DecRef(func);
+    }
+    if result.is_null() {
+        py::PyErr_Clear();
+        return Err(Status::Internal);
+    }
+    py::Py_DecRef(result);
+    Ok(())
+}
 
 /// Registers the hook with the current interpreter's `atexit` (GIL held).
 unsafe fn register_atexit() -> Result<(), Status> {
-    let func = py::PyCFunction_New(HOOK_DEF.0.get(), null_mut());
+    let func = HOOK_DEF.function();
     if func.is_null() {
+        return Err(Status::NoMemory);
+    }
+    let args = py::PyTuple_Pack(1, func);
+    py::Py_DecRef(func);
+    let done = call_in_module(b"atexit\0", b"register\0", args, null_mut());
+    if !args.is_null() {
+        py::Py_DecRef(args);
+    }
+    done
+}
+
+/// Registers the fork hooks with `os.register_at_fork` (the main
+/// interpreter of a free-threaded build, GIL held; see `MAKING_TSTATE`).
+unsafe fn register_fork_hooks() -> Result<(), Status> {
+    let before = FORK_BEFORE_DEF.function();
+    let done = FORK_DONE_DEF.function();
+    let kwargs = if before.is_null() || done.is_null() {
+        null_mut()
+    } else {
+        py::Py_BuildValue(
+            b"{s:O,s:O,s:O}\0".as_ptr().cast(),
+            b"before\0".as_ptr(),
+            before,
+            b"after_in_parent\0".as_ptr(),
+            done,
+            b"after_in_child\0".as_ptr(),
+            done,
+        )
+    };
+    for func in [before, done] {
+        if !func.is_null() {
+            py::Py_DecRef(func);
+        }
+    }
+    if kwargs.is_null() {
         py::PyErr_Clear();
         return Err(Status::NoMemory);
     }
-    let atexit = py::PyImport_ImportModule(b"atexit\0".as_ptr().cast());
-    if atexit.is_null() {
-        py::PyErr_Clear();
-        py::Py_DecRef(func);
-        return Err(Status::Internal);
+    let args = py::PyTuple_New(0);
+    let registered = call_in_module(b"os\0", b"register_at_fork\0", args, kwargs);
+    py::Py_DecRef(kwargs);
+    if !args.is_null() {
+        py::Py_DecRef(args);
     }
-    let done = py::PyObject_CallMethod(
-        atexit,
-        b"register\0".as_ptr().cast(),
-        b"(O)\0".as_ptr().cast(),
-        func,
-    );
-    py::Py_DecRef(atexit);
-    py::Py_DecRef(func);
-    if done.is_null() {
-        py::PyErr_Clear();
-        return Err(Status::Internal);
-    }
-    py::Py_DecRef(done);
-    Ok(())
+    registered
 }
 
 /// Makes sure `interp` (the current interpreter, GIL held) has its exit
@@ -1519,6 +1654,10 @@ unsafe fn ensure_hooks(interp: &'static Interp) -> Result<(), Status> {
         if let Err(e) = register_atexit() {
             interp.hook_installed.store(false, SeqCst);
             return Err(e);
+        }
+        // os.fork is the main interpreter's alone.
+        if interp.main.load(Relaxed) && free_threaded_build() {
+            register_fork_hooks()?;
         }
     }
     if interp.main.load(Relaxed) {
