@@ -26,10 +26,10 @@
 //! No `catch_unwind` frame lies on any path that calls CPython: CPython ends
 //! a thread that takes the GIL back during finalization with a forced unwind
 //! (`pthread_exit`), which must pass through these frames. What runs while
-//! unwinding (the gate's `Drop`) touches no Python; the thread-state guards
-//! undo themselves only for a Rust panic, never for a forced unwind (the
-//! thread does not hold the GIL then). The code between is written not to
-//! panic.
+//! unwinding (the gate's `Drop`, an attach permit's) touches no Python; the
+//! thread-state guards undo themselves only for a Rust panic, never for a
+//! forced unwind (the thread does not hold the GIL then). The code between
+//! is written not to panic.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_ulong, c_void};
@@ -112,6 +112,95 @@ fn interpreter_alive() -> bool {
     (unsafe { py::Py_IsInitialized() != 0 }) && !is_finalizing()
 }
 
+// ---- interpreter guards (PEP 788, CPython 3.15+) ----
+
+type View = *mut c_void;
+type Guard = *mut c_void;
+
+/// PEP 788's views and guards, when the running CPython exports them. The
+/// pointer types are opaque; every draft of the PEP made them pointer-sized
+/// with null for failure.
+struct GuardApi {
+    /// `PyInterpreterView_FromCurrent`: attached; null (exception set) on
+    /// failure.
+    view_from_current: unsafe extern "C" fn() -> View,
+    /// `PyInterpreterGuard_FromView`: no attached state needed; null when
+    /// the interpreter is finalizing or gone.
+    guard_from_view: unsafe extern "C" fn(View) -> Guard,
+    /// `PyInterpreterGuard_Close`: cannot fail, no attached state needed.
+    guard_close: unsafe extern "C" fn(Guard),
+}
+
+/// The guard API, switched on by the one lookup of
+/// `PyInterpreterGuard_FromView`.
+fn guard_api() -> Option<&'static GuardApi> {
+    type FromView = unsafe extern "C" fn(View) -> Guard;
+    static FROM_VIEW: OnceLock<Option<FromView>> = OnceLock::new();
+    static API: OnceLock<Option<GuardApi>> = OnceLock::new();
+    let guard_from_view = lookup(&FROM_VIEW, &[b"PyInterpreterGuard_FromView\0"])?;
+    API.get_or_init(|| {
+        type FromCurrent = unsafe extern "C" fn() -> View;
+        type Close = unsafe extern "C" fn(Guard);
+        static FROM_CURRENT: OnceLock<Option<FromCurrent>> = OnceLock::new();
+        static CLOSE: OnceLock<Option<Close>> = OnceLock::new();
+        Some(GuardApi {
+            view_from_current: lookup(&FROM_CURRENT, &[b"PyInterpreterView_FromCurrent\0"])?,
+            guard_from_view,
+            guard_close: lookup(&CLOSE, &[b"PyInterpreterGuard_Close\0"])?,
+        })
+    })
+    .as_ref()
+}
+
+/// A view of the current interpreter (GIL held), null without the API.
+unsafe fn current_view() -> View {
+    let Some(api) = guard_api() else {
+        return null_mut();
+    };
+    let view = (api.view_from_current)();
+    if view.is_null() {
+        py::PyErr_Clear();
+    }
+    view
+}
+
+/// Permission to attach to an interpreter from a thread not attached there.
+/// With PEP 788 it is an interpreter guard, taken from the interpreter's
+/// view: taking it fails once the interpreter has begun finalizing, and
+/// while it is held the interpreter cannot begin, so "not finalizing" and
+/// the attach are one step. It is dropped (closed) as soon as the thread is
+/// attached: held across the callback it would hold finalization up for as
+/// long as a callback runs. Without the API it is a look at whether the
+/// interpreter is finalizing, and the gate's exit drain covers the moment
+/// between that look and the attach.
+struct AttachPermit(Guard);
+
+impl AttachPermit {
+    fn take(interp: &Interp) -> Option<AttachPermit> {
+        let view = interp.view.load(Acquire);
+        if view.is_null() {
+            return interpreter_alive().then_some(AttachPermit(null_mut()));
+        }
+        let api = guard_api()?; // a view is only ever made with it
+                                // SAFETY: a view of this interpreter, never closed.
+        let guard = unsafe { (api.guard_from_view)(view) };
+        (!guard.is_null()).then_some(AttachPermit(guard))
+    }
+}
+
+impl Drop for AttachPermit {
+    fn drop(&mut self) {
+        if self.0.is_null() {
+            return;
+        }
+        if let Some(api) = guard_api() {
+            // SAFETY: a guard taken by `take`, closed once; no Python is
+            // touched (it needs no attached state and cannot fail).
+            unsafe { (api.guard_close)(self.0) };
+        }
+    }
+}
+
 /// Where CPython 3.11 keeps `PyThreadState.thread_id`, once checked against
 /// a live thread state (0: not known, so never read).
 static THREAD_ID_OFFSET: AtomicUsize = AtomicUsize::new(0);
@@ -189,6 +278,8 @@ const GATE_CLOSED: u8 = 2;
 struct Interp {
     /// The interpreter; null once it has ended.
     state: AtomicPtr<py::PyInterpreterState>,
+    /// Its PEP 788 view (null without the API; never closed).
+    view: AtomicPtr<c_void>,
     id: AtomicI64,
     main: AtomicBool,
     gate: AtomicU8,
@@ -233,8 +324,10 @@ unsafe fn interp_record(state: InterpState) -> Result<&'static Interp, Status> {
         .iter()
         .find(|p| p.load(Acquire).is_null())
         .ok_or(Status::NoMemory)?;
+    let current = state == py::PyInterpreterState_Get();
     let record: &'static Interp = Box::leak(Box::new(Interp {
         state: AtomicPtr::new(state),
+        view: AtomicPtr::new(if current { current_view() } else { null_mut() }),
         id: AtomicI64::new(id),
         main: AtomicBool::new(state == py::PyInterpreterState_Main()),
         gate: AtomicU8::new(GATE_OPEN),
@@ -646,13 +739,20 @@ unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>) -> bool {
     let Some(_pass) = GatePass::enter(interp, true) else {
         return false;
     };
-    if interp.state.load(Acquire).is_null() || !interpreter_alive() {
+    if interp.state.load(Acquire).is_null() {
         return false;
     }
     match holder {
-        Some(t) if t == kept => {}
+        Some(t) if t == kept => {
+            if !interpreter_alive() {
+                return false;
+            }
+        }
         Some(_) => return false, // another state is current here: not now
         None => {
+            let Some(_permit) = AttachPermit::take(interp) else {
+                return false;
+            };
             py::PyEval_RestoreThread(kept);
         }
     }
@@ -831,9 +931,17 @@ fn with_python<R>(
         Some(Pass::Shared(GatePass::enter(interp, for_release)?))
     };
     let state = interp.state.load(Acquire);
-    if state.is_null() || !interpreter_alive() {
+    if state.is_null() {
         return None;
     }
+    let permit = if same {
+        if !interpreter_alive() {
+            return None;
+        }
+        None
+    } else {
+        Some(AttachPermit::take(interp)?)
+    };
     // SAFETY: alive, and (unless already attached) the pass is held.
     let attached = match kept {
         // SAFETY: this thread's kept state, its pass held.
@@ -843,6 +951,7 @@ fn with_python<R>(
         },
         None => unsafe { Attached::attach(interp, state, holder)? },
     };
+    drop(permit);
     let guard = DetachOnPanic(Some(attached));
     let result = f(same);
     let mut guard = guard;
@@ -2119,6 +2228,23 @@ pub extern "C-unwind" fn cbreg_py_thread_states(
         }
     }
     Status::Ok
+}
+
+/// Diagnostics, for tests: whether threads attach to the calling
+/// interpreter under an interpreter guard (PEP 788, CPython 3.15+) rather
+/// than after a look at whether it is finalizing. Call it with the GIL
+/// held; false without it.
+#[no_mangle]
+pub extern "C-unwind" fn cbreg_py_interpreter_guards() -> bool {
+    // SAFETY: callable without the GIL; the interpreter is read with it.
+    unsafe {
+        if py::Py_IsInitialized() == 0 || gil_holder().is_none() {
+            return false;
+        }
+        guard_api().is_some()
+            && interp_record(py::PyInterpreterState_Get())
+                .is_ok_and(|i| !i.view.load(Acquire).is_null())
+    }
 }
 
 /// Whether Python registration is closed in the calling interpreter (its
