@@ -37,6 +37,7 @@ void *cbreg_py_value_to_object(const struct cbreg_value *value);
 void cbreg_py_set_error(uint32_t status);
 void *cbreg_py_invoke(struct cbreg_registry reg, uint64_t id, void *const *items, size_t nargs);
 cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
+bool cbreg_py_interpreter_guards(void);
 }
 #ifndef CBREG_PY_UNRAISABLE
 #define CBREG_PY_UNRAISABLE 2

@@ -502,6 +502,14 @@ cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
 #endif
 
 #if defined(CBREG_PYTHON)
+// Diagnostics, for tests: whether threads attach to the calling
+// interpreter under an interpreter guard (PEP 788, CPython 3.15+) rather
+// than after a look at whether it is finalizing. Call it with the GIL
+// held; false without it.
+bool cbreg_py_interpreter_guards(void);
+#endif
+
+#if defined(CBREG_PYTHON)
 // Whether Python registration is closed in the calling interpreter (its
 // exit hook ran). Call it with the GIL held.
 bool cbreg_py_is_closed(void);

@@ -7,11 +7,14 @@
 #                                   trixie's python3.13 source) built in it.
 #                                   Stamped: a second run does nothing.
 #   make python-test-interpreters   pytest tests/python on each of
-#                                   INTERPRETERS (CBREG_SHUTDOWN_RUNS=50 runs
+#                                   INTERPRETERS (INTERP_SHUTDOWN_RUNS=50 runs
 #                                   per exit scenario), each in its own venv
 #                                   under build/interp/, cbreg and the test
 #                                   extensions built against it; prints a
-#                                   table; fails when any suite fails.
+#                                   table; fails when any suite fails. The
+#                                   last step of `make test`: from a fresh
+#                                   machine both targets take about 7 minutes
+#                                   on 2 cores, 4 once built.
 #
 # The root runs as a chroot in a private mount namespace, with the work tree
 # and the host's ~/.cargo and ~/.rustup bound in at the same paths

@@ -64,9 +64,11 @@ python-install: $(VENV_STAMP)
 python-engine: python-install
 	VENV_PY=$(VENV_PY) tests/python/build_ext.sh tests/python/engine $(ENGINE_EXT_DIR)
 
+# The exit-scenario batches (runs, exit codes) go to build/python-tally.json.
 python-test: python-engine naive-ext
 	CBREG_REQUIRE_BUILT=1 CBREG_SHUTDOWN_RUNS=$(CBREG_SHUTDOWN_RUNS) \
-	  $(VENV_PY) -m pytest -q tests/python
+	  CBREG_TALLY_OUT=$(CURDIR)/build/python-tally.json PYTHONPATH=$(CURDIR)/tools/interpreters \
+	  $(VENV_PY) -m pytest -q -p scenario_tally tests/python
 
 python-demo: python-engine naive-ext
 	$(VENV_PY) examples/python_demo.py

@@ -26,10 +26,10 @@
 //! No `catch_unwind` frame lies on any path that calls CPython: CPython ends
 //! a thread that takes the GIL back during finalization with a forced unwind
 //! (`pthread_exit`), which must pass through these frames. What runs while
-//! unwinding (the gate's `Drop`) touches no Python; the thread-state guards
-//! undo themselves only for a Rust panic, never for a forced unwind (the
-//! thread does not hold the GIL then). The code between is written not to
-//! panic.
+//! unwinding (the gate's `Drop`, an attach permit's) touches no Python; the
+//! thread-state guards undo themselves only for a Rust panic, never for a
+//! forced unwind (the thread does not hold the GIL then). The code between
+//! is written not to panic.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_ulong, c_void};
@@ -87,6 +87,16 @@ fn lookup<F: Copy>(cell: &'static OnceLock<Option<F>>, names: &[&[u8]]) -> Optio
     })
 }
 
+/// Whether the running CPython is a free-threaded build (3.13t and later):
+/// only those export `_Py_DecRefShared`, which their `Py_DECREF` calls.
+/// (Whether the GIL is on at run time is another question: such a build
+/// stops the world for its collections either way.)
+fn free_threaded_build() -> bool {
+    type DecRefShared = unsafe extern "C" fn(PyObj);
+    static DECREF_SHARED: OnceLock<Option<DecRefShared>> = OnceLock::new();
+    lookup(&DECREF_SHARED, &[b"_Py_DecRefShared\0"]).is_some()
+}
+
 /// `Py_IsFinalizing` (3.13+) or `_Py_IsFinalizing` (older).
 fn is_finalizing() -> bool {
     type Probe = unsafe extern "C" fn() -> c_int;
@@ -100,6 +110,95 @@ fn is_finalizing() -> bool {
 fn interpreter_alive() -> bool {
     // SAFETY: callable without the GIL, before and after initialization.
     (unsafe { py::Py_IsInitialized() != 0 }) && !is_finalizing()
+}
+
+// ---- interpreter guards (PEP 788, CPython 3.15+) ----
+
+type View = *mut c_void;
+type Guard = *mut c_void;
+
+/// PEP 788's views and guards, when the running CPython exports them. The
+/// pointer types are opaque; every draft of the PEP made them pointer-sized
+/// with null for failure.
+struct GuardApi {
+    /// `PyInterpreterView_FromCurrent`: attached; null (exception set) on
+    /// failure.
+    view_from_current: unsafe extern "C" fn() -> View,
+    /// `PyInterpreterGuard_FromView`: no attached state needed; null when
+    /// the interpreter is finalizing or gone.
+    guard_from_view: unsafe extern "C" fn(View) -> Guard,
+    /// `PyInterpreterGuard_Close`: cannot fail, no attached state needed.
+    guard_close: unsafe extern "C" fn(Guard),
+}
+
+/// The guard API, switched on by the one lookup of
+/// `PyInterpreterGuard_FromView`.
+fn guard_api() -> Option<&'static GuardApi> {
+    type FromView = unsafe extern "C" fn(View) -> Guard;
+    static FROM_VIEW: OnceLock<Option<FromView>> = OnceLock::new();
+    static API: OnceLock<Option<GuardApi>> = OnceLock::new();
+    let guard_from_view = lookup(&FROM_VIEW, &[b"PyInterpreterGuard_FromView\0"])?;
+    API.get_or_init(|| {
+        type FromCurrent = unsafe extern "C" fn() -> View;
+        type Close = unsafe extern "C" fn(Guard);
+        static FROM_CURRENT: OnceLock<Option<FromCurrent>> = OnceLock::new();
+        static CLOSE: OnceLock<Option<Close>> = OnceLock::new();
+        Some(GuardApi {
+            view_from_current: lookup(&FROM_CURRENT, &[b"PyInterpreterView_FromCurrent\0"])?,
+            guard_from_view,
+            guard_close: lookup(&CLOSE, &[b"PyInterpreterGuard_Close\0"])?,
+        })
+    })
+    .as_ref()
+}
+
+/// A view of the current interpreter (GIL held), null without the API.
+unsafe fn current_view() -> View {
+    let Some(api) = guard_api() else {
+        return null_mut();
+    };
+    let view = (api.view_from_current)();
+    if view.is_null() {
+        py::PyErr_Clear();
+    }
+    view
+}
+
+/// Permission to attach to an interpreter from a thread not attached there.
+/// With PEP 788 it is an interpreter guard, taken from the interpreter's
+/// view: taking it fails once the interpreter has begun finalizing, and
+/// while it is held the interpreter cannot begin, so "not finalizing" and
+/// the attach are one step. It is dropped (closed) as soon as the thread is
+/// attached: held across the callback it would hold finalization up for as
+/// long as a callback runs. Without the API it is a look at whether the
+/// interpreter is finalizing, and the gate's exit drain covers the moment
+/// between that look and the attach.
+struct AttachPermit(Guard);
+
+impl AttachPermit {
+    fn take(interp: &Interp) -> Option<AttachPermit> {
+        let view = interp.view.load(Acquire);
+        if view.is_null() {
+            return interpreter_alive().then_some(AttachPermit(null_mut()));
+        }
+        let api = guard_api()?; // a view is only ever made with it
+                                // SAFETY: a view of this interpreter, never closed.
+        let guard = unsafe { (api.guard_from_view)(view) };
+        (!guard.is_null()).then_some(AttachPermit(guard))
+    }
+}
+
+impl Drop for AttachPermit {
+    fn drop(&mut self) {
+        if self.0.is_null() {
+            return;
+        }
+        if let Some(api) = guard_api() {
+            // SAFETY: a guard taken by `take`, closed once; no Python is
+            // touched (it needs no attached state and cannot fail).
+            unsafe { (api.guard_close)(self.0) };
+        }
+    }
 }
 
 /// Where CPython 3.11 keeps `PyThreadState.thread_id`, once checked against
@@ -179,6 +278,8 @@ const GATE_CLOSED: u8 = 2;
 struct Interp {
     /// The interpreter; null once it has ended.
     state: AtomicPtr<py::PyInterpreterState>,
+    /// Its PEP 788 view (null without the API; never closed).
+    view: AtomicPtr<c_void>,
     id: AtomicI64,
     main: AtomicBool,
     gate: AtomicU8,
@@ -223,8 +324,10 @@ unsafe fn interp_record(state: InterpState) -> Result<&'static Interp, Status> {
         .iter()
         .find(|p| p.load(Acquire).is_null())
         .ok_or(Status::NoMemory)?;
+    let current = state == py::PyInterpreterState_Get();
     let record: &'static Interp = Box::leak(Box::new(Interp {
         state: AtomicPtr::new(state),
+        view: AtomicPtr::new(if current { current_view() } else { null_mut() }),
         id: AtomicI64::new(id),
         main: AtomicBool::new(state == py::PyInterpreterState_Main()),
         gate: AtomicU8::new(GATE_OPEN),
@@ -636,13 +739,20 @@ unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>) -> bool {
     let Some(_pass) = GatePass::enter(interp, true) else {
         return false;
     };
-    if interp.state.load(Acquire).is_null() || !interpreter_alive() {
+    if interp.state.load(Acquire).is_null() {
         return false;
     }
     match holder {
-        Some(t) if t == kept => {}
+        Some(t) if t == kept => {
+            if !interpreter_alive() {
+                return false;
+            }
+        }
         Some(_) => return false, // another state is current here: not now
         None => {
+            let Some(_permit) = AttachPermit::take(interp) else {
+                return false;
+            };
             py::PyEval_RestoreThread(kept);
         }
     }
@@ -690,13 +800,26 @@ fn kept_after_fork_in_child() {
 }
 
 /// Threads making a thread state without the GIL right now, and whether a
-/// fork is under way. CPython 3.11's forked child takes the runtime's
-/// thread-state lock before re-creating it: a thread that held it in
-/// `PyThreadState_New` at the fork leaves the child hung. The fork waits
-/// for those (they need no GIL), and no new one starts until it is done.
-/// From 3.12 on, CPython holds that lock across the fork itself
-/// (`PyOS_BeforeFork`) before this handler runs, so waiting there would wait
-/// for a thread blocked on the forking thread: only 3.11 waits.
+/// fork is under way: no state is begun while one is, and the fork waits
+/// for those being made, which a fork could otherwise cut in two ways.
+///
+/// CPython 3.11's forked child takes the runtime's thread-state lock before
+/// re-creating it: a thread that held it in `PyThreadState_New` at the fork
+/// leaves the child hung. The `pthread_atfork` prepare handler waits (the
+/// makers need no GIL). From 3.12 on CPython holds that lock across the
+/// fork itself (`PyOS_BeforeFork`) before that handler runs, so waiting
+/// there would wait for a thread blocked on the forking thread: only 3.11
+/// waits there.
+///
+/// On a free-threaded build `PyThreadState_New` may stop the interpreter's
+/// world, taking the interpreter's stop-the-world mutex and then (3.13.5)
+/// the runtime's stop-the-world lock, which `os.fork` holds: such a thread
+/// parks holding the mutex, and the child inherits it locked (its next
+/// collection waits forever). That thread is parked before the prepare
+/// handler runs, so the wait happens earlier, in an `os.register_at_fork`
+/// `before` hook (`fork_before_hook`), which CPython runs before it stops
+/// the world. docs/python.md ("A fork while a state is being made") has
+/// the details.
 static MAKING_TSTATE: AtomicUsize = AtomicUsize::new(0);
 static FORKING: AtomicBool = AtomicBool::new(false);
 
@@ -728,6 +851,28 @@ extern "C" fn before_fork() {
 
 extern "C" fn after_fork_in_parent() {
     FORKING.store(false, SeqCst);
+}
+
+/// The `before` hook of `os.fork` in the main interpreter of a free-threaded
+/// build (see `MAKING_TSTATE`). It waits detached: a thread making a state
+/// may be stopping the interpreter's world, which waits for every attached
+/// thread, this one too, to park. Anything that thread waits for, CPython's
+/// own stop-the-world for the fork would wait for as well.
+unsafe extern "C" fn fork_before_hook(_module: PyObj, _unused: PyObj) -> PyObj {
+    let saved = py::PyEval_SaveThread();
+    FORKING.store(true, SeqCst);
+    while MAKING_TSTATE.load(SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    py::PyEval_RestoreThread(saved);
+    new_none()
+}
+
+/// The `after_in_parent` and `after_in_child` hooks of `os.fork` (the
+/// `pthread_atfork` handlers have done the same already, for every fork).
+unsafe extern "C" fn fork_done_hook(_module: PyObj, _unused: PyObj) -> PyObj {
+    FORKING.store(false, SeqCst);
+    new_none()
 }
 
 /// Undoes an attachment if a Rust panic unwinds past it. A forced unwind
@@ -786,9 +931,17 @@ fn with_python<R>(
         Some(Pass::Shared(GatePass::enter(interp, for_release)?))
     };
     let state = interp.state.load(Acquire);
-    if state.is_null() || !interpreter_alive() {
+    if state.is_null() {
         return None;
     }
+    let permit = if same {
+        if !interpreter_alive() {
+            return None;
+        }
+        None
+    } else {
+        Some(AttachPermit::take(interp)?)
+    };
     // SAFETY: alive, and (unless already attached) the pass is held.
     let attached = match kept {
         // SAFETY: this thread's kept state, its pass held.
@@ -798,6 +951,7 @@ fn with_python<R>(
         },
         None => unsafe { Attached::attach(interp, state, holder)? },
     };
+    drop(permit);
     let guard = DetachOnPanic(Some(attached));
     let result = f(same);
     let mut guard = guard;
@@ -1462,6 +1616,11 @@ fn subinterpreters_supported() -> bool {
 
 unsafe extern "C" fn atexit_hook(_module: PyObj, _unused: PyObj) -> PyObj {
     cbreg_py_atexit_clear();
+    new_none()
+}
+
+/// A new reference to `None`.
+unsafe fn new_none() -> PyObj {
     let none = py::Py_None();
     py::Py_IncRef(none);
     none
@@ -1471,44 +1630,129 @@ struct HookDef(std::cell::UnsafeCell<py::PyMethodDef>);
 // SAFETY: written only by CPython's own bookkeeping, under the GIL.
 unsafe impl Sync for HookDef {}
 
-static HOOK_DEF: HookDef = HookDef(std::cell::UnsafeCell::new(py::PyMethodDef {
-    ml_name: b"cbreg_atexit_clear\0".as_ptr().cast(),
-    ml_meth: py::PyMethodDefPointer {
-        PyCFunction: atexit_hook,
-    },
-    ml_flags: py::METH_NOARGS,
-    ml_doc: b"Releases cbreg's Python callbacks before the interpreter finalizes.\0"
-        .as_ptr()
-        .cast(),
-}));
+impl HookDef {
+    /// A hook taking no arguments; `name` and `doc` NUL-terminated.
+    const fn new(
+        name: &'static [u8],
+        hook: unsafe extern "C" fn(PyObj, PyObj) -> PyObj,
+        doc: &'static [u8],
+    ) -> HookDef {
+        HookDef(std::cell::UnsafeCell::new(py::PyMethodDef {
+            ml_name: name.as_ptr().cast(),
+            ml_meth: py::PyMethodDefPointer { PyCFunction: hook },
+            ml_flags: py::METH_NOARGS,
+            ml_doc: doc.as_ptr().cast(),
+        }))
+    }
+
+    /// A new function object for the hook (GIL held; null on failure, no
+    /// exception left set).
+    unsafe fn function(&'static self) -> PyObj {
+        let func = py::PyCFunction_New(self.0.get(), null_mut());
+        if func.is_null() {
+            py::PyErr_Clear();
+        }
+        func
+    }
+}
+
+static HOOK_DEF: HookDef = HookDef::new(
+    b"cbreg_atexit_clear\0",
+    atexit_hook,
+    b"Releases cbreg's Python callbacks before the interpreter finalizes.\0",
+);
+static FORK_BEFORE_DEF: HookDef = HookDef::new(
+    b"cbreg_before_fork\0",
+    fork_before_hook,
+    b"Waits until no native thread is making a thread state, and lets none begin until the fork is done.\0",
+);
+static FORK_DONE_DEF: HookDef = HookDef::new(
+    b"cbreg_after_fork\0",
+    fork_done_hook,
+    b"Lets native threads make thread states again after a fork.\0",
+);
+
+/// Calls `module.name(*args, **kwargs)` (`args` a tuple, `kwargs` a dict or
+/// null; GIL held); Ok when it returned, no exception left set.
+unsafe fn call_in_module(
+    module: &[u8],
+    name: &[u8],
+    args: PyObj,
+    kwargs: PyObj,
+) -> Result<(), Status> {
+    let found = py::PyImport_ImportModule(module.as_ptr().cast());
+    let func = if found.is_null() {
+        null_mut()
+    } else {
+        let func = py::PyObject_GetAttrString(found, name.as_ptr().cast());
+        py::Py_DecRef(found);
+        func
+    };
+    let result = if func.is_null() || args.is_null() {
+        null_mut()
+    } else {
+        py::PyObject_Call(func, args, kwargs)
+    };
+    if !func.is_null() {
+        py::Py_DecRef(func);
+    }
+    if result.is_null() {
+        py::PyErr_Clear();
+        return Err(Status::Internal);
+    }
+    py::Py_DecRef(result);
+    Ok(())
+}
 
 /// Registers the hook with the current interpreter's `atexit` (GIL held).
 unsafe fn register_atexit() -> Result<(), Status> {
-    let func = py::PyCFunction_New(HOOK_DEF.0.get(), null_mut());
+    let func = HOOK_DEF.function();
     if func.is_null() {
+        return Err(Status::NoMemory);
+    }
+    let args = py::PyTuple_Pack(1, func);
+    py::Py_DecRef(func);
+    let done = call_in_module(b"atexit\0", b"register\0", args, null_mut());
+    if !args.is_null() {
+        py::Py_DecRef(args);
+    }
+    done
+}
+
+/// Registers the fork hooks with `os.register_at_fork` (the main
+/// interpreter of a free-threaded build, GIL held; see `MAKING_TSTATE`).
+unsafe fn register_fork_hooks() -> Result<(), Status> {
+    let before = FORK_BEFORE_DEF.function();
+    let done = FORK_DONE_DEF.function();
+    let kwargs = if before.is_null() || done.is_null() {
+        null_mut()
+    } else {
+        py::Py_BuildValue(
+            b"{s:O,s:O,s:O}\0".as_ptr().cast(),
+            b"before\0".as_ptr(),
+            before,
+            b"after_in_parent\0".as_ptr(),
+            done,
+            b"after_in_child\0".as_ptr(),
+            done,
+        )
+    };
+    for func in [before, done] {
+        if !func.is_null() {
+            py::Py_DecRef(func);
+        }
+    }
+    if kwargs.is_null() {
         py::PyErr_Clear();
         return Err(Status::NoMemory);
     }
-    let atexit = py::PyImport_ImportModule(b"atexit\0".as_ptr().cast());
-    if atexit.is_null() {
-        py::PyErr_Clear();
-        py::Py_DecRef(func);
-        return Err(Status::Internal);
+    let args = py::PyTuple_New(0);
+    let registered = call_in_module(b"os\0", b"register_at_fork\0", args, kwargs);
+    py::Py_DecRef(kwargs);
+    if !args.is_null() {
+        py::Py_DecRef(args);
     }
-    let done = py::PyObject_CallMethod(
-        atexit,
-        b"register\0".as_ptr().cast(),
-        b"(O)\0".as_ptr().cast(),
-        func,
-    );
-    py::Py_DecRef(atexit);
-    py::Py_DecRef(func);
-    if done.is_null() {
-        py::PyErr_Clear();
-        return Err(Status::Internal);
-    }
-    py::Py_DecRef(done);
-    Ok(())
+    registered
 }
 
 /// Makes sure `interp` (the current interpreter, GIL held) has its exit
@@ -1519,6 +1763,10 @@ unsafe fn ensure_hooks(interp: &'static Interp) -> Result<(), Status> {
         if let Err(e) = register_atexit() {
             interp.hook_installed.store(false, SeqCst);
             return Err(e);
+        }
+        // os.fork is the main interpreter's alone.
+        if interp.main.load(Relaxed) && free_threaded_build() {
+            register_fork_hooks()?;
         }
     }
     if interp.main.load(Relaxed) {
@@ -1980,6 +2228,23 @@ pub extern "C-unwind" fn cbreg_py_thread_states(
         }
     }
     Status::Ok
+}
+
+/// Diagnostics, for tests: whether threads attach to the calling
+/// interpreter under an interpreter guard (PEP 788, CPython 3.15+) rather
+/// than after a look at whether it is finalizing. Call it with the GIL
+/// held; false without it.
+#[no_mangle]
+pub extern "C-unwind" fn cbreg_py_interpreter_guards() -> bool {
+    // SAFETY: callable without the GIL; the interpreter is read with it.
+    unsafe {
+        if py::Py_IsInitialized() == 0 || gil_holder().is_none() {
+            return false;
+        }
+        guard_api().is_some()
+            && interp_record(py::PyInterpreterState_Get())
+                .is_ok_and(|i| !i.view.load(Acquire).is_null())
+    }
 }
 
 /// Whether Python registration is closed in the calling interpreter (its

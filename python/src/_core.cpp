@@ -243,5 +243,7 @@ NB_MODULE(_core, m) {
         cbreg::nb::check(static_cast<cbreg::status>(cbreg_py_thread_states(&kept, &in_interpreter)));
         return nb::make_tuple(kept, in_interpreter);
     }, "For tests: (thread states kept for native threads, thread states of this interpreter).");
+    m.def("_interpreter_guards", [] { return cbreg_py_interpreter_guards(); },
+          "For tests: whether threads attach here under PEP 788 interpreter guards.");
     m.def("status_str", [](std::uint32_t s) { return std::string(cbreg_status_str(s)); });
 }

@@ -1,7 +1,10 @@
-"""The control: the naive extension (callbacks in a C++ static map) must
-crash at exit. This proves the exit-code tests can fail. Only the variants
-that fail reliably are asserted, and only "non-zero" (134 or 139 vary)."""
+"""The controls: the naive extension (callbacks in a C++ static map) must
+crash at exit, and on free-threaded CPython a fork that meets a
+stop-the-world must leave its child hung. This proves the exit-code and
+fork tests can fail. Only the variants that fail reliably are asserted, and
+only "non-zero" (134 or 139 vary)."""
 import sys
+import sysconfig
 
 import pytest
 
@@ -42,3 +45,16 @@ def test_naive_control_fails_the_exit_edges(name):
     failed = sum(n for c, n in codes.items() if c != 0)
     print(f"naive {name}: {failed}/{EDGE_CONTROL_RUNS} runs failed {dict(codes)}")
     assert failed >= 1, describe(codes, results)
+
+
+@pytest.mark.skipif(not sysconfig.get_config_var("Py_GIL_DISABLED"),
+                    reason="only free-threaded CPython stops the world")
+def test_control_stopping_the_world_as_it_forks_hangs_the_child():
+    """The control of the fork scenarios in test_exit_edges.py: a thread
+    that stops the interpreter's world while os.fork runs (what a native
+    thread making its first thread state may do, and what cbreg's fork hook
+    waits out) leaves the child hung on CPython 3.13.5t, so their check that
+    every child exits can fail."""
+    codes, results = run_scenario("fork_while_stopping_world", "python", CONTROL_RUNS)
+    hung = sum("child hung" in r[1] for r in results)
+    assert hung >= 1, describe(codes, results)

@@ -57,11 +57,23 @@ def test_native_threads_holding_kept_thread_states_at_exit_exit_cleanly():
     run_clean("kept_state_at_exit", ["threads with kept states alive, exiting"])
 
 
-@need_engine
-def test_forked_child_exits_promptly_while_native_threads_fire():
-    results = run_clean("fork_while_firing", ["slowest child"])
+def assert_children_exit_promptly(results):
     slowest = max(float(re.search(r"slowest child ([0-9.]+) s", r[1]).group(1)) for r in results)
     assert slowest < 1.0, f"a forked child took {slowest:.2f} s"
+
+
+@need_engine
+def test_forked_child_exits_promptly_while_native_threads_fire():
+    assert_children_exit_promptly(run_clean("fork_while_firing", ["slowest child"]))
+
+
+@need_engine
+def test_forked_children_exit_promptly_while_native_threads_make_thread_states():
+    """Each fork comes right after more engine threads start: threads are
+    making their first thread state as it forks (on free-threaded CPython
+    that may stop the interpreter's world, so the fork waits for them). The
+    control is test_control_stopping_the_world_as_it_forks_hangs_the_child."""
+    assert_children_exit_promptly(run_clean("fork_while_threads_start", ["slowest child"]))
 
 
 @need_engine

@@ -244,3 +244,19 @@ def test_subinterpreter_is_left_with_no_state_of_a_native_thread_between_calls()
         print("subinterpreter ok")
     """)
     assert "subinterpreter ok" in out
+
+
+def test_threads_attach_under_interpreter_guards_exactly_where_cpython_has_them():
+    """PEP 788 (CPython 3.15+): a native thread attaches under an interpreter
+    guard taken from a view, which fails once finalization has begun; on
+    older CPythons it looks at Py_IsFinalizing first. The choice follows
+    what the running interpreter exports, and 3.15 (from its betas on)
+    exports it under that name."""
+    import ctypes
+
+    exported = hasattr(ctypes.pythonapi, "PyInterpreterGuard_FromView")
+    if sys.version_info < (3, 15):
+        assert not exported
+    elif sys.version_info.releaselevel != "alpha":
+        assert exported
+    assert cbreg._core._interpreter_guards() is exported

@@ -12,9 +12,13 @@ root=$1
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 here=$(cd "$(dirname "$0")" && pwd)
 
-if ! command -v debootstrap >/dev/null 2>&1; then
+if [ "$(id -u)" != 0 ]; then
+    echo "make interpreters needs root (debootstrap, then a chroot in a private mount namespace)" >&2
+    exit 1
+fi
+if ! command -v debootstrap >/dev/null 2>&1 || ! command -v unshare >/dev/null 2>&1; then
     apt-get update -q
-    apt-get install -y -q debootstrap
+    apt-get install -y -q debootstrap util-linux
 fi
 
 if [ ! -e "$root/.debootstrap.stamp" ]; then

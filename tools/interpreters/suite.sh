@@ -5,7 +5,7 @@
 # `pip install .` (build dir under OUT, cargo's target dir OUT/../target),
 # the naive control and the engine extensions under OUT, `import cbreg` (GIL
 # state, warnings), and pytest tests/python. Each step's log and outcome go to OUT
-# (status.txt, *.log, gil.txt, tally.json); table.py reads them. Exits 0
+# (status.txt, *.log, gil.txt, tally.json, junit.xml); table.py reads them. Exits 0
 # when every step passed.
 set -u
 name=$1 py=$2 out=$3
@@ -18,7 +18,7 @@ vpy=$venv/bin/python
 runs=${CBREG_SHUTDOWN_RUNS:-20}
 
 mkdir -p "$out"
-rm -f "$out"/status.txt "$out"/gil.txt "$out"/tally.json "$out"/*.log
+rm -f "$out"/status.txt "$out"/gil.txt "$out"/tally.json "$out"/junit.xml "$out"/*.log
 status() { echo "$1=$2" >> "$out/status.txt"; }
 elapsed() { echo $(( $(date +%s) - $1 )); }
 echo "python=$py" > "$out/status.txt"
@@ -81,7 +81,8 @@ for attempt in 1 2 3 4 5 6 7 8; do
     CBREG_REQUIRE_BUILT=1 CBREG_SHUTDOWN_RUNS=$runs \
     CBREG_NAIVE_DIR=$out/naive CBREG_ENGINE_DIR=$out/engine \
     CBREG_TALLY_OUT=$out/tally.json PYTHONPATH=$tree/tools/interpreters \
-        "$vpy" -m pytest -q -p scenario_tally -p no:cacheprovider $deselect tests/python \
+        "$vpy" -m pytest -q -p scenario_tally -p no:cacheprovider --junitxml="$out/junit.xml" \
+        $deselect tests/python \
         > "$out/pytest.$attempt.log" 2>&1
     rc=$?
     cat "$out/pytest.$attempt.log" >> "$out/pytest.log"

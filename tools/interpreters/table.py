@@ -5,6 +5,7 @@ import json
 import os
 import re
 import sys
+import xml.etree.ElementTree as ET
 
 
 def read_status(folder):
@@ -35,15 +36,32 @@ def tally(folder):
         return []
 
 
-def exits(batches, module):
-    mine = [b for b in batches if b["module"] == module]
+def exits(batches, control):
+    """cbreg's scenarios (every run must exit 0), or the controls (the naive
+    extension, and plain Python for the fork control: meant to fail)."""
+    mine = [b for b in batches if (b["module"] != "cbreg_engine") == control]
     if not mine:
         return "-"
     runs = sum(b["runs"] for b in mine)
     ok = sum(b["exit0"] for b in mine)
-    if module == "naive_ext":  # the control: it is meant to crash
-        return f"{runs - ok}/{runs} crashed"
+    if control:
+        return f"{runs - ok}/{runs} failed"
     return f"{ok}/{runs} exit 0 ({len(mine)} batches)"
+
+
+def races(folder):
+    """test_threads.py's cases (Python threads racing on the registry; in
+    parallel on free-threaded CPython), from pytest's JUnit report."""
+    try:
+        cases = [c for c in ET.parse(os.path.join(folder, "junit.xml")).getroot().iter("testcase")
+                 if c.get("classname", "").endswith("test_threads")]
+    except (FileNotFoundError, ET.ParseError):
+        return "-"
+    if not cases:
+        return "-"
+    passed = sum(not any(c.find(t) is not None for t in ("failure", "error", "skipped"))
+                 for c in cases)
+    return f"{passed}/{len(cases)} passed"
 
 
 def row(cache, name):
@@ -65,13 +83,14 @@ def row(cache, name):
     if re.search(r"RuntimeWarning", read(folder, "import.log")):
         gil += " (RuntimeWarning)"
     return [f"{name} ({s.get('version', '?')})", build, package, suite,
-            exits(batches, "cbreg_engine"), exits(batches, "naive_ext"), gil,
+            exits(batches, False), exits(batches, True), races(folder), gil,
             s.get("total_s", "?") + " s"]
 
 
 def print_table(rows):
     head = ["interpreter", "build", "cbreg package", "pytest tests/python",
-            "exit scenarios, cbreg", "naive control (crashes)", "GIL on after import cbreg", "time"]
+            "exit scenarios, cbreg", "controls (must fail)", "thread races",
+            "sys._is_gil_enabled() after import cbreg", "time"]
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
     print(line(head))
@@ -99,7 +118,7 @@ def details(cache, name):
         failed += [f"CRASHED {c}" for c in s.get("pytest_crashed", "").split()]
         out.append("pytest:\n    " + "\n    ".join((failed or log[-15:])[:25]))
     for b in tally(folder):
-        if b["module"] != "naive_ext" and b["exit0"] != b["runs"]:
+        if b["module"] == "cbreg_engine" and b["exit0"] != b["runs"]:
             tag = b["scenario"] + (f"[{b['variant']}]" if b["variant"] else "")
             err = b["first_failure_stderr"].strip().splitlines()[-4:]
             out.append(f"{b['module']} {tag}: exit codes {b['codes']}; first failure's stderr ends:\n    "

@@ -10,6 +10,7 @@ import warnings
 
 import cbreg
 from _ext import ext  # cbreg_engine
+from _fork import child_lifetime
 from _timing import end_of_work
 
 warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
@@ -35,18 +36,6 @@ for _ in range(3):
     if pid == 0:
         cbreg.register(print)  # the child uses the registry, then exits normally
         raise SystemExit(0)
-    deadline = t0 + 10
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            raise SystemExit("fork_while_firing: a child still running after 10 s")
-        time.sleep(0.002)
-    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
-        raise SystemExit(f"fork_while_firing: child status {status}")
-    slowest = max(slowest, time.monotonic() - t0)
+    slowest = max(slowest, child_lifetime(pid, t0, "fork_while_firing"))
 print(f"fork_while_firing: slowest child {slowest:.3f} s", flush=True)
 end_of_work()
