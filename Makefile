@@ -63,9 +63,10 @@ cross-check:
 rust-test-fence:
 	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test edges --test edges_fork --test model --test fork --test sites
 
-# Last, the Python suite again on CPython 3.13 and free-threaded 3.13t, in a
-# Debian root it makes on first use (mk/interpreters.mk; needs root).
-test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan bench-guard rendezvous-test install-test python-test adopters-test stress fuzz python-test-interpreters
+# The Python suite on CPython 3.13 and free-threaded 3.13t (`make
+# python-test-interpreters`, mk/interpreters.mk) is not in this list while
+# one race test can hang on 3.13t (README, "Other interpreters").
+test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan bench-guard rendezvous-test install-test python-test adopters-test stress fuzz
 
 native-demo:
 	$(CARGO) run --release --example native_demo
