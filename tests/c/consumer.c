@@ -911,17 +911,18 @@ static void collect_runs_releases_deferred_by_a_realtime_thread(void) {
     CHECK_STATUS(w.collect_st, CBREG_STATUS_OK);
     CHECK_U64(w.cleared, 1);
     CHECK_U64(w.collected, 0); /* collect does nothing on a real-time thread */
-    CHECK(w.releases_after == 0);
-    CHECK(p.releases == 0 && q.releases == 0);
+    CHECK(w.releases_after == 0); /* nothing ran on the real-time thread */
     s = stats_of(w.reg);
-    CHECK_U64(s.pending, 2);
     CHECK_U64(s.deferred, 2);
     CHECK_U64(s.live, 0);
+    /* From here the reclaimer thread may already have run them (it looks
+     * every 10 ms): this collect runs what is left, or waits for it. */
     CHECK_STATUS(cbreg_collect(w.reg, &n), CBREG_STATUS_OK);
-    CHECK_U64(n, 2);
+    CHECK(n <= 2);
     check_released_once_cleanly(&p);
     check_released_once_cleanly(&q);
-    CHECK(pthread_equal(p.release_thread, pthread_self()));
+    CHECK(!pthread_equal(p.release_thread, t));
+    CHECK(!pthread_equal(q.release_thread, t));
     CHECK_STATUS(cbreg_collect(w.reg, &n), CBREG_STATUS_OK);
     CHECK_U64(n, 0);
     s = stats_of(w.reg);
