@@ -273,8 +273,10 @@ const GATE_OPEN: u8 = 0;
 const GATE_DRAINING: u8 = 1;
 const GATE_CLOSED: u8 = 2;
 
-/// One interpreter that registered Python entries (never freed: a few
-/// words per interpreter ever created, at most `MAX_INTERPRETERS`).
+/// One interpreter that registered Python entries. Records are never
+/// freed: the record of an ended interpreter is reused for a new one once
+/// nothing can reach it any more (see `Interp::reusable`), so at most
+/// `MAX_INTERPRETERS` interpreters can use cbreg at once.
 struct Interp {
     /// The interpreter; null once it has ended.
     state: AtomicPtr<py::PyInterpreterState>,
@@ -312,7 +314,14 @@ fn interps() -> impl Iterator<Item = &'static Interp> {
 /// The record of `state` (GIL held, so `state` is alive), added if new.
 unsafe fn interp_record(state: InterpState) -> Result<&'static Interp, Status> {
     let id = py::PyInterpreterState_GetID(state);
-    let find = || interps().find(|i| i.id.load(Relaxed) == id && !i.state.load(Acquire).is_null());
+    // An ended interpreter's record still answers for it (its exit hook
+    // may be called again: by the start-up hook, then by its own).
+    let find = || {
+        interps().find(|i| {
+            i.id.load(Relaxed) == id
+                && (!i.state.load(Acquire).is_null() || i.exit_done.load(SeqCst))
+        })
+    };
     if let Some(found) = find() {
         return Ok(found);
     }
@@ -320,16 +329,25 @@ unsafe fn interp_record(state: InterpState) -> Result<&'static Interp, Status> {
     if let Some(found) = find() {
         return Ok(found);
     }
+    let view = if state == py::PyInterpreterState_Get() {
+        current_view()
+    } else {
+        null_mut()
+    };
+    let main = state == py::PyInterpreterState_Main();
+    if let Some(ended) = interps().find(|i| i.reusable()) {
+        ended.begin(state, view, id, main);
+        return Ok(ended);
+    }
     let slot = INTERPS
         .iter()
         .find(|p| p.load(Acquire).is_null())
         .ok_or(Status::NoMemory)?;
-    let current = state == py::PyInterpreterState_Get();
     let record: &'static Interp = Box::leak(Box::new(Interp {
-        state: AtomicPtr::new(state),
-        view: AtomicPtr::new(if current { current_view() } else { null_mut() }),
-        id: AtomicI64::new(id),
-        main: AtomicBool::new(state == py::PyInterpreterState_Main()),
+        state: AtomicPtr::new(null_mut()),
+        view: AtomicPtr::new(null_mut()),
+        id: AtomicI64::new(-1),
+        main: AtomicBool::new(false),
         gate: AtomicU8::new(GATE_OPEN),
         inside: AtomicUsize::new(0),
         entries: AtomicUsize::new(0),
@@ -337,8 +355,39 @@ unsafe fn interp_record(state: InterpState) -> Result<&'static Interp, Status> {
         hook_installed: AtomicBool::new(false),
         exit_done: AtomicBool::new(false),
     }));
+    record.begin(state, view, id, main);
     slot.store(record as *const Interp as *mut Interp, Release);
     Ok(record)
+}
+
+impl Interp {
+    /// Whether this record's interpreter has ended and nothing can reach
+    /// the record any more: its exit hook finished (the last thing it does
+    /// is clear `state`), every entry of it was released (a thread calling
+    /// or releasing one holds the entry, so it counts in `entries`), and no
+    /// thread holds a pass. Only kept states (main interpreter, never
+    /// ended this way) and entries lead threads to a record. Under
+    /// `INTERPS_GROW`.
+    fn reusable(&self) -> bool {
+        self.state.load(Acquire).is_null()
+            && self.exit_done.load(SeqCst)
+            && self.entries.load(SeqCst) == 0
+            && self.inside.load(SeqCst) == 0
+    }
+
+    /// Makes this record the one of interpreter `state` (new, or ended and
+    /// `reusable`). Under `INTERPS_GROW`; `state` last, as lookups read it
+    /// first.
+    fn begin(&self, state: InterpState, view: *mut c_void, id: i64, main: bool) {
+        self.view.store(view, Release);
+        self.id.store(id, Relaxed);
+        self.main.store(main, Relaxed);
+        self.gate.store(GATE_OPEN, SeqCst);
+        self.closed.store(false, SeqCst);
+        self.hook_installed.store(false, SeqCst);
+        self.exit_done.store(false, SeqCst);
+        self.state.store(state, Release);
+    }
 }
 
 thread_local! {
@@ -544,6 +593,9 @@ enum Attached {
     /// It held the GIL in another interpreter: swapped to a state made for
     /// this call (the GIL is shared on the CPython versions that allow it).
     Swapped { made: TState, previous: TState },
+    /// A subinterpreter's state made for this call under the GIL, which a
+    /// main-interpreter state made for the call (`carrier`) took first.
+    Carried { made: TState, carrier: TState },
 }
 
 impl Attached {
@@ -566,9 +618,10 @@ impl Attached {
                     previous: py::PyThreadState_Swap(made),
                 })
             }
+            None if !main => Self::carried(state),
             None => {
                 let own = py::PyGILState_GetThisThreadState();
-                if main && !own.is_null() && py::PyThreadState_GetInterpreter(own) == state {
+                if !own.is_null() && py::PyThreadState_GetInterpreter(own) == state {
                     return Some(Attached::Ensured(py::PyGILState_Ensure()));
                 }
                 let made = new_thread_state(state);
@@ -576,12 +629,39 @@ impl Attached {
                     return None;
                 }
                 py::PyEval_RestoreThread(made);
-                if main && interp.gate.load(SeqCst) == GATE_OPEN && keep(made, interp) {
+                if interp.gate.load(SeqCst) == GATE_OPEN && keep(made, interp) {
                     return Some(Attached::Kept);
                 }
                 Some(Attached::Fresh(made))
             }
         }
+    }
+
+    /// Into subinterpreter `state` from a thread holding no GIL (CPython
+    /// 3.11, whose interpreters share one GIL). `_xxsubinterpreters.destroy`
+    /// checks that the interpreter has a single thread state and then ends
+    /// it on the first state of its list, holding the GIL from the check to
+    /// the pick: a state made without the GIL in between would be the one
+    /// picked, and the interpreter would be ended on a state this thread is
+    /// about to use. So the subinterpreter's state is made only once this
+    /// thread holds the GIL, taken with a main-interpreter state made for
+    /// the call (the main interpreter is never ended that way).
+    ///
+    /// # Safety
+    /// As `attach`, with no GIL held by this thread.
+    unsafe fn carried(state: InterpState) -> Option<Attached> {
+        let carrier = new_thread_state(py::PyInterpreterState_Main());
+        if carrier.is_null() {
+            return None;
+        }
+        py::PyEval_RestoreThread(carrier);
+        let made = py::PyThreadState_New(state);
+        if made.is_null() {
+            delete_current(carrier);
+            return None;
+        }
+        py::PyThreadState_Swap(made);
+        Some(Attached::Carried { made, carrier })
     }
 
     /// # Safety
@@ -598,6 +678,12 @@ impl Attached {
                 py::PyThreadState_Clear(made);
                 py::PyThreadState_Swap(previous);
                 py::PyThreadState_Delete(made);
+            }
+            Attached::Carried { made, carrier } => {
+                py::PyThreadState_Clear(made);
+                py::PyThreadState_Swap(carrier);
+                py::PyThreadState_Delete(made);
+                delete_current(carrier);
             }
         }
     }

@@ -82,3 +82,19 @@ def test_subinterpreter_entries_are_called_and_ended_in_their_own_interpreter():
     run_clean("subinterp_at_exit", [
         "A fires in A", "B fires in B", "B entry released in B=True",
         "B's id after B ended: 1", "A ended while fired", "main fires in main, exiting"])
+
+
+@need_engine
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="_xxsubinterpreters as in CPython 3.11")
+def test_subinterpreters_end_under_fire_and_their_states_change_only_under_the_gil():
+    """80 subinterpreters in turn, each ended while two native threads fire
+    its callback flat out. Before the fix, a thread made its per-call state
+    without the GIL: the state count went to 2 while another thread held
+    the GIL, `destroy` kept failing ("more than one thread") and the run
+    timed out, and under load `destroy` could end the interpreter on that
+    thread's state (SIGSEGV). 80 rounds also reuse interpreter records."""
+    runs = max(1, RUNS // 20)
+    codes, results = run_scenario("subinterp_destroy_race", "cbreg_engine", runs, timeout=60)
+    assert codes == {0: runs}, describe(codes, results)
+    for r in results:
+        assert "80 ended under fire, most states seen 1," in r[1], r[1]

@@ -6,6 +6,7 @@
 // naive control run unchanged against cbreg.
 #include "cbreg_nanobind.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -305,6 +306,26 @@ NB_MODULE(cbreg_engine, m) {
         }
         return nb::make_tuple(bound, same_during, same_after, ok);
     }, nb::arg("id"));
+
+    m.def("states_while_holding_gil", [](std::int64_t interp_id, double ms) {
+        // Holds the GIL for `ms` milliseconds without ever giving it up,
+        // counting interpreter `interp_id`'s thread states every 50 us;
+        // returns the most it saw. A thread that makes a state there only
+        // while holding the GIL cannot add one during the hold.
+        PyInterpreterState* interp = nullptr;
+        for (auto* i = PyInterpreterState_Head(); i; i = PyInterpreterState_Next(i))
+            if (PyInterpreterState_GetID(i) == interp_id) interp = i;
+        if (!interp) throw nb::value_error("no such interpreter");
+        std::size_t most = 0;
+        const auto end = clock_type::now() + std::chrono::duration<double, std::milli>(ms);
+        while (clock_type::now() < end) {
+            std::size_t n = 0;
+            for (auto* t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) ++n;
+            most = std::max(most, n);
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+        return most;
+    }, nb::arg("interp_id"), nb::arg("ms"));
 
     m.def("gilstate_roundtrip", [] {
         // Called from a callback (GIL held): PyGILState_Ensure/Release as
