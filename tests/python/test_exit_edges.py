@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from conftest import RUNS, assert_prompt_exits, describe, need_engine, run_scenario
+from conftest import (EXIT_BUDGET, RUNS, assert_prompt_exits, describe, need_engine,
+                      run_scenario)
 
 
 def run_clean(name, expect=(), timeout=60):
@@ -58,8 +59,10 @@ def test_native_threads_holding_kept_thread_states_at_exit_exit_cleanly():
 
 
 def assert_children_exit_promptly(results):
+    """Every forked child lived less than the exit budget (1 s here; more
+    on the interpreters built without profile-guided optimisation)."""
     slowest = max(float(re.search(r"slowest child ([0-9.]+) s", r[1]).group(1)) for r in results)
-    assert slowest < 1.0, f"a forked child took {slowest:.2f} s"
+    assert slowest < EXIT_BUDGET, f"a forked child took {slowest:.2f} s"
 
 
 @need_engine

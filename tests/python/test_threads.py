@@ -13,7 +13,11 @@ PRELUDE = textwrap.dedent("""
     import sys, threading, time
     import cbreg
     released = []
-    lock = threading.Lock()
+    # Re-entrant: a finalizer can run inside another one's `with lock:` on
+    # the same thread (a collection, or on free-threaded CPython an object
+    # another thread let go of, freed at the owner's next check), and a
+    # plain Lock would then wait for itself.
+    lock = threading.RLock()
 
     class Counted:
         # A callable whose release is counted (exactly once, or it fails).
