@@ -85,8 +85,21 @@ struct Parked {
     std::atomic<int> command{0};  // 0 wait, 1 fire once more, 2 exit
     std::atomic<std::uint32_t> last{0};
     std::atomic<std::uint64_t> other{0};  // park_fire's id, if not the parked one
+    // Joined by park_exit(wait=True), so its thread-exit work is done too.
+    // Never destroyed: a thread left parked at exit (or one that exists only
+    // in the parent of a forked child) is simply left.
+    std::thread* thread = nullptr;
 };
+
 Parked g_parked;
+
+void end_parked(bool wait) {
+    if (!g_parked.thread) return;
+    if (wait) g_parked.thread->join();
+    else g_parked.thread->detach();
+    delete g_parked.thread;
+    g_parked.thread = nullptr;
+}
 
 // A native thread owned by a static object: its destructor (after the
 // interpreter has finalized) stops it and joins it, so the thread exits,
@@ -231,9 +244,10 @@ NB_MODULE(cbreg_engine, m) {
     m.def("park", [](std::uint64_t id, int n) {
         if (g_parked.phase.load() == 1 || g_parked.phase.load() == 2)
             throw nb::value_error("a parked thread is already running");
+        end_parked(true);  // one that exited (phase 3): joined at once
         g_parked.command.store(0);
         g_parked.phase.store(1);
-        std::thread([id, n] {
+        g_parked.thread = new std::thread([id, n] {
             auto fire = [id](std::int64_t i) {
                 const cbreg_value arg = cbreg::value::i64(i);
                 g_parked.last.store(static_cast<std::uint32_t>(cbreg_invoke(reg(), id, &arg, 1, nullptr)));
@@ -254,7 +268,7 @@ NB_MODULE(cbreg_engine, m) {
                 std::this_thread::sleep_for(std::chrono::microseconds(200));
             }
             g_parked.phase.store(3);
-        }).detach();
+        });
     }, nb::arg("id"), nb::arg("n"),
        "Starts a native thread that fires `id` n times, then parks (see park_fire, park_exit).");
 
@@ -276,9 +290,11 @@ NB_MODULE(cbreg_engine, m) {
 
     m.def("park_exit", [](bool wait) {
         g_parked.command.store(2);
+        // Joined, not just seen to leave its loop: what the thread does as
+        // it exits (cbreg gives its kept thread state back, taking the GIL)
+        // is done when this returns.
         nb::gil_scoped_release unlocked;
-        while (wait && g_parked.phase.load() != 3)
-            std::this_thread::sleep_for(std::chrono::microseconds(100));
+        end_parked(wait);
     }, nb::arg("wait") = true, "Ends the parked thread (waits for it to have exited).");
 
     m.def("ensure_between_calls_on_thread", [](std::uint64_t id) {
