@@ -64,7 +64,7 @@ rust-test-fence:
 	CBREG_BARRIER=fence $(CARGO) test --release --test guarantees --test edges --test edges_fork --test model --test fork --test sites
 
 # Last: the Python suite on CPython 3.13 and free-threaded 3.13t
-# (mk/interpreters.mk; about 7 minutes from a fresh machine, 4 once the
+# (mk/interpreters.mk; about 6.5 minutes from a fresh machine, 4 once the
 # interpreters are prepared).
 test: lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan bench-guard rendezvous-test install-test python-test adopters-test stress fuzz python-test-interpreters
 

@@ -13,7 +13,7 @@
 #                                   extensions built against it; prints a
 #                                   table; fails when any suite fails. The
 #                                   last step of `make test`: from a fresh
-#                                   machine both targets take about 7 minutes
+#                                   machine both targets take about 6.5 minutes
 #                                   on 2 cores, 4 once built.
 #
 # The root runs as a chroot in a private mount namespace, with the work tree
