@@ -261,6 +261,24 @@ fn invoke_checked(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
+    // A copy that forwards gets here on every call: a tail call, no frame.
+    if let Some(api) = crate::rendezvous::forwarding() {
+        // SAFETY: the owner's `cbreg_invoke`, with our caller's arguments
+        // (and so its promises).
+        return unsafe { (api.invoke)(reg, id, args, nargs, ret) };
+    }
+    invoke_here_checked(reg, id, args, nargs, ret)
+}
+
+/// `invoke_checked` once forwarding is ruled out, or not yet decided.
+#[inline(never)]
+fn invoke_here_checked(
+    reg: RegistryHandle,
+    id: u64,
+    args: *const Value,
+    nargs: usize,
+    ret: *mut Value,
+) -> Status {
     forward!(invoke(reg, id, args, nargs, ret));
     let core = match registry::lookup(reg.handle) {
         Ok(core) => core,

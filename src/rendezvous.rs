@@ -131,6 +131,21 @@ pub(crate) fn remote() -> Option<&'static Api> {
     }
 }
 
+/// The owner's table when this copy has already found that it forwards;
+/// `None` when it owns the registries or has not decided yet (`remote`
+/// decides). A load and two compares, for paths that every call of a
+/// forwarding copy takes.
+#[inline(always)]
+pub(crate) fn forwarding() -> Option<&'static Api> {
+    let route = ROUTE.load(Ordering::Acquire);
+    if route.is_null() || std::ptr::eq(route, own()) {
+        None
+    } else {
+        // SAFETY: an `Api` of a copy pinned in memory (see `publish`).
+        Some(unsafe { &*route })
+    }
+}
+
 #[cold]
 fn remote_slow(route: *mut Api) -> Option<&'static Api> {
     let route = if route.is_null() { decide() } else { route };
