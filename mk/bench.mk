@@ -33,7 +33,7 @@ BENCH_INSTRUCTION_ROWS := $(BENCH_DIR)/native_instructions.json $(BENCH_DIR)/rus
 BENCH_ROWS := $(BENCH_INSTRUCTION_ROWS) $(BENCH_DIR)/native_ns.json $(BENCH_DIR)/rust_ns.json \
 	$(BENCH_DIR)/python.json
 
-.PHONY: bench bench-instructions bench-check bench-guard bench-chart valgrind-toolchain
+.PHONY: bench bench-instructions bench-check bench-guard bench-chart bench-python-instructions valgrind-toolchain
 
 $(BENCH_DIR):
 	mkdir -p $@
@@ -84,6 +84,11 @@ valgrind-toolchain:
 bench-guard: $(BENCH_NATIVE) | valgrind-toolchain
 	$(BENCH_COUNT) $(BENCH_NATIVE) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/guard_instructions.json
 	$(BENCH_REPORT) --guard $(BENCH_DIR)/guard_instructions.json
+
+# Instructions per call of a Python callback fired from a native thread,
+# cbreg against the hand-written kept thread state, and where cbreg's go.
+bench-python-instructions: python-install | valgrind-toolchain
+	$(VENV_PY) benches/python_instructions.py
 
 bench-chart: $(BENCH_VENV_STAMP)
 	$(VENV_PY) benches/chart.py $(BENCH_DIR)/results.json docs/bench.png
