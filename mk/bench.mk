@@ -13,7 +13,8 @@
 #                            of DESIGN.md section 5 on them is missed
 #   make bench-guard         the instruction counts `make test` holds the
 #                            invoke path to (C ABI at most 90 and under the
-#                            C++ mutex map; a call site under the C ABI)
+#                            C++ mutex map; a call site, C and Rust, at most
+#                            60 and under every peer)
 #   make bench-chart         redraws docs/bench.png from build/bench/results.json
 #
 # BENCH_CALLS operations per row (1,000,000); BENCH_THREADS threads invoking
@@ -81,9 +82,10 @@ valgrind-toolchain:
 	@command -v valgrind >/dev/null 2>&1 || { echo "installing valgrind (apt-get)"; \
 	  $(BENCH_SUDO) apt-get update && $(BENCH_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind; }
 
-bench-guard: $(BENCH_NATIVE) | valgrind-toolchain
+bench-guard: $(BENCH_NATIVE) $(BENCH_RUST) | valgrind-toolchain
 	$(BENCH_COUNT) $(BENCH_NATIVE) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/guard_instructions.json
-	$(BENCH_REPORT) --guard $(BENCH_DIR)/guard_instructions.json
+	$(BENCH_COUNT) $(BENCH_RUST) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/guard_rust_instructions.json
+	$(BENCH_REPORT) --guard $(BENCH_DIR)/guard_instructions.json $(BENCH_DIR)/guard_rust_instructions.json
 
 # Instructions per call of a Python callback fired from a native thread,
 # cbreg against the hand-written kept thread state, and where cbreg's go.

@@ -377,7 +377,12 @@ pub unsafe extern "C-unwind" fn cbreg_site_invoke(
         Some(s) if s.owner == crate::rendezvous::own_marker() => s,
         _ => return site_invoke_checked(site, args, nargs, ret),
     };
-    if nargs != 1 || args.is_null() {
+    // Three tests, not one: a combined condition takes a register the
+    // callback's arguments are in.
+    if nargs != 1 {
+        return site_invoke_several(s, args, nargs, ret);
+    }
+    if args.is_null() {
         return site_invoke_several(s, args, nargs, ret);
     }
     // SAFETY: the C caller's promise for `args`: one value.

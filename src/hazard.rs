@@ -21,7 +21,6 @@
 //! its own stack (invocations without a cell, collections in progress) and
 //! the registries it has pinned.
 
-#[cfg(loom)]
 use crate::sync::global;
 use crate::sync::{barrier, thread_cell, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::cell::Cell;
@@ -48,8 +47,14 @@ pub(crate) const COUNTED_REGISTRIES: usize = 2;
 #[repr(C, align(128))]
 pub(crate) struct ThreadRecord {
     /// Slot addresses this thread is invoking, innermost last; 0 = empty.
+    /// The first cell is the invoke fast path's (see `fast_record`), and
+    /// holds `BLOCKED` for good when the thread must fence. First, so the
+    /// record word addresses it.
     cells: [AtomicUsize; CELLS],
-    /// Cells in use (owner-only; beyond `CELLS` nesting uses slot counters).
+    /// Cells in use by the general path (owner-only; beyond `CELLS`
+    /// nesting uses slot counters). The fast path, which takes only the
+    /// first cell and only while it is empty, leaves it alone: see
+    /// `free_cell`.
     depth: AtomicUsize,
     /// The slot whose end this thread waits for (0 = not waiting): lets
     /// another waiter see a cycle.
@@ -77,20 +82,21 @@ impl ThreadRecord {
         }
     }
 
-    /// Cells in use: the index of the next free cell.
-    #[inline(always)]
-    pub(crate) fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
-    }
-
-    /// The next free cell's depth, if there is one.
+    /// The next free cell's depth, if there is one. Cells are used as a
+    /// stack, so an empty first cell means none is in use. Otherwise the
+    /// general path's count says how many are: when the first cell is the
+    /// fast path's, that count is 0 or 1 (the last general entry nested in
+    /// a fast one left 1), and the next free cell is 1.
     #[inline(always)]
     pub(crate) fn free_cell(&self) -> Option<usize> {
-        let depth = self.depth();
+        if self.cells[0].load(Ordering::Relaxed) == 0 {
+            return Some(0);
+        }
+        let depth = self.depth.load(Ordering::Relaxed).max(1);
         (depth < CELLS).then_some(depth)
     }
 
-    /// Publishes `slot` in cell `depth` (the next free one, `< CELLS`).
+    /// Publishes `slot` in cell `depth` (the one `free_cell` gave).
     #[inline(always)]
     pub(crate) fn enter(&self, depth: usize, slot: usize) {
         debug_assert!(depth < CELLS);
@@ -100,21 +106,42 @@ impl ThreadRecord {
         self.depth.store(depth + 1, Ordering::Relaxed);
     }
 
-    /// The slot address cell `depth` holds, as a slot (the caller published
-    /// it there and has not cleared it).
-    #[inline(always)]
-    pub(crate) fn cell_slot<'a, T>(&self, depth: usize) -> &'a T {
-        let addr = self.cells[depth.min(CELLS - 1)].load(Ordering::Relaxed);
-        // SAFETY: the caller's own publication, still in place: the hazard
-        // keeps the slot alive (slots are never freed anyway).
-        unsafe { &*(addr as *const T) }
-    }
-
     /// Clears cell `depth` again.
     #[inline(always)]
     pub(crate) fn leave(&self, depth: usize) {
         self.cells[depth.min(CELLS - 1)].store(0, Ordering::Release);
         self.depth.store(depth, Ordering::Relaxed);
+    }
+
+    /// The fast path's `enter`: publishes `slot` in the first cell, which
+    /// `fast_record` found empty. The depth is not written (`free_cell`).
+    #[inline(always)]
+    pub(crate) fn enter_first(&self, slot: usize) {
+        self.cells[0].store(slot, Ordering::Relaxed);
+    }
+
+    /// The slot address the first cell holds, as a slot (the caller
+    /// published it there with `enter_first` and has not cleared it).
+    #[inline(always)]
+    pub(crate) fn first_slot<'a, T>(&self) -> &'a T {
+        let addr = self.cells[0].load(Ordering::Relaxed);
+        // SAFETY: the caller's own publication, still in place: the hazard
+        // keeps the slot alive (slots are never freed anyway).
+        unsafe { &*(addr as *const T) }
+    }
+
+    /// The fast path's `leave`: clears the first cell.
+    #[inline(always)]
+    pub(crate) fn leave_first(&self) {
+        self.cells[0].store(0, Ordering::Release);
+    }
+
+    /// The slot addresses this thread has published, outermost first.
+    fn published(&self) -> impl Iterator<Item = usize> + '_ {
+        self.cells
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .filter(|&v| v > BLOCKED)
     }
 
     /// This thread's invocation counter for the registry at table index
@@ -134,6 +161,7 @@ impl ThreadRecord {
     }
 
     fn holds(&self, slot: usize) -> bool {
+        // A slot's address is never `BLOCKED`.
         self.cells.iter().any(|c| c.load(Ordering::SeqCst) == slot)
     }
 }
@@ -197,11 +225,13 @@ impl Pool {
 
 // Per-thread state the owner alone reads and writes: separate cells, so the
 // invoke path touches only the words it needs.
-// This thread's record word: `NONE_YET` before the first invoke,
-// `NO_RECORD` when the pool was full, otherwise the record's address, with
-// `FENCED` set when the thread's side of the barrier pair must be a full
-// fence. The invoke fast path takes a word with no tag bit set.
-// (`tls_word.rs` keeps it: the invoke fast path reads it.)
+// This thread's record word (`tls_word.rs` keeps it: the invoke fast path
+// reads it) always addresses a first cell: its record's, or before the
+// first invoke `NONE_YET`'s, or when the pool was full `NO_RECORD`'s. The
+// fast path takes the record when that cell is empty, so both placeholders
+// hold `BLOCKED`, as does the first cell of every record while the process
+// has no asymmetric barrier (the thread's side must then be a full fence,
+// which the general path pays).
 thread_cell! { static REALTIME: bool = false; }
 thread_cell! { static TOKEN: u32 = 0; }
 // Innermost `Frame` of this thread (its address; 0 = none).
@@ -216,11 +246,29 @@ std::thread_local! { static PINS: [Cell<usize>; PIN_SLOTS] = const { [NO_PIN; PI
 loom::thread_local! { static PINS: [Cell<usize>; PIN_SLOTS] = [NO_PIN; PIN_SLOTS]; }
 thread_cell! { static PINS_OVERFLOW: usize = 0; }
 
-/// The initial word (`tls_word.rs` starts every thread with it).
-const NONE_YET: usize = 1;
-const NO_RECORD: usize = 2;
-const FENCED: usize = 4;
-const WORD_TAGS: usize = 7;
+/// What a first cell holds to keep the fast path away: never a slot's
+/// address (slots are cache-line aligned) and never 0 (empty).
+const BLOCKED: usize = 1;
+global! {
+    /// Where the record word points before the thread's first invoke (its
+    /// initial value: `tls_word.rs`).
+    pub(crate) static NONE_YET: AtomicUsize = AtomicUsize::new(BLOCKED);
+}
+global! {
+    /// Where the record word points when the pool had no record to give.
+    static NO_RECORD: AtomicUsize = AtomicUsize::new(BLOCKED);
+}
+
+/// The word of a thread with no record yet.
+pub(crate) fn none_yet_word() -> usize {
+    let cell: &AtomicUsize = &NONE_YET;
+    cell as *const AtomicUsize as usize
+}
+
+fn no_record_word() -> usize {
+    let cell: &AtomicUsize = &NO_RECORD;
+    cell as *const AtomicUsize as usize
+}
 const PIN_SLOTS: usize = 8;
 
 static NEXT_TOKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
@@ -259,7 +307,8 @@ pub(crate) fn token() -> u32 {
 }
 
 fn has_record() -> bool {
-    crate::tls_word::get() > NO_RECORD
+    let word = crate::tls_word::get();
+    word != none_yet_word() && word != no_record_word()
 }
 
 /// This thread's record, claiming one on first use. `None` when the pool is
@@ -267,33 +316,34 @@ fn has_record() -> bool {
 #[inline(always)]
 pub(crate) fn record() -> Option<&'static ThreadRecord> {
     let word = crate::tls_word::get();
-    if word > NO_RECORD {
-        // SAFETY: the address of a record in the pool, which is never freed.
-        Some(unsafe { &*((word & !WORD_TAGS) as *const ThreadRecord) })
+    if word == none_yet_word() {
+        claim()
+    } else if word == no_record_word() {
+        None
     } else {
-        record_slow(word)
+        // SAFETY: the address of a record in the pool, which is never freed.
+        Some(unsafe { &*(word as *const ThreadRecord) })
     }
 }
 
-/// This thread's record if it may take the invoke fast path: it has one,
-/// and its side of the barrier pair is `barrier::light_unfenced` (decided
-/// when the record was claimed). One thread-local load and one test. A
-/// thread's first invoke claims its record on the general path (or
-/// `set_realtime` did).
+/// This thread's record if the invoke fast path may use it: its first cell
+/// is empty, so the thread has a record, is not inside another invocation
+/// and needs no fence (`barrier::light_unfenced`, decided when the record
+/// was claimed). One thread-local load, one load and one test. A thread's
+/// first invoke claims its record on the general path (or `set_realtime`
+/// did).
 #[inline(always)]
 pub(crate) fn fast_record() -> Option<&'static ThreadRecord> {
     let word = crate::tls_word::get();
-    // SAFETY: a word with no tag bit is the address of a record in the
-    // pool, which is never freed.
-    (word & WORD_TAGS == 0).then(|| unsafe { &*(word as *const ThreadRecord) })
-}
-
-#[cold]
-fn record_slow(addr: usize) -> Option<&'static ThreadRecord> {
-    match addr {
-        NONE_YET => claim(),
-        _ => None,
+    // SAFETY: the word always addresses a first cell: a record's (a
+    // record starts with it) or a placeholder's.
+    let first = unsafe { &*(word as *const AtomicUsize) };
+    if first.load(Ordering::Relaxed) != 0 {
+        return None;
     }
+    // SAFETY: placeholders hold BLOCKED, so this first cell is a record's,
+    // in the pool, which is never freed.
+    Some(unsafe { &*(word as *const ThreadRecord) })
 }
 
 #[cold]
@@ -316,8 +366,10 @@ fn claim() -> Option<&'static ThreadRecord> {
                 crate::sync::fence(Ordering::SeqCst);
                 // Under loom the fast path's barrier is itself a fence.
                 let unfenced = cfg!(loom) || barrier::light_is_compiler_only();
-                let fenced = if unfenced { 0 } else { FENCED };
-                crate::tls_word::set(rec as *const ThreadRecord as usize | fenced);
+                if !unfenced {
+                    rec.cells[0].store(BLOCKED, Ordering::Relaxed);
+                }
+                crate::tls_word::set(rec as *const ThreadRecord as usize);
                 #[cfg(all(unix, not(loom)))]
                 register_thread_exit(i);
                 return Some(rec);
@@ -327,7 +379,7 @@ fn claim() -> Option<&'static ThreadRecord> {
             break;
         }
     }
-    crate::tls_word::set(NO_RECORD);
+    crate::tls_word::set(no_record_word());
     None
 }
 
@@ -445,7 +497,7 @@ impl Hazards {
         for rec in pool().in_use() {
             for c in &rec.cells {
                 let v = c.load(Ordering::Acquire);
-                if v != 0 {
+                if v > BLOCKED {
                     h.addrs[h.len] = v;
                     h.len += 1;
                 }
@@ -534,11 +586,8 @@ pub(crate) fn inside_registry(core: usize, owns: impl Fn(usize) -> bool) -> bool
 }
 
 fn inside(matches: impl Fn(u8, usize) -> bool) -> bool {
-    let in_cell = has_record()
-        && record().is_some_and(|r| {
-            (0..r.depth().min(CELLS))
-                .any(|d| matches(FRAME_INVOKE, r.cells[d].load(Ordering::Relaxed)))
-        });
+    let in_cell =
+        has_record() && record().is_some_and(|r| r.published().any(|a| matches(FRAME_INVOKE, a)));
     let mut in_frame = false;
     for_each_frame(|kind, a| in_frame |= matches(kind, a));
     in_cell || in_frame
@@ -672,7 +721,7 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
     // Code that runs later in this thread's exit (another key's destructor)
     // may still invoke: it must not write into a record another thread can
     // now claim, so from here on it uses the slot counters.
-    crate::tls_word::set(NO_RECORD);
+    crate::tls_word::set(no_record_word());
     let rec = &pool().records[value as usize - 1];
     release_record(rec, rec.owner.load(Ordering::SeqCst));
 }
@@ -684,7 +733,7 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
 extern "C" fn after_fork_in_child() {
     barrier::reinit_after_fork();
     let pool = pool();
-    let mine = crate::tls_word::get() & !WORD_TAGS;
+    let mine = crate::tls_word::get();
     for rec in pool.in_use() {
         let owner = rec.owner.load(Ordering::Acquire);
         if rec as *const ThreadRecord as usize != mine && owner != 0 {

@@ -27,6 +27,13 @@ macro_rules! global {
         #[cfg(loom)]
         loom::lazy_static! { $(#[$m])* static ref $name: $ty = $init; }
     };
+    // loom's `lazy_static!` takes the visibility as tokens, not as a `vis`.
+    ($(#[$m:meta])* pub(crate) static $name:ident: $ty:ty = $init:expr;) => {
+        #[cfg(not(loom))]
+        $(#[$m])* pub(crate) static $name: $ty = $init;
+        #[cfg(loom)]
+        loom::lazy_static! { $(#[$m])* pub(crate) static ref $name: $ty = $init; }
+    };
 }
 #[cfg_attr(not(loom), allow(unused_imports))]
 pub(crate) use global;

@@ -17,12 +17,18 @@
 //! the paths that read the word is held in one.
 //!
 //! Everywhere else (and under loom) the word is a `thread_local!` cell.
+//!
+//! The word always holds an address: of the thread's record, or of one of
+//! the placeholders `hazard.rs` keeps for a thread without one, so the fast
+//! path reads through it with no test (`hazard::fast_record`).
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
 mod imp {
-    // The word itself: 8 bytes of initialised TLS, starting as `NONE_YET`
-    // (1). Hidden, so each copy of the library (a static copy in a plugin,
-    // say) has its own; the name carries the crate version.
+    // The word itself: 8 bytes of initialised TLS, starting as the address
+    // of `hazard::NONE_YET` (a relocated value in the TLS image, which the
+    // loader fills in before any thread copies it). Hidden, so each copy of
+    // the library (a static copy in a plugin, say) has its own; the name
+    // carries the crate version.
     std::arch::global_asm!(
         ".pushsection .tdata.cbreg_0_1_record_word,\"awT\",@progbits",
         ".p2align 3",
@@ -31,8 +37,9 @@ mod imp {
         ".type cbreg_0_1_record_word,@object",
         ".size cbreg_0_1_record_word,8",
         "cbreg_0_1_record_word:",
-        ".quad 1",
+        ".quad {none_yet}",
         ".popsection",
+        none_yet = sym crate::hazard::NONE_YET,
     );
 
     // The symbol above names the crate version it was written for.
@@ -90,7 +97,12 @@ mod imp {
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
 mod imp {
-    crate::sync::thread_cell! { static WORD: usize = 1; }
+    // Set on first use, to the address of `hazard::NONE_YET` (which a
+    // constant cannot take), so reading it checks whether it was set.
+    #[cfg(not(loom))]
+    std::thread_local! { static WORD: std::cell::Cell<usize> = std::cell::Cell::new(crate::hazard::none_yet_word()); }
+    #[cfg(loom)]
+    loom::thread_local! { static WORD: std::cell::Cell<usize> = std::cell::Cell::new(crate::hazard::none_yet_word()); }
 
     #[inline(always)]
     pub(crate) fn get() -> usize {

@@ -1,11 +1,13 @@
 //! The invoke protocol: the hot path, and the general path that serves
 //! every other case with the same rules (`docs/protocol.md`).
 //!
-//! The fast path serves a persistent live entry invoked by a thread with a
-//! record and a free hazard cell: publish the slot in the cell, light
-//! barrier, load the state, check generation and LIVE, check the registry's
-//! lifecycle word, call, retract the cell. No read-modify-write and no
-//! shared write. A call site (`invoke_site`) enters the same path at the
+//! The fast path serves a persistent live entry invoked, not nested in
+//! another invocation, by a thread with a record: publish the slot in the
+//! record's first cell, light barrier, load the state, check generation
+//! and LIVE, check the registry's lifecycle word, call, retract the cell,
+//! and drain if the entry is no longer LIVE. No read-modify-write and no
+//! shared write. Nested invocations take the general path, in the next
+//! cells. A call site (`invoke_site`) enters the same path at the
 //! slot and skips the lifecycle word (`docs/protocol.md` section 2 says
 //! why). The callback is not wrapped in `catch_unwind`: a forced
 //! unwind (a thread ended by `pthread_exit` inside a callback) must pass,
@@ -34,6 +36,15 @@ impl Drop for CellGuard<'_> {
     }
 }
 
+/// Retracts the first cell (the fast path's) if the callback unwinds.
+struct FirstCellGuard<'a>(&'a ThreadRecord);
+
+impl Drop for FirstCellGuard<'_> {
+    fn drop(&mut self) {
+        self.0.leave_first();
+    }
+}
+
 /// Takes an invoker off the slot counter if the callback unwinds.
 struct CounterGuard<'a>(&'a Slot);
 
@@ -48,9 +59,9 @@ impl Core {
     /// an argument vector the caller has checked.
     ///
     /// The fast path is written for the instruction count: the registry is
-    /// checked by one compare (`life` equals a live handle), the thread's
-    /// barrier kind was decided when it claimed its record, the depth is
-    /// loaded once, and every other case leaves for `invoke_general`.
+    /// checked by one compare (`life` equals a live handle), one test of the
+    /// thread's first cell says the thread has a record, needs no fence and
+    /// is not nested, and every other case leaves for `invoke_general`.
     ///
     /// # Safety
     /// `args` holds `nargs` well-formed values (or `nargs` is 0) and `ret`
@@ -262,16 +273,17 @@ pub(crate) unsafe fn invoke_site(
     // The site's state names its registry (`resolve` made it from an id
     // live there); the handle is read only on this path.
     // SAFETY: the caller's promises.
-    let general = move || unsafe { invoke_general_at(handle(), slot, live, args, nargs, ret) };
+    let general = move || unsafe { invoke_general_at(slot, args, nargs, ret, live, handle()) };
     // SAFETY: the caller's promises.
     unsafe { invoke_at(slot, live, index, || true, general, args, nargs, ret) }
 }
 
 /// The fast path from the slot on, for `Core::invoke` and for call
-/// sites: publish the slot in the thread's next cell, then call if the
+/// sites: publish the slot in the thread's first cell, then call if the
 /// entry's state is `live` and `alive()` holds after it; every other case
-/// leaves for `general()`, with nothing published. `index` is the
-/// registry's table index (its per-thread counter).
+/// (no record, a fenced thread, a nested invoke, another state) leaves for
+/// `general()`, with nothing published. `index` is the registry's table
+/// index (its per-thread counter).
 ///
 /// # Safety
 /// `slot` belongs to the registry of table index `index`; `args`, `nargs`
@@ -291,39 +303,36 @@ pub(crate) unsafe fn invoke_at(
     let Some(record) = hazard::fast_record() else {
         return general();
     };
-    let depth = record.depth();
-    if depth >= hazard::CELLS {
-        return general();
-    }
-    record.enter(depth, slot.addr());
+    record.enter_first(slot.addr());
     barrier::light_unfenced();
     // Generation 0 never matches a live state.
-    let state = slot.state.load(Ordering::Acquire);
-    if state != live || !alive() {
-        record.leave(depth);
+    if slot.state.load(Ordering::Acquire) != live || !alive() {
+        record.leave_first();
         return general();
     }
     hazard::ThreadRecord::bump(record.invoked(index));
-    // SAFETY: the entry is published in cell `depth` and was live after
+    // SAFETY: the entry is published in the first cell and was live after
     // that; the caller's promises for args and ret.
-    unsafe { call_published(record, depth, state, args, nargs, ret) }
+    unsafe { call_published(record, slot, args, nargs, ret) }
 }
 
 /// `Core::invoke_general` for the entry of `slot` whose live state is
-/// `live`, reached from the fast path by a tail call (six arguments: the
-/// core is the one the state's registry tag names).
+/// `live`, reached from the fast path by a tail call. The core is the one
+/// the state's registry tag names. The arguments come in the registers the
+/// callback takes them in (after the slot), so the fast path never moves
+/// them.
 ///
 /// # Safety
-/// As for `Core::invoke_slot`.
+/// As for `invoke_site`.
 #[cold]
 #[inline(never)]
 unsafe fn invoke_general_at(
-    handle: u64,
     slot: &Slot,
-    live: u64,
     args: *const Value,
     nargs: usize,
     ret: *mut Value,
+    live: u64,
+    handle: u64,
 ) -> Status {
     match super::table::core_of_state(live) {
         // SAFETY: the caller's promises.
@@ -332,37 +341,35 @@ unsafe fn invoke_general_at(
     }
 }
 
-/// The fast path's second half: call the entry published in `record`'s
-/// cell `depth`, whose state was `state`, then retract the cell. Its own
-/// function, entered by a tail call, so that only the record, the depth and
-/// the state live across the callback (three saved registers): the cell
-/// names the slot, and the state names the registry.
+/// The fast path's second half: call the entry of `slot`, which is
+/// published in `record`'s first cell, then retract the cell. Only the
+/// record lives across the callback (one saved register): after the call
+/// the cell names the slot, and the LIVE bit alone says whether to drain (`docs/protocol.md`,
+/// "prompt release").
 ///
 /// # Safety
-/// Cell `depth` holds a slot that was live with `state` after the cell was
-/// published; `args`, `nargs` and `ret` as for `Core::invoke`.
+/// The first cell holds `slot`, which was live (persistent) after the cell
+/// was published; `args`, `nargs` and `ret` as for `Core::invoke`.
 #[inline(always)]
 unsafe fn call_published(
     record: &ThreadRecord,
-    depth: usize,
-    state: u64,
+    slot: &Slot,
     args: *const Value,
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
-    let slot: &Slot = record.cell_slot(depth);
     // SAFETY: `call` was stored from a `CallFn` before the state store that
     // was acquired, and the hazard keeps ctx alive.
     let call: RawCall = unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
-    let guard = CellGuard { record, depth };
+    let guard = FirstCellGuard(record);
     // SAFETY: the callback's contract; args and ret come from our caller.
     let code = unsafe { call(slot.ctx.load(Ordering::Relaxed), args, nargs, ret) };
-    let slot: &Slot = record.cell_slot(depth);
+    let slot: &Slot = record.first_slot();
     drop(guard); // clears the cell
                  // A writer that saw our hazard deferred the release to us: drain.
     barrier::light_unfenced();
-    if slot.state.load(Ordering::Relaxed) != state || code != 0 {
-        return after_fast_call(slot, state, code);
+    if slot.state.load(Ordering::Relaxed) & LIVE == 0 || code != 0 {
+        return after_fast_call(slot, code);
     }
     debug_assert_eq!(code, Status::Ok as u32);
     // SAFETY: `code` is 0 here, which is `Status::Ok`; returning it rather
@@ -370,12 +377,16 @@ unsafe fn call_published(
     unsafe { std::mem::transmute::<u32, Status>(code) }
 }
 
-/// The fast path's exit when the entry was retired during the call or the
-/// callback failed.
+/// The fast path's exit when the entry may have been retired during the
+/// call, or the callback failed.
 #[cold]
 #[inline(never)]
-fn after_fast_call(slot: &Slot, state: u64, code: u32) -> Status {
-    if slot.state.load(Ordering::Relaxed) != state {
+fn after_fast_call(slot: &Slot, code: u32) -> Status {
+    let state = slot.state.load(Ordering::Relaxed);
+    if state & LIVE == 0 {
+        // The state names the registry whose entry the slot holds now:
+        // ours, or (once ours was finished) a later one, where a collect
+        // is harmless.
         if let Some(core) = super::table::core_of_state(state) {
             core.after_retired_invoke();
         }
