@@ -324,6 +324,84 @@ fn nesting_deeper_than_the_hazard_cells_still_protects_every_level() {
     );
 }
 
+/// Entries nested `LEVELS` deep (past the hazard cells, so cells and slot
+/// counters both serve), each invoking the next; at the innermost level
+/// another thread unregisters every one of them and collects. No release
+/// may run before its invocation returns, whichever path each level took:
+/// a thread's first invoke takes the general path, later outermost ones
+/// the fast path (the record's first cell), nested ones the next cells.
+#[test]
+fn every_nesting_level_stays_protected_until_it_returns() {
+    const LEVELS: usize = 9;
+    for round in 0..3 {
+        let reg = Arc::new(Registry::new().unwrap());
+        let releases: Vec<Arc<AtomicUsize>> =
+            (0..LEVELS).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let ids: Arc<Vec<AtomicU64>> = Arc::new((0..LEVELS).map(|_| AtomicU64::new(0)).collect());
+        let (to_writer, writer_rx) = std::sync::mpsc::channel::<()>();
+        let (to_invoker, invoker_rx) = std::sync::mpsc::channel::<()>();
+        let invoker_rx = Arc::new(Mutex::new(invoker_rx));
+        let seen_inside = Arc::new(Mutex::new(Vec::new()));
+        for level in 0..LEVELS {
+            let (r, ids2, guard) = (reg.clone(), ids.clone(), counted(&releases[level]));
+            let (to_writer, invoker_rx) = (to_writer.clone(), invoker_rx.clone());
+            let (all, seen) = (releases.clone(), seen_inside.clone());
+            let id = reg
+                .register(move |_: &[Arg], _: &mut Value| {
+                    let _ = &guard;
+                    if level + 1 < LEVELS {
+                        r.invoke(ids2[level + 1].load(SeqCst), &[])?;
+                    } else {
+                        to_writer.send(()).unwrap();
+                        invoker_rx.lock().unwrap().recv().unwrap();
+                        let now: Vec<usize> = all.iter().map(|c| c.load(SeqCst)).collect();
+                        seen.lock().unwrap().push(now);
+                    }
+                    Ok(())
+                })
+                .unwrap()
+                .detach();
+            ids[level].store(id, SeqCst);
+        }
+        let (r, ids2) = (reg.clone(), ids.clone());
+        let invoker = thread::spawn(move || {
+            // Round 0: the thread's first invoke (general path, claims the
+            // record). Rounds 1 and 2: a warm record (fast path outermost),
+            // the second after nested levels left their count behind.
+            for _ in 0..round {
+                let warm = r.register(|_: &[Arg], _: &mut Value| Ok(())).unwrap();
+                let nested = r.clone();
+                let inner = warm.id();
+                let outer = r
+                    .register(move |_: &[Arg], _: &mut Value| nested.invoke(inner, &[]).map(|_| ()))
+                    .unwrap();
+                r.invoke(outer.id(), &[]).unwrap();
+            }
+            r.invoke(ids2[0].load(SeqCst), &[])
+        });
+        writer_rx.recv().unwrap();
+        for id in ids.iter() {
+            assert_eq!(reg.unregister(id.load(SeqCst)), Status::Ok);
+        }
+        reg.collect();
+        to_invoker.send(()).unwrap();
+        invoker.join().unwrap().unwrap();
+        reg.collect();
+        let inside = seen_inside.lock().unwrap()[0].clone();
+        assert_eq!(
+            inside,
+            vec![0; LEVELS],
+            "round {round}: releases ran inside their invocations"
+        );
+        let after: Vec<usize> = releases.iter().map(|c| c.load(SeqCst)).collect();
+        assert_eq!(
+            after,
+            vec![1; LEVELS],
+            "round {round}: each release once, after return"
+        );
+    }
+}
+
 #[test]
 fn callback_may_clear_and_close_its_own_registry() {
     let reg = Arc::new(Registry::new().unwrap());
