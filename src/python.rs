@@ -478,7 +478,7 @@ impl Drop for GatePass {
 /// What a thread that keeps a state in the main interpreter has: the
 /// state, the interpreter's record, and its own counter of passes through
 /// that interpreter's gate. The thread reaches it through one thread-local
-/// pointer (`KEPT`), the one thread-local a call on the kept state reads.
+/// word (`kept_record`), the one thread-local a call on the kept state reads.
 ///
 /// The counter is written by its thread alone. Counting in is a plain
 /// store, a compiler fence (`barrier::light`) and a load of the gate; the
@@ -556,7 +556,7 @@ impl KeptRecord {
     #[inline(always)]
     fn of_this_thread(interp: &Interp) -> Option<&'static KeptRecord> {
         // SAFETY: records are leaked, never freed.
-        let record = unsafe { KEPT.with(Cell::get).as_ref()? };
+        let record = unsafe { kept_record().as_ref()? };
         std::ptr::eq(record.interp.load(Relaxed), interp).then_some(record)
     }
 }
@@ -755,9 +755,16 @@ impl Attached {
 // interpreter look busy to `_xxsubinterpreters.destroy`, and CPython aborts
 // in `Py_EndInterpreter` while another thread state is left in it.
 
-thread_local! {
-    /// This thread's `KeptRecord` while it keeps a state (else null).
-    static KEPT: Cell<*const KeptRecord> = const { Cell::new(std::ptr::null()) };
+/// This thread's `KeptRecord` while it keeps a state (else null), in a
+/// thread-local word of the adapter's own (`tls_word::python_word`): read
+/// without a call to `__tls_get_addr` on x86-64 Linux.
+#[inline(always)]
+fn kept_record() -> *const KeptRecord {
+    crate::tls_word::python_word::get() as *const KeptRecord
+}
+
+fn set_kept_record(record: *const KeptRecord) {
+    crate::tls_word::python_word::set(record as usize);
 }
 
 /// Kept thread states alive (counted for `cbreg_py_thread_states`).
@@ -799,14 +806,15 @@ unsafe fn keep(made: TState, interp: &'static Interp) -> bool {
     record
         .interp
         .store(interp as *const Interp as *mut Interp, Relaxed);
-    KEPT.with(|k| k.set(record));
+    set_kept_record(record);
     KEPT_LIVE.fetch_add(1, SeqCst);
     true
 }
 
 /// Forgets this thread's kept state (it is deleted, or left to CPython).
 fn forget_kept() {
-    let record = KEPT.with(|k| k.replace(std::ptr::null()));
+    let record = kept_record();
+    set_kept_record(std::ptr::null());
     // SAFETY: a leaked record. One that a pass still counts on (a forked
     // child's thread inside a call) is left taken, never reused.
     if let Some(record) = unsafe { record.as_ref() } {
@@ -873,7 +881,7 @@ unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>) -> bool {
 /// The kept state's key destructor: its thread is exiting.
 unsafe extern "C-unwind" fn kept_state_at_thread_exit(value: *mut c_void) {
     // SAFETY: a leaked record.
-    let Some(record) = KEPT.with(Cell::get).as_ref() else {
+    let Some(record) = kept_record().as_ref() else {
         return;
     };
     let (kept, interp) = (record.state.load(Relaxed), record.interp.load(Relaxed));
@@ -898,15 +906,14 @@ unsafe extern "C-unwind" fn kept_state_at_thread_exit(value: *mut c_void) {
 /// only if it is the current one (the one CPython keeps in the child).
 fn kept_after_fork_in_child() {
     // SAFETY: a leaked record.
-    let kept =
-        unsafe { KEPT.with(Cell::get).as_ref() }.map_or(null_mut(), |r| r.state.load(Relaxed));
+    let kept = unsafe { kept_record().as_ref() }.map_or(null_mut(), |r| r.state.load(Relaxed));
     // SAFETY: a plain read of CPython's current thread state.
     let mine = !kept.is_null() && unsafe { current_tstate() } == kept;
     if !kept.is_null() && !mine {
         forget_kept();
     }
     KEPT_LIVE.store(usize::from(mine), SeqCst);
-    let own = KEPT.with(Cell::get);
+    let own = kept_record();
     for record in kept_records().filter(|r| !std::ptr::eq(*r, own)) {
         record.inside.store(0, SeqCst);
         record.state.store(null_mut(), Relaxed);

@@ -17,6 +17,10 @@
 //! the paths that read the word is held in one.
 //!
 //! Everywhere else (and under loom) the word is a `thread_local!` cell.
+//!
+//! The Python adapter keeps a second word the same way (`python_word`): a
+//! native thread's pointer to its kept-state record, read on each of its
+//! calls into Python.
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
 mod imp {
@@ -41,15 +45,16 @@ mod imp {
         [b'0', b'.', b'1', b'.', ..]
     ));
 
-    /// The descriptor call, then `$access` on `fs:[rax]`. The resolver
-    /// preserves every register but rax; the vector registers are declared
-    /// clobbered for older resolvers (see the module doc). It may use the
-    /// stack, which `asm!` without `nostack` allows.
-    macro_rules! with_word {
-        ($access:literal, $($operands:tt)*) => {
+    /// The descriptor call for the word named `$word`, then `$access` on
+    /// `fs:[rax]`. The resolver preserves every register but rax; the
+    /// vector registers are declared clobbered for older resolvers (see the
+    /// module doc). It may use the stack, which `asm!` without `nostack`
+    /// allows.
+    macro_rules! with_tls_word {
+        ($word:literal, $access:literal, $($operands:tt)*) => {
             std::arch::asm!(
-                "lea rax, [rip + cbreg_0_1_record_word@TLSDESC]",
-                "call qword ptr [rax + cbreg_0_1_record_word@TLSCALL]",
+                concat!("lea rax, [rip + ", $word, "@TLSDESC]"),
+                concat!("call qword ptr [rax + ", $word, "@TLSCALL]"),
                 $access,
                 $($operands)*
                 out("rax") _,
@@ -58,6 +63,13 @@ mod imp {
                 out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
                 out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
             )
+        };
+    }
+    pub(super) use with_tls_word;
+
+    macro_rules! with_word {
+        ($($args:tt)*) => {
+            with_tls_word!("cbreg_0_1_record_word", $($args)*)
         };
     }
 
@@ -104,3 +116,72 @@ mod imp {
 }
 
 pub(crate) use imp::{get, set};
+
+/// The Python adapter's word: this thread's kept-state record
+/// (`python.rs`), 0 while it keeps none.
+#[cfg(feature = "python")]
+pub(crate) mod python_word {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    mod imp {
+        use super::super::imp::with_tls_word;
+
+        // 8 bytes of initialised TLS starting at 0, hidden as the record
+        // word is.
+        std::arch::global_asm!(
+            ".pushsection .tdata.cbreg_0_1_python_word,\"awT\",@progbits",
+            ".p2align 3",
+            ".globl cbreg_0_1_python_word",
+            ".hidden cbreg_0_1_python_word",
+            ".type cbreg_0_1_python_word,@object",
+            ".size cbreg_0_1_python_word,8",
+            "cbreg_0_1_python_word:",
+            ".quad 0",
+            ".popsection",
+        );
+
+        #[inline(always)]
+        pub(crate) fn get() -> usize {
+            let word: usize;
+            // SAFETY: reads this thread's own word (see `with_tls_word`).
+            unsafe {
+                with_tls_word!(
+                    "cbreg_0_1_python_word",
+                    "mov {word}, qword ptr fs:[rax]",
+                    word = lateout(reg) word,
+                    options(readonly, preserves_flags),
+                )
+            };
+            word
+        }
+
+        #[inline(always)]
+        pub(crate) fn set(word: usize) {
+            // SAFETY: writes this thread's own word (see `with_tls_word`).
+            unsafe {
+                with_tls_word!(
+                    "cbreg_0_1_python_word",
+                    "mov qword ptr fs:[rax], {word}",
+                    word = in(reg) word,
+                    options(preserves_flags),
+                )
+            };
+        }
+    }
+
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
+    mod imp {
+        crate::sync::thread_cell! { static WORD: usize = 0; }
+
+        #[inline(always)]
+        pub(crate) fn get() -> usize {
+            WORD.with(|w| w.get())
+        }
+
+        #[inline(always)]
+        pub(crate) fn set(word: usize) {
+            WORD.with(|w| w.set(word))
+        }
+    }
+
+    pub(crate) use imp::{get, set};
+}
