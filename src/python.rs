@@ -1642,22 +1642,30 @@ unsafe fn call_attached(
             py::Py_DecRef(o.assume_init());
         }
     };
-    for (i, v) in args.iter().enumerate() {
-        let obj = match caller {
-            Some(c) if c.as_is & (1 << i) != 0 => {
-                let obj = *c.items.add(i);
-                py::Py_IncRef(obj);
-                obj
-            }
-            _ => match to_python(v) {
-                Ok(obj) => obj,
-                Err(e) => {
-                    release(&objs[1..1 + i]);
-                    return e;
-                }
-            },
+    if let ([v], None) = (args, caller) {
+        // One value from a native caller, an engine's usual call: no loop.
+        match to_python(v) {
+            Ok(obj) => objs[1].write(obj),
+            Err(e) => return e,
         };
-        objs[1 + i].write(obj);
+    } else {
+        for (i, v) in args.iter().enumerate() {
+            let obj = match caller {
+                Some(c) if c.as_is & (1 << i) != 0 => {
+                    let obj = *c.items.add(i);
+                    py::Py_IncRef(obj);
+                    obj
+                }
+                _ => match to_python(v) {
+                    Ok(obj) => obj,
+                    Err(e) => {
+                        release(&objs[1..1 + i]);
+                        return e;
+                    }
+                },
+            };
+            objs[1 + i].write(obj);
+        }
     }
     let argv = objs.as_ptr().add(1).cast::<PyObj>();
     let result = (api().vectorcall)(
