@@ -65,54 +65,68 @@ mod imp {
             )
         };
     }
-    pub(super) use with_tls_word;
 
-    macro_rules! with_word {
-        ($($args:tt)*) => {
-            with_tls_word!("cbreg_0_1_record_word", $($args)*)
+    /// `get` and `set` of the word named `$word` (defined in assembly, with
+    /// its initial value: `$initial` serves the cell of other targets).
+    macro_rules! word_access {
+        ($word:literal, $initial:expr) => {
+            #[inline(always)]
+            pub(crate) fn get() -> usize {
+                let word: usize;
+                // SAFETY: reads this thread's own word (see `with_tls_word`).
+                unsafe {
+                    with_tls_word!(
+                        $word,
+                        "mov {word}, qword ptr fs:[rax]",
+                        word = lateout(reg) word,
+                        options(readonly, preserves_flags),
+                    )
+                };
+                word
+            }
+
+            #[inline(always)]
+            pub(crate) fn set(word: usize) {
+                // SAFETY: writes this thread's own word (see `with_tls_word`).
+                unsafe {
+                    with_tls_word!(
+                        $word,
+                        "mov qword ptr fs:[rax], {word}",
+                        word = in(reg) word,
+                        options(preserves_flags),
+                    )
+                };
+            }
         };
     }
+    #[cfg_attr(not(feature = "python"), allow(unused_imports))]
+    pub(super) use {with_tls_word, word_access};
 
-    #[inline(always)]
-    pub(crate) fn get() -> usize {
-        let word: usize;
-        // SAFETY: reads this thread's own word (see `with_word`).
-        unsafe {
-            with_word!(
-                "mov {word}, qword ptr fs:[rax]",
-                word = lateout(reg) word,
-                options(readonly, preserves_flags),
-            )
-        };
-        word
-    }
-
-    #[inline(always)]
-    pub(crate) fn set(word: usize) {
-        // SAFETY: writes this thread's own word (see `with_word`).
-        unsafe {
-            with_word!(
-                "mov qword ptr fs:[rax], {word}",
-                word = in(reg) word,
-                options(preserves_flags),
-            )
-        };
-    }
+    word_access!("cbreg_0_1_record_word", 1);
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
 mod imp {
-    crate::sync::thread_cell! { static WORD: usize = 1; }
+    /// `get` and `set` of a `thread_local!` cell starting as `$initial`.
+    macro_rules! word_access {
+        ($word:literal, $initial:expr) => {
+            crate::sync::thread_cell! { static WORD: usize = $initial; }
 
-    #[inline(always)]
-    pub(crate) fn get() -> usize {
-        WORD.with(|w| w.get())
-    }
+            #[inline(always)]
+            pub(crate) fn get() -> usize {
+                WORD.with(|w| w.get())
+            }
 
-    #[inline(always)]
-    pub(crate) fn set(word: usize) {
-        WORD.with(|w| w.set(word))
+            #[inline(always)]
+            pub(crate) fn set(word: usize) {
+                WORD.with(|w| w.set(word))
+            }
+        };
     }
+    #[cfg_attr(not(feature = "python"), allow(unused_imports))]
+    pub(super) use word_access;
+
+    word_access!("cbreg_0_1_record_word", 1);
 }
 
 pub(crate) use imp::{get, set};
@@ -122,66 +136,22 @@ pub(crate) use imp::{get, set};
 #[cfg(feature = "python")]
 pub(crate) mod python_word {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
-    mod imp {
-        use super::super::imp::with_tls_word;
+    use super::imp::with_tls_word;
 
-        // 8 bytes of initialised TLS starting at 0, hidden as the record
-        // word is.
-        std::arch::global_asm!(
-            ".pushsection .tdata.cbreg_0_1_python_word,\"awT\",@progbits",
-            ".p2align 3",
-            ".globl cbreg_0_1_python_word",
-            ".hidden cbreg_0_1_python_word",
-            ".type cbreg_0_1_python_word,@object",
-            ".size cbreg_0_1_python_word,8",
-            "cbreg_0_1_python_word:",
-            ".quad 0",
-            ".popsection",
-        );
+    // 8 bytes of initialised TLS starting at 0, hidden as the record word
+    // is.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    std::arch::global_asm!(
+        ".pushsection .tdata.cbreg_0_1_python_word,\"awT\",@progbits",
+        ".p2align 3",
+        ".globl cbreg_0_1_python_word",
+        ".hidden cbreg_0_1_python_word",
+        ".type cbreg_0_1_python_word,@object",
+        ".size cbreg_0_1_python_word,8",
+        "cbreg_0_1_python_word:",
+        ".quad 0",
+        ".popsection",
+    );
 
-        #[inline(always)]
-        pub(crate) fn get() -> usize {
-            let word: usize;
-            // SAFETY: reads this thread's own word (see `with_tls_word`).
-            unsafe {
-                with_tls_word!(
-                    "cbreg_0_1_python_word",
-                    "mov {word}, qword ptr fs:[rax]",
-                    word = lateout(reg) word,
-                    options(readonly, preserves_flags),
-                )
-            };
-            word
-        }
-
-        #[inline(always)]
-        pub(crate) fn set(word: usize) {
-            // SAFETY: writes this thread's own word (see `with_tls_word`).
-            unsafe {
-                with_tls_word!(
-                    "cbreg_0_1_python_word",
-                    "mov qword ptr fs:[rax], {word}",
-                    word = in(reg) word,
-                    options(preserves_flags),
-                )
-            };
-        }
-    }
-
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
-    mod imp {
-        crate::sync::thread_cell! { static WORD: usize = 0; }
-
-        #[inline(always)]
-        pub(crate) fn get() -> usize {
-            WORD.with(|w| w.get())
-        }
-
-        #[inline(always)]
-        pub(crate) fn set(word: usize) {
-            WORD.with(|w| w.set(word))
-        }
-    }
-
-    pub(crate) use imp::{get, set};
+    super::imp::word_access!("cbreg_0_1_python_word", 0);
 }
