@@ -97,16 +97,62 @@ fn free_threaded_build() -> bool {
     lookup(&DECREF_SHARED, &[b"_Py_DecRefShared\0"]).is_some()
 }
 
+type VectorcallFn = unsafe extern "C" fn(PyObj, *const PyObj, usize, PyObj) -> PyObj;
+
+/// The CPython functions a call uses whose names differ between versions,
+/// looked up together once. Where the running CPython has none of the
+/// names, a stand-in gives the answer the old code gave.
+struct Api {
+    /// `PyThreadState_GetUnchecked` (3.13+) or `_PyThreadState_UncheckedGet`.
+    current_tstate: unsafe extern "C" fn() -> TState,
+    /// Whether `current_tstate` answers for the calling thread (3.12+).
+    current_per_thread: bool,
+    /// `Py_IsFinalizing` (3.13+) or `_Py_IsFinalizing`.
+    is_finalizing: unsafe extern "C" fn() -> c_int,
+    /// `PyObject_Vectorcall` (exported from 3.11 on; no keywords), else
+    /// `PyObject_VectorcallDict` with no dict.
+    vectorcall: VectorcallFn,
+}
+
+#[inline]
+fn api() -> &'static Api {
+    static API: OnceLock<Api> = OnceLock::new();
+    API.get_or_init(|| {
+        type Current = unsafe extern "C" fn() -> TState;
+        type Probe = unsafe extern "C" fn() -> c_int;
+        static CURRENT: OnceLock<Option<Current>> = OnceLock::new();
+        static PROBE: OnceLock<Option<Probe>> = OnceLock::new();
+        static VECTORCALL: OnceLock<Option<VectorcallFn>> = OnceLock::new();
+        unsafe extern "C" fn no_tstate() -> TState {
+            null_mut()
+        }
+        unsafe extern "C" fn not_finalizing() -> c_int {
+            0
+        }
+        let current = &[
+            b"PyThreadState_GetUnchecked\0" as &[u8],
+            b"_PyThreadState_UncheckedGet\0",
+        ];
+        Api {
+            current_tstate: lookup(&CURRENT, current).unwrap_or(no_tstate),
+            current_per_thread: py_minor() >= 12,
+            is_finalizing: lookup(&PROBE, &[b"Py_IsFinalizing\0", b"_Py_IsFinalizing\0"])
+                .unwrap_or(not_finalizing),
+            vectorcall: lookup(&VECTORCALL, &[b"PyObject_Vectorcall\0"])
+                .unwrap_or(py::PyObject_VectorcallDict),
+        }
+    })
+}
+
 /// `Py_IsFinalizing` (3.13+) or `_Py_IsFinalizing` (older).
+#[inline]
 fn is_finalizing() -> bool {
-    type Probe = unsafe extern "C" fn() -> c_int;
-    static PROBE: OnceLock<Option<Probe>> = OnceLock::new();
-    let probe = lookup(&PROBE, &[b"Py_IsFinalizing\0", b"_Py_IsFinalizing\0"]);
     // SAFETY: callable without the GIL.
-    probe.is_some_and(|f| unsafe { f() } != 0)
+    unsafe { (api().is_finalizing)() != 0 }
 }
 
 /// Python may be entered: initialized and not finalizing.
+#[inline]
 fn interpreter_alive() -> bool {
     // SAFETY: callable without the GIL, before and after initialization.
     (unsafe { py::Py_IsInitialized() != 0 }) && !is_finalizing()
@@ -176,6 +222,7 @@ unsafe fn current_view() -> View {
 struct AttachPermit(Guard);
 
 impl AttachPermit {
+    #[inline(always)]
     fn take(interp: &Interp) -> Option<AttachPermit> {
         let view = interp.view.load(Acquire);
         if view.is_null() {
@@ -223,19 +270,9 @@ unsafe fn probe_thread_id_offset() {
 
 /// CPython's current thread state, unchecked: this thread's on 3.12+, the
 /// process's on 3.11 (null when none; see `gil_holder`).
+#[inline]
 unsafe fn current_tstate() -> TState {
-    type Current = unsafe extern "C" fn() -> TState;
-    static CURRENT: OnceLock<Option<Current>> = OnceLock::new();
-    match lookup(
-        &CURRENT,
-        &[
-            b"PyThreadState_GetUnchecked\0",
-            b"_PyThreadState_UncheckedGet\0",
-        ],
-    ) {
-        Some(current) => current(),
-        None => null_mut(),
-    }
+    (api().current_tstate)()
 }
 
 /// The thread state this thread holds the GIL with, if it holds it.
@@ -245,12 +282,14 @@ unsafe fn current_tstate() -> TState {
 /// current thread state is per thread; on 3.11 it is process-wide, so it is
 /// ours only if it was made on this thread (`thread_id`, layout checked at
 /// start-up) or it is this thread's own `PyGILState` thread state.
+#[inline]
 unsafe fn gil_holder() -> Option<TState> {
-    let tstate = current_tstate();
+    let api = api();
+    let tstate = (api.current_tstate)();
     if tstate.is_null() {
         return None;
     }
-    if py_minor() >= 12 {
+    if api.current_per_thread {
         return Some(tstate);
     }
     let offset = THREAD_ID_OFFSET.load(Relaxed);
@@ -436,62 +475,72 @@ impl Drop for GatePass {
     }
 }
 
-/// A pass through a gate, either kind (held for its drop).
-enum Pass {
-    Shared(#[allow(dead_code)] GatePass),
-    Kept(#[allow(dead_code)] KeptPass),
-}
-
-/// The per-thread counter of a thread that keeps a state in the main
-/// interpreter: its passes through that gate, written by it alone. Counting
-/// in is a plain store, a compiler fence (`barrier::light`) and a load of
-/// the gate; the exit hook pays instead, with `barrier::heavy` (membarrier)
-/// after it shuts the gate and before it reads the counters, so either the
-/// hook sees the count or the thread sees the gate shut (docs/protocol.md,
-/// section 2, has the same pairing for hazards). Records are never freed:
-/// a thread that stops keeping a state gives its record back for reuse.
-/// Each has its own cache lines: threads write only their own.
+/// What a thread that keeps a state in the main interpreter has: the
+/// state, the interpreter's record, and its own counter of passes through
+/// that interpreter's gate. The thread reaches it through one thread-local
+/// word (`kept_record`), the one thread-local a call on the kept state reads.
+///
+/// The counter is written by its thread alone. Counting in is a plain
+/// store, a compiler fence (`barrier::light`) and a load of the gate; the
+/// exit hook pays instead, with `barrier::heavy` (membarrier) after it
+/// shuts the gate and before it reads the counters, so either the hook sees
+/// the count or the thread sees the gate shut (docs/protocol.md, section 2,
+/// has the same pairing for hazards). Records are never freed: a thread
+/// that stops keeping a state gives its record back for reuse. Each has its
+/// own cache lines: threads write only their own.
 #[repr(align(128))]
-struct KeptGate {
+struct KeptRecord {
     /// Passes its thread holds (0 while free).
     inside: AtomicUsize,
+    /// The thread state kept (null while free). Written and read by its
+    /// thread alone (and by a forked child's one thread), as is `interp`.
+    state: AtomicPtr<py::PyThreadState>,
+    /// The interpreter record it belongs to (the main one).
+    interp: AtomicPtr<Interp>,
     /// In use by a thread.
     taken: AtomicBool,
-    next: AtomicPtr<KeptGate>,
+    next: AtomicPtr<KeptRecord>,
 }
 
-/// Every `KeptGate` ever made (a push-only list).
-static KEPT_GATES: AtomicPtr<KeptGate> = AtomicPtr::new(null_mut());
+/// Every `KeptRecord` ever made (a push-only list).
+static KEPT_RECORDS: AtomicPtr<KeptRecord> = AtomicPtr::new(null_mut());
 
-fn kept_gates() -> impl Iterator<Item = &'static KeptGate> {
-    let mut next = KEPT_GATES.load(Acquire);
+fn kept_records() -> impl Iterator<Item = &'static KeptRecord> {
+    let mut next = KEPT_RECORDS.load(Acquire);
     std::iter::from_fn(move || {
         // SAFETY: records are leaked, never freed.
-        let gate = unsafe { next.as_ref()? };
-        next = gate.next.load(Acquire);
-        Some(gate)
+        let record = unsafe { next.as_ref()? };
+        next = record.next.load(Acquire);
+        Some(record)
     })
 }
 
 /// A free record, taken for this thread (allocated if none is free).
-fn take_kept_gate() -> &'static KeptGate {
-    if let Some(free) = kept_gates().find(|g| {
-        g.taken
+fn take_kept_record() -> &'static KeptRecord {
+    if let Some(free) = kept_records().find(|r| {
+        r.taken
             .compare_exchange(false, true, SeqCst, Relaxed)
             .is_ok()
     }) {
         return free;
     }
-    let gate: &'static KeptGate = Box::leak(Box::new(KeptGate {
+    let record: &'static KeptRecord = Box::leak(Box::new(KeptRecord {
         inside: AtomicUsize::new(0),
+        state: AtomicPtr::new(null_mut()),
+        interp: AtomicPtr::new(null_mut()),
         taken: AtomicBool::new(true),
         next: AtomicPtr::new(null_mut()),
     }));
-    let mut head = KEPT_GATES.load(Acquire);
+    let mut head = KEPT_RECORDS.load(Acquire);
     loop {
-        gate.next.store(head, Relaxed);
-        match KEPT_GATES.compare_exchange_weak(head, gate as *const _ as *mut _, AcqRel, Acquire) {
-            Ok(_) => return gate,
+        record.next.store(head, Relaxed);
+        match KEPT_RECORDS.compare_exchange_weak(
+            head,
+            record as *const _ as *mut _,
+            AcqRel,
+            Acquire,
+        ) {
+            Ok(_) => return record,
             Err(now) => head = now,
         }
     }
@@ -499,49 +548,40 @@ fn take_kept_gate() -> &'static KeptGate {
 
 /// Passes held through kept-state counters (the main interpreter's).
 fn kept_inside() -> usize {
-    kept_gates().map(|g| g.inside.load(Acquire)).sum()
+    kept_records().map(|r| r.inside.load(Acquire)).sum()
+}
+
+impl KeptRecord {
+    /// This thread's record, when it keeps a state in `interp`.
+    #[inline(always)]
+    fn of_this_thread(interp: &Interp) -> Option<&'static KeptRecord> {
+        // SAFETY: records are leaked, never freed.
+        let record = unsafe { kept_record().as_ref()? };
+        std::ptr::eq(record.interp.load(Relaxed), interp).then_some(record)
+    }
 }
 
 /// A pass through the main interpreter's gate on a kept-state thread's own
 /// counter; leaving on drop (also on a forced unwind).
-struct KeptPass {
-    gate: &'static KeptGate,
-    /// The state kept, to attach with.
-    state: TState,
-}
+struct KeptPass(&'static KeptRecord);
 
 impl KeptPass {
-    /// This thread's counter, when it keeps a state in `interp` and holds
-    /// no GIL (the thread that will use that state).
-    fn for_this_thread(interp: &'static Interp, holder: Option<TState>) -> Option<KeptPass> {
-        if holder.is_some() {
-            return None;
-        }
-        let (state, kept_in, gate) = KEPT.with(|k| (k.state.get(), k.interp.get(), k.gate.get()));
-        if state.is_null() || !std::ptr::eq(kept_in, interp) {
-            return None;
-        }
-        // SAFETY: set with `state`, a leaked record.
-        let gate = unsafe { gate.as_ref()? };
-        Some(KeptPass { gate, state })
-    }
-
-    fn enter(self, interp: &'static Interp, for_release: bool) -> Option<KeptPass> {
-        let count = &self.gate.inside;
+    /// Counts in on this thread's own `record`, then looks at the gate.
+    #[inline(always)]
+    fn enter(record: &'static KeptRecord, interp: &Interp, for_release: bool) -> Option<KeptPass> {
+        let count = &record.inside;
         count.store(count.load(Relaxed) + 1, Relaxed);
+        let pass = KeptPass(record);
         crate::sync::barrier::light();
         let state = interp.gate.load(SeqCst);
-        if state == GATE_OPEN || (state == GATE_DRAINING && for_release) {
-            Some(self)
-        } else {
-            None // dropped: counted out
-        }
+        // Otherwise dropped: counted out.
+        (state == GATE_OPEN || (state == GATE_DRAINING && for_release)).then_some(pass)
     }
 }
 
 impl Drop for KeptPass {
     fn drop(&mut self) {
-        let count = &self.gate.inside;
+        let count = &self.0.inside;
         count.store(count.load(Relaxed).saturating_sub(1), Release);
     }
 }
@@ -580,6 +620,7 @@ extern "C" fn gates_after_fork_in_child() {
 // ---- attaching to an interpreter ----
 
 /// How this thread got into the entry's interpreter, to be undone after.
+#[derive(Clone, Copy)]
 enum Attached {
     /// It already held the GIL there.
     Already,
@@ -602,7 +643,7 @@ impl Attached {
     /// # Safety
     /// The interpreter `state` of `interp` is alive, and the caller holds a
     /// pass of its gate unless it is `Already`. (A thread's kept state is
-    /// attached by `with_python` itself.)
+    /// attached by `with_kept_state`.)
     unsafe fn attach(
         interp: &'static Interp,
         state: InterpState,
@@ -666,6 +707,7 @@ impl Attached {
 
     /// # Safety
     /// On the thread that attached, still holding the GIL from `attach`.
+    #[inline(always)]
     unsafe fn detach(self) {
         match self {
             Attached::Already => {}
@@ -713,25 +755,16 @@ impl Attached {
 // interpreter look busy to `_xxsubinterpreters.destroy`, and CPython aborts
 // in `Py_EndInterpreter` while another thread state is left in it.
 
-thread_local! {
-    /// This thread's kept thread state in the main interpreter, if any.
-    static KEPT: KeptHere = const {
-        KeptHere {
-            state: Cell::new(null_mut()),
-            interp: Cell::new(std::ptr::null()),
-            gate: Cell::new(std::ptr::null()),
-        }
-    };
+/// This thread's `KeptRecord` while it keeps a state (else null), in a
+/// thread-local word of the adapter's own (`tls_word::python_word`): read
+/// without a call to `__tls_get_addr` on x86-64 Linux.
+#[inline(always)]
+fn kept_record() -> *const KeptRecord {
+    crate::tls_word::python_word::get() as *const KeptRecord
 }
 
-/// What a thread keeps (all null while nothing).
-struct KeptHere {
-    /// Its thread state in the main interpreter.
-    state: Cell<TState>,
-    /// The interpreter record it belongs to (the main one).
-    interp: Cell<*const Interp>,
-    /// Its pass counter there.
-    gate: Cell<*const KeptGate>,
+fn set_kept_record(record: *const KeptRecord) {
+    crate::tls_word::python_word::set(record as usize);
 }
 
 /// Kept thread states alive (counted for `cbreg_py_thread_states`).
@@ -768,27 +801,27 @@ unsafe fn keep(made: TState, interp: &'static Interp) -> bool {
     if key == KEY_MISSING || libc::pthread_setspecific(key, made.cast()) != 0 {
         return false;
     }
-    KEPT.with(|k| {
-        k.gate.set(take_kept_gate());
-        k.state.set(made);
-        k.interp.set(interp);
-    });
+    let record = take_kept_record();
+    record.state.store(made, Relaxed);
+    record
+        .interp
+        .store(interp as *const Interp as *mut Interp, Relaxed);
+    set_kept_record(record);
     KEPT_LIVE.fetch_add(1, SeqCst);
     true
 }
 
 /// Forgets this thread's kept state (it is deleted, or left to CPython).
 fn forget_kept() {
-    let gate = KEPT.with(|k| {
-        k.state.set(null_mut());
-        k.interp.set(std::ptr::null());
-        k.gate.replace(std::ptr::null())
-    });
+    let record = kept_record();
+    set_kept_record(std::ptr::null());
     // SAFETY: a leaked record. One that a pass still counts on (a forked
     // child's thread inside a call) is left taken, never reused.
-    if let Some(gate) = unsafe { gate.as_ref() } {
-        if gate.inside.load(Relaxed) == 0 {
-            gate.taken.store(false, Release);
+    if let Some(record) = unsafe { record.as_ref() } {
+        record.state.store(null_mut(), Relaxed);
+        record.interp.store(null_mut(), Relaxed);
+        if record.inside.load(Relaxed) == 0 {
+            record.taken.store(false, Release);
         }
     }
     let key = KEPT_KEY.load(Relaxed);
@@ -813,13 +846,11 @@ unsafe fn delete_current(tstate: TState) {
 /// gate lets it through (open, or the exit hook draining). Returns whether
 /// it did.
 unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>) -> bool {
-    let (kept, kept_in, gate) = KEPT.with(|k| (k.state.get(), k.interp.get(), k.gate.get()));
-    if kept.is_null() || !std::ptr::eq(kept_in, interp) {
+    let Some(record) = KeptRecord::of_this_thread(interp) else {
         return false;
-    }
-    // SAFETY: a leaked record.
-    let outer = unsafe { gate.as_ref() }.map_or(0, |g| g.inside.load(Relaxed));
-    if outer != 0 {
+    };
+    let kept = record.state.load(Relaxed);
+    if record.inside.load(Relaxed) != 0 {
         return false; // a call further out on this thread still uses it
     }
     let Some(_pass) = GatePass::enter(interp, true) else {
@@ -849,7 +880,11 @@ unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>) -> bool {
 
 /// The kept state's key destructor: its thread is exiting.
 unsafe extern "C-unwind" fn kept_state_at_thread_exit(value: *mut c_void) {
-    let (kept, interp) = KEPT.with(|k| (k.state.get(), k.interp.get()));
+    // SAFETY: a leaked record.
+    let Some(record) = kept_record().as_ref() else {
+        return;
+    };
+    let (kept, interp) = (record.state.load(Relaxed), record.interp.load(Relaxed));
     if value.is_null() || interp.is_null() || kept != value.cast() {
         return;
     }
@@ -870,17 +905,20 @@ unsafe extern "C-unwind" fn kept_state_at_thread_exit(value: *mut c_void) {
 /// to free (they are gone with their threads); this thread keeps its own
 /// only if it is the current one (the one CPython keeps in the child).
 fn kept_after_fork_in_child() {
-    let kept = KEPT.with(|k| k.state.get());
+    // SAFETY: a leaked record.
+    let kept = unsafe { kept_record().as_ref() }.map_or(null_mut(), |r| r.state.load(Relaxed));
     // SAFETY: a plain read of CPython's current thread state.
     let mine = !kept.is_null() && unsafe { current_tstate() } == kept;
     if !kept.is_null() && !mine {
         forget_kept();
     }
     KEPT_LIVE.store(usize::from(mine), SeqCst);
-    let own = KEPT.with(|k| k.gate.get());
-    for gate in kept_gates().filter(|g| !std::ptr::eq(*g, own)) {
-        gate.inside.store(0, SeqCst);
-        gate.taken.store(false, SeqCst);
+    let own = kept_record();
+    for record in kept_records().filter(|r| !std::ptr::eq(*r, own)) {
+        record.inside.store(0, SeqCst);
+        record.state.store(null_mut(), Relaxed);
+        record.interp.store(null_mut(), Relaxed);
+        record.taken.store(false, SeqCst);
     }
     crate::sync::barrier::reinit_after_fork();
 }
@@ -961,34 +999,95 @@ unsafe extern "C" fn fork_done_hook(_module: PyObj, _unused: PyObj) -> PyObj {
     new_none()
 }
 
-/// Undoes an attachment if a Rust panic unwinds past it. A forced unwind
-/// (CPython ending the thread) leaves it alone: the thread holds no GIL.
-struct DetachOnPanic(Option<Attached>);
+/// Undoes an attachment if a Rust panic unwinds past it (it is forgotten
+/// otherwise). A forced unwind (CPython ending the thread) leaves it alone:
+/// the thread holds no GIL.
+struct DetachOnPanic(Attached);
 
 impl Drop for DetachOnPanic {
     fn drop(&mut self) {
-        if let Some(attached) = self.0.take() {
-            if std::thread::panicking() {
-                // SAFETY: a panic comes from our own code, run with the GIL.
-                unsafe { attached.detach() };
-            }
+        if std::thread::panicking() {
+            // SAFETY: a panic comes from our own code, run with the GIL.
+            unsafe { self.0.detach() };
         }
     }
+}
+
+/// Runs `f` attached as `attached`, then detaches (also when a Rust panic
+/// unwinds out of `f`).
+///
+/// # Safety
+/// As `Attached::detach`: `attached` was just made on this thread.
+#[inline(always)]
+unsafe fn run_attached<R>(attached: Attached, f: impl FnOnce() -> R) -> R {
+    let guard = DetachOnPanic(attached);
+    let result = f();
+    std::mem::forget(guard);
+    // SAFETY: attached on this thread, the GIL still held.
+    unsafe { attached.detach() };
+    result
 }
 
 /// Runs `f` attached to `interp` when Python may be entered from this
 /// thread; otherwise returns `None` without touching Python. `f` gets
 /// whether the caller already held the GIL in that interpreter.
+#[inline(always)]
 fn with_python<R>(
     interp: &'static Interp,
     for_release: bool,
     f: impl FnOnce(bool) -> R,
 ) -> Option<R> {
+    // SAFETY: a plain read of CPython's current thread state.
+    let holder = unsafe { gil_holder() };
+    if holder.is_none() {
+        if let Some(record) = KeptRecord::of_this_thread(interp) {
+            return with_kept_state(record, interp, for_release, || f(false));
+        }
+    }
+    with_other_state(interp, for_release, holder, f)
+}
+
+/// `with_python` on a thread that keeps a state in `interp` and holds no
+/// GIL: its own counter is its pass, and it attaches with its state.
+#[inline(always)]
+fn with_kept_state<R>(
+    record: &'static KeptRecord,
+    interp: &'static Interp,
+    for_release: bool,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    let Some(_pass) = KeptPass::enter(record, interp, for_release) else {
+        // The exit hook has begun: the thread gives its state back now,
+        // while the hook still lets it through.
+        // SAFETY: this thread holds no GIL; `detach_kept` checks Python is
+        // alive.
+        unsafe { detach_kept(interp, None) };
+        return None;
+    };
+    // Whether the interpreter is alive is looked at once the pass is held.
+    if interp.state.load(Acquire).is_null() {
+        return None;
+    }
+    let permit = AttachPermit::take(interp)?;
+    // SAFETY: this thread's kept state, its pass held, Python alive.
+    unsafe { py::PyEval_RestoreThread(record.state.load(Relaxed)) };
+    drop(permit);
+    // SAFETY: attached just above.
+    Some(unsafe { run_attached(Attached::Kept, f) })
+}
+
+/// `with_python` on every other thread: one that holds the GIL (in `interp`
+/// or another interpreter), or holds none and keeps no state in `interp`.
+#[inline(never)]
+fn with_other_state<R>(
+    interp: &'static Interp,
+    for_release: bool,
+    holder: Option<TState>,
+    f: impl FnOnce(bool) -> R,
+) -> Option<R> {
     // Whether the interpreter is alive is looked at once the pass is held
     // (no entry exists before initialization, and after finalization no
     // thread holds the GIL: `holder` is none).
-    // SAFETY: a plain read of CPython's current thread state.
-    let holder = unsafe { gil_holder() };
     let state = interp.state.load(Acquire);
     let same = holder.is_some_and(|t| {
         // SAFETY: `t` is the thread state this thread holds the GIL with.
@@ -996,25 +1095,13 @@ fn with_python<R>(
     });
     // A thread already inside Python there needs no pass; others count in
     // first, so the exit hook cannot end the interpreter behind them.
-    let mut kept = None;
     let _pass = if same {
         if interp.gate.load(SeqCst) == GATE_CLOSED && !IN_HOOK.with(Cell::get) && !for_release {
             return None;
         }
         None
-    } else if let Some(own) = KeptPass::for_this_thread(interp, holder) {
-        // This thread keeps a state there: its own counter is its pass.
-        let Some(own) = own.enter(interp, for_release) else {
-            // The exit hook has begun: the thread gives its state back now,
-            // while the hook still lets it through.
-            // SAFETY: `holder` is this thread's; it checks Python is alive.
-            unsafe { detach_kept(interp, holder) };
-            return None;
-        };
-        kept = Some(own.state);
-        Some(Pass::Kept(own))
     } else {
-        Some(Pass::Shared(GatePass::enter(interp, for_release)?))
+        Some(GatePass::enter(interp, for_release)?)
     };
     let state = interp.state.load(Acquire);
     if state.is_null() {
@@ -1029,23 +1116,10 @@ fn with_python<R>(
         Some(AttachPermit::take(interp)?)
     };
     // SAFETY: alive, and (unless already attached) the pass is held.
-    let attached = match kept {
-        // SAFETY: this thread's kept state, its pass held.
-        Some(kept) => unsafe {
-            py::PyEval_RestoreThread(kept);
-            Attached::Kept
-        },
-        None => unsafe { Attached::attach(interp, state, holder)? },
-    };
+    let attached = unsafe { Attached::attach(interp, state, holder)? };
     drop(permit);
-    let guard = DetachOnPanic(Some(attached));
-    let result = f(same);
-    let mut guard = guard;
-    if let Some(attached) = guard.0.take() {
-        // SAFETY: attached above on this thread.
-        unsafe { attached.detach() };
-    }
-    Some(result)
+    // SAFETY: attached just above.
+    Some(unsafe { run_attached(attached, || f(same)) })
 }
 
 // ---- values <-> Python objects (GIL held) ----
@@ -1489,8 +1563,23 @@ unsafe extern "C-unwind" fn call_python(
     let entry = &*(ctx as *const PyEntry);
     let interp = &*entry.interp.load(Acquire);
     let callable = entry.callable.load(Relaxed);
+    // `with_python`, its two ways spelled out so that the first, a native
+    // thread on its kept state (an engine's usual call), is compiled for
+    // that case alone: no Python caller, exceptions to the unraisable hook.
+    // SAFETY: a plain read of CPython's current thread state.
+    let holder = gil_holder();
+    if holder.is_none() {
+        if let Some(record) = KeptRecord::of_this_thread(interp) {
+            return with_kept_state(record, interp, false, || {
+                // SAFETY: attached to the callable's interpreter; args and
+                // ret come from invoke.
+                call_attached(callable, args, nargs, ret, false, interp, None)
+            })
+            .unwrap_or(Status::Closed) as u32;
+        }
+    }
     let unraisable = entry.flags.load(Relaxed) & CBREG_PY_UNRAISABLE != 0;
-    with_python(interp, false, |held_gil| {
+    with_other_state(interp, false, holder, |held_gil| {
         // The Python caller on this thread, if this is its very call (its
         // objects are of this interpreter only when it held the GIL here).
         let caller = if held_gil {
@@ -1516,15 +1605,6 @@ unsafe extern "C-unwind" fn call_python(
     .unwrap_or(Status::Closed) as u32
 }
 
-type VectorcallFn = unsafe extern "C" fn(PyObj, *const PyObj, usize, PyObj) -> PyObj;
-
-/// `PyObject_Vectorcall` (exported from 3.11 on; no keywords), else
-/// `PyObject_VectorcallDict` with no dict.
-fn vectorcall() -> VectorcallFn {
-    static VECTORCALL: OnceLock<Option<VectorcallFn>> = OnceLock::new();
-    lookup(&VECTORCALL, &[b"PyObject_Vectorcall\0"]).unwrap_or(py::PyObject_VectorcallDict)
-}
-
 /// `nargsf` flag: the callee may use the slot before the first argument.
 const VECTORCALL_ARGUMENTS_OFFSET: usize = 1 << (usize::BITS - 1);
 
@@ -1532,6 +1612,7 @@ const VECTORCALL_ARGUMENTS_OFFSET: usize = 1 << (usize::BITS - 1);
 /// raised exception is left set for the caller (which held the GIL there);
 /// otherwise it goes to `sys.unraisablehook`. `caller`: the Python caller
 /// whose objects the values were made from.
+#[inline(always)]
 unsafe fn call_attached(
     callable: PyObj,
     args: *const Value,
@@ -1561,25 +1642,33 @@ unsafe fn call_attached(
             py::Py_DecRef(o.assume_init());
         }
     };
-    for (i, v) in args.iter().enumerate() {
-        let obj = match caller {
-            Some(c) if c.as_is & (1 << i) != 0 => {
-                let obj = *c.items.add(i);
-                py::Py_IncRef(obj);
-                obj
-            }
-            _ => match to_python(v) {
-                Ok(obj) => obj,
-                Err(e) => {
-                    release(&objs[1..1 + i]);
-                    return e;
-                }
-            },
+    if let ([v], None) = (args, caller) {
+        // One value from a native caller, an engine's usual call: no loop.
+        match to_python(v) {
+            Ok(obj) => objs[1].write(obj),
+            Err(e) => return e,
         };
-        objs[1 + i].write(obj);
+    } else {
+        for (i, v) in args.iter().enumerate() {
+            let obj = match caller {
+                Some(c) if c.as_is & (1 << i) != 0 => {
+                    let obj = *c.items.add(i);
+                    py::Py_IncRef(obj);
+                    obj
+                }
+                _ => match to_python(v) {
+                    Ok(obj) => obj,
+                    Err(e) => {
+                        release(&objs[1..1 + i]);
+                        return e;
+                    }
+                },
+            };
+            objs[1 + i].write(obj);
+        }
     }
     let argv = objs.as_ptr().add(1).cast::<PyObj>();
-    let result = vectorcall()(
+    let result = (api().vectorcall)(
         callable,
         argv,
         args.len() | VECTORCALL_ARGUMENTS_OFFSET,
@@ -1679,7 +1768,7 @@ unsafe fn set_up_process() {
         return;
     }
     probe_thread_id_offset();
-    current_tstate(); // looked up now: the fork handlers use it
+    api(); // looked up now: the fork handlers use it
     crate::sync::barrier::init(); // before any kept-state counter is used
     make_kept_key();
     // Installed in the copy of cbreg that owns the registries (the one

@@ -21,6 +21,10 @@
 //! The word always holds an address: of the thread's record, or of one of
 //! the placeholders `hazard.rs` keeps for a thread without one, so the fast
 //! path reads through it with no test (`hazard::fast_record`).
+//!
+//! The Python adapter keeps a second word the same way (`python_word`): a
+//! native thread's pointer to its kept-state record, read on each of its
+//! calls into Python.
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
 mod imp {
@@ -48,15 +52,16 @@ mod imp {
         [b'0', b'.', b'1', b'.', ..]
     ));
 
-    /// The descriptor call, then `$access` on `fs:[rax]`. The resolver
-    /// preserves every register but rax; the vector registers are declared
-    /// clobbered for older resolvers (see the module doc). It may use the
-    /// stack, which `asm!` without `nostack` allows.
-    macro_rules! with_word {
-        ($access:literal, $($operands:tt)*) => {
+    /// The descriptor call for the word named `$word`, then `$access` on
+    /// `fs:[rax]`. The resolver preserves every register but rax; the
+    /// vector registers are declared clobbered for older resolvers (see the
+    /// module doc). It may use the stack, which `asm!` without `nostack`
+    /// allows.
+    macro_rules! with_tls_word {
+        ($word:literal, $access:literal, $($operands:tt)*) => {
             std::arch::asm!(
-                "lea rax, [rip + cbreg_0_1_record_word@TLSDESC]",
-                "call qword ptr [rax + cbreg_0_1_record_word@TLSCALL]",
+                concat!("lea rax, [rip + ", $word, "@TLSDESC]"),
+                concat!("call qword ptr [rax + ", $word, "@TLSCALL]"),
                 $access,
                 $($operands)*
                 out("rax") _,
@@ -68,51 +73,98 @@ mod imp {
         };
     }
 
-    #[inline(always)]
-    pub(crate) fn get() -> usize {
-        let word: usize;
-        // SAFETY: reads this thread's own word (see `with_word`).
-        unsafe {
-            with_word!(
-                "mov {word}, qword ptr fs:[rax]",
-                word = lateout(reg) word,
-                options(readonly, preserves_flags),
-            )
-        };
-        word
-    }
+    /// `get` and `set` of the word named `$word` (defined in assembly, with
+    /// its initial value: `$initial` serves the cell of other targets).
+    macro_rules! word_access {
+        ($word:literal, $initial:expr) => {
+            #[inline(always)]
+            pub(crate) fn get() -> usize {
+                let word: usize;
+                // SAFETY: reads this thread's own word (see `with_tls_word`).
+                unsafe {
+                    with_tls_word!(
+                        $word,
+                        "mov {word}, qword ptr fs:[rax]",
+                        word = lateout(reg) word,
+                        options(readonly, preserves_flags),
+                    )
+                };
+                word
+            }
 
-    #[inline(always)]
-    pub(crate) fn set(word: usize) {
-        // SAFETY: writes this thread's own word (see `with_word`).
-        unsafe {
-            with_word!(
-                "mov qword ptr fs:[rax], {word}",
-                word = in(reg) word,
-                options(preserves_flags),
-            )
+            #[inline(always)]
+            pub(crate) fn set(word: usize) {
+                // SAFETY: writes this thread's own word (see `with_tls_word`).
+                unsafe {
+                    with_tls_word!(
+                        $word,
+                        "mov qword ptr fs:[rax], {word}",
+                        word = in(reg) word,
+                        options(preserves_flags),
+                    )
+                };
+            }
         };
     }
+    #[cfg_attr(not(feature = "python"), allow(unused_imports))]
+    pub(super) use {with_tls_word, word_access};
+
+    word_access!("cbreg_0_1_record_word", crate::hazard::none_yet_word());
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
 mod imp {
-    // Set on first use, to the address of `hazard::NONE_YET` (which a
-    // constant cannot take), so reading it checks whether it was set.
-    #[cfg(not(loom))]
-    std::thread_local! { static WORD: std::cell::Cell<usize> = std::cell::Cell::new(crate::hazard::none_yet_word()); }
-    #[cfg(loom)]
-    loom::thread_local! { static WORD: std::cell::Cell<usize> = std::cell::Cell::new(crate::hazard::none_yet_word()); }
+    /// `get` and `set` of a `thread_local!` cell set to `$initial` on
+    /// first use (not a constant: the record word starts as the address of
+    /// `hazard::NONE_YET`, which a constant cannot take), so each read
+    /// checks whether it was set.
+    macro_rules! word_access {
+        ($word:literal, $initial:expr) => {
+            #[cfg(not(loom))]
+            std::thread_local! { static WORD: std::cell::Cell<usize> = std::cell::Cell::new($initial); }
+            #[cfg(loom)]
+            loom::thread_local! { static WORD: std::cell::Cell<usize> = std::cell::Cell::new($initial); }
 
-    #[inline(always)]
-    pub(crate) fn get() -> usize {
-        WORD.with(|w| w.get())
-    }
+            #[inline(always)]
+            pub(crate) fn get() -> usize {
+                WORD.with(|w| w.get())
+            }
 
-    #[inline(always)]
-    pub(crate) fn set(word: usize) {
-        WORD.with(|w| w.set(word))
+            #[inline(always)]
+            pub(crate) fn set(word: usize) {
+                WORD.with(|w| w.set(word))
+            }
+        };
     }
+    #[cfg_attr(not(feature = "python"), allow(unused_imports))]
+    pub(super) use word_access;
+
+    word_access!("cbreg_0_1_record_word", crate::hazard::none_yet_word());
 }
 
 pub(crate) use imp::{get, set};
+
+/// The Python adapter's word: this thread's kept-state record
+/// (`python.rs`), 0 while it keeps none.
+#[cfg(feature = "python")]
+pub(crate) mod python_word {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    use super::imp::with_tls_word;
+
+    // 8 bytes of initialised TLS starting at 0, hidden as the record word
+    // is.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    std::arch::global_asm!(
+        ".pushsection .tdata.cbreg_0_1_python_word,\"awT\",@progbits",
+        ".p2align 3",
+        ".globl cbreg_0_1_python_word",
+        ".hidden cbreg_0_1_python_word",
+        ".type cbreg_0_1_python_word,@object",
+        ".size cbreg_0_1_python_word,8",
+        "cbreg_0_1_python_word:",
+        ".quad 0",
+        ".popsection",
+    );
+
+    super::imp::word_access!("cbreg_0_1_python_word", 0);
+}

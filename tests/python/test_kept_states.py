@@ -103,6 +103,21 @@ def test_other_code_on_the_thread_takes_the_gil_with_the_kept_state():
     assert states() == before
 
 
+@need_engine
+def test_thread_that_holds_the_gil_with_its_kept_state_is_called_on_it():
+    """A native thread that keeps a state and fires while it holds the GIL
+    through PyGILState_Ensure (so with that state) is called as a thread
+    already inside, not made to take the GIL again (it would wait for
+    itself); its next call without the GIL uses the kept state again."""
+    out = run_script("""
+        import cbreg, cbreg_engine as ext
+        calls = []
+        with cbreg.register(lambda i: calls.append(i)) as sub:
+            print(ext.fire_inside_ensure_on_thread(sub.id), len(calls))
+    """, timeout=30)
+    assert out.split() == ["(True,", "True,", "True)", "3"]
+
+
 def test_thread_firing_while_the_exit_hook_drains_gives_its_state_back():
     """The exit hook (run here by hand) refuses the calls of a thread firing
     flat out; the thread deletes its kept state on its own thread while the

@@ -323,6 +323,30 @@ NB_MODULE(cbreg_engine, m) {
         return nb::make_tuple(bound, same_during, same_after, ok);
     }, nb::arg("id"));
 
+    m.def("fire_inside_ensure_on_thread", [](std::uint64_t id) {
+        // A fresh native thread: fires (cbreg keeps a state for it), takes
+        // the GIL itself with PyGILState_Ensure (the kept state) and fires
+        // while holding it, gives it back and fires again. Returns (statuses
+        // OK, the call inside Ensure ran on that same state, no exception
+        // left set there).
+        bool ok = true, same = false, clean = false;
+        {
+        nb::gil_scoped_release unlocked;
+        std::thread([&] {
+            const cbreg_value arg = cbreg::value::i64(0);
+            ok &= cbreg_invoke(reg(), id, &arg, 1, nullptr) == CBREG_STATUS_OK;
+            PyGILState_STATE g = PyGILState_Ensure();
+            PyThreadState* held = PyThreadState_Get();
+            ok &= cbreg_invoke(reg(), id, &arg, 1, nullptr) == CBREG_STATUS_OK;
+            same = PyThreadState_Get() == held && PyGILState_GetThisThreadState() == held;
+            clean = PyErr_Occurred() == nullptr;
+            PyGILState_Release(g);
+            ok &= cbreg_invoke(reg(), id, &arg, 1, nullptr) == CBREG_STATUS_OK;
+        }).join();
+        }
+        return nb::make_tuple(ok, same, clean);
+    }, nb::arg("id"));
+
     m.def("states_while_holding_gil", [](std::int64_t interp_id, double ms) {
         // Holds the GIL for `ms` milliseconds without ever giving it up,
         // counting interpreter `interp_id`'s thread states every 50 us;
