@@ -344,8 +344,8 @@ unsafe fn invoke_general_at(
 /// The fast path's second half: call the entry of `slot`, which is
 /// published in `record`'s first cell, then retract the cell. Only the
 /// record lives across the callback (one saved register): after the call
-/// the cell names the slot, and the LIVE bit alone says whether to drain (`docs/protocol.md`,
-/// "prompt release").
+/// the cell names the slot, and the LIVE bit alone says whether to drain
+/// (`docs/protocol.md`, "prompt release").
 ///
 /// # Safety
 /// The first cell holds `slot`, which was live (persistent) after the cell
@@ -365,8 +365,9 @@ unsafe fn call_published(
     // SAFETY: the callback's contract; args and ret come from our caller.
     let code = unsafe { call(slot.ctx.load(Ordering::Relaxed), args, nargs, ret) };
     let slot: &Slot = record.first_slot();
-    drop(guard); // clears the cell
-                 // A writer that saw our hazard deferred the release to us: drain.
+    // Clears the cell. A writer that saw our hazard deferred the release
+    // to us: drain.
+    drop(guard);
     barrier::light_unfenced();
     if slot.state.load(Ordering::Relaxed) & LIVE == 0 || code != 0 {
         return after_fast_call(slot, code);
