@@ -12,7 +12,7 @@
 //         return a.get<double>(0) * gain;          // becomes the return value
 //     });
 //     cbreg::result r;
-//     cbreg::status s = reg.invoke_into(r, sub.id(), 440.0, "A4");  // noexcept
+//     cbreg::status s = reg.invoke_into(r, sub.id(), 440.0, "A4");  // a status
 //     double y = reg.call(sub.id(), 440.0, "A4").as<double>();      // throws
 //
 // Callbacks may run on several threads at once, so a callable is invoked
@@ -565,26 +565,29 @@ public:
     site() noexcept = default;
     explicit site(const cbreg_site& s) noexcept : s_(s) {}
 
-    // cbreg_site_invoke as is.
-    status invoke_raw(const cbreg_value* argv, std::size_t n, cbreg_value* ret = nullptr) const noexcept {
+    // cbreg_site_invoke as is. The invoke functions throw nothing, yet are
+    // not noexcept: a runtime may end the thread inside the callback with a
+    // forced unwind (CPython's pthread_exit when a thread takes the GIL back
+    // during finalization), which must pass, as through the core.
+    status invoke_raw(const cbreg_value* argv, std::size_t n, cbreg_value* ret = nullptr) const {
         return detail::from_c(cbreg_site_invoke(&s_, argv, n, ret));
     }
     // Invokes with arguments converted by value::from (on the stack, no
     // allocation); any return value is discarded.
     template <class... A>
-    status operator()(const A&... a) const noexcept {
+    status operator()(const A&... a) const {
         return invoke_with(nullptr, a...);
     }
     // As operator(), keeping the return value in `ret`.
     template <class... A>
-    status invoke_into(result& ret, const A&... a) const noexcept {
+    status invoke_into(result& ret, const A&... a) const {
         return invoke_with(ret.out(), a...);
     }
     const cbreg_site& raw() const noexcept { return s_; }
 
 private:
     template <class... A>
-    status invoke_with(cbreg_value* ret, const A&... a) const noexcept {
+    status invoke_with(cbreg_value* ret, const A&... a) const {
         if constexpr (sizeof...(A) == 0) {
             return invoke_raw(nullptr, 0, ret);
         } else {
@@ -673,20 +676,21 @@ public:
         return subscription(reg_, id);
     }
 
-    // cbreg_invoke as is.
+    // cbreg_invoke as is. Throws nothing, yet not noexcept (nor are the
+    // other invoke functions): see site::invoke_raw.
     status invoke_raw(std::uint64_t id, const cbreg_value* argv, std::size_t n,
-                      cbreg_value* ret = nullptr) const noexcept {
+                      cbreg_value* ret = nullptr) const {
         return detail::from_c(cbreg_invoke(reg_, id, argv, n, ret));
     }
     // Invokes with arguments converted by value::from (on the stack, no
     // allocation); any return value is discarded.
     template <class... A>
-    status invoke(std::uint64_t id, const A&... a) const noexcept {
+    status invoke(std::uint64_t id, const A&... a) const {
         return invoke_with(nullptr, id, a...);
     }
     // As invoke, keeping the return value in `ret`.
     template <class... A>
-    status invoke_into(result& ret, std::uint64_t id, const A&... a) const noexcept {
+    status invoke_into(result& ret, std::uint64_t id, const A&... a) const {
         return invoke_with(ret.out(), id, a...);
     }
     // As invoke_into, returning the value; throws error unless OK.
@@ -741,7 +745,7 @@ private:
     registry(cbreg_registry h, bool owned) noexcept : reg_(h), owned_(owned) {}
 
     template <class... A>
-    status invoke_with(cbreg_value* ret, std::uint64_t id, const A&... a) const noexcept {
+    status invoke_with(cbreg_value* ret, std::uint64_t id, const A&... a) const {
         if constexpr (sizeof...(A) == 0) {
             return invoke_raw(id, nullptr, 0, ret);
         } else {

@@ -13,8 +13,8 @@ from conftest import (EXIT_BUDGET, RUNS, assert_prompt_exits, describe, need_eng
                       run_scenario)
 
 
-def run_clean(name, expect=(), timeout=60):
-    codes, results = run_scenario(name, "cbreg_engine", RUNS, timeout=timeout)
+def run_clean(name, expect=(), timeout=60, env=None):
+    codes, results = run_scenario(name, "cbreg_engine", RUNS, env, timeout=timeout)
     assert codes == {0: RUNS}, describe(codes, results)
     for text in expect:
         missing = [r for r in results if text not in r[1]]
@@ -32,6 +32,13 @@ def test_python_daemon_thread_inside_callback_does_not_hold_up_exit():
 @need_engine
 def test_native_thread_in_callback_longer_than_the_hook_waits_exits_without_abort():
     run_clean("native_long_callback", ["engine inside, exiting"])
+
+
+@need_engine
+def test_native_thread_firing_through_the_cpp_shim_in_a_long_callback_exits_without_abort():
+    # The forced unwind passes the shim's invoke frames: none may be noexcept.
+    run_clean("native_long_callback", ["engine inside, exiting"],
+              env={"CBREG_TEST_ENGINE_VIA": "shim"})
 
 
 @need_engine

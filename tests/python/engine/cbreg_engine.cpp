@@ -190,6 +190,15 @@ NB_MODULE(cbreg_engine, m) {
     }, nb::arg("id"), nb::arg("hz") = 0.0,
        "Starts a native thread firing cbreg entry `id` with (tick, 440.0, 'A4').");
 
+    m.def("start_shim", [](std::uint64_t id, double hz) {
+        g_stop.store(false);
+        spawn([id] { return id; }, hz, [](std::uint64_t id, std::int64_t tick, double) {
+            return static_cast<cbreg_status>(
+                cbreg::registry::global().invoke(id, tick, 440.0, std::string_view("A4")));
+        });
+    }, nb::arg("id"), nb::arg("hz") = 0.0,
+       "As start, firing through the C++ shim's cbreg::registry::invoke.");
+
     m.def("stop", [] {
         g_stop.store(true);
         nb::gil_scoped_release unlocked;

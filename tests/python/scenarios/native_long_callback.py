@@ -2,7 +2,10 @@
 runs far longer than any wait of the exit hook (it sleeps in small steps for
 a minute) when the program exits. CPython ends that thread when it takes the
 GIL back during finalization (a forced unwind through the frames below it):
-the exit must neither abort nor wait for the callback."""
+the exit must neither abort nor wait for the callback.
+CBREG_TEST_ENGINE_VIA=shim: the thread fires through the C++ shim
+(`cbreg::registry::invoke`), so the unwind passes its frames too."""
+import os
 import threading
 import time
 
@@ -25,7 +28,10 @@ if MODULE == "naive_ext":
 else:
     import cbreg
     sub = cbreg.register(long_callback)
-    ext.start(sub.id, 0.0)
+    if os.environ.get("CBREG_TEST_ENGINE_VIA") == "shim":
+        ext.start_shim(sub.id, 0.0)
+    else:
+        ext.start(sub.id, 0.0)
 if not inside.wait(10):
     raise SystemExit("native_long_callback: the engine never got inside")
 print("native_long_callback: engine inside, exiting", flush=True)
