@@ -35,7 +35,9 @@ use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_ulong, c_void};
 use std::ptr::null_mut;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -773,8 +775,14 @@ static KEPT_LIVE: AtomicUsize = AtomicUsize::new(0);
 /// The pthread key whose destructor detaches a thread's kept state when
 /// the thread exits; `KEY_MISSING` until made (or if it could not be:
 /// then nothing is kept).
-static KEPT_KEY: AtomicU32 = AtomicU32::new(KEY_MISSING);
-const KEY_MISSING: u32 = u32::MAX;
+/// (`pthread_key_t` is 32 bits on Linux, 64 on macOS.)
+static KEPT_KEY: AtomicU64 = AtomicU64::new(KEY_MISSING);
+const KEY_MISSING: u64 = u64::MAX;
+
+/// The key, if made.
+fn kept_key() -> Option<libc::pthread_key_t> {
+    libc::pthread_key_t::try_from(KEPT_KEY.load(Relaxed)).ok()
+}
 
 /// Makes the key (once per process, GIL held).
 fn make_kept_key() {
@@ -789,16 +797,18 @@ fn make_kept_key() {
         >(destructor)
     };
     // SAFETY: a valid out pointer and destructor.
-    if unsafe { libc::pthread_key_create(&mut key, Some(destructor)) } == 0 && key != KEY_MISSING {
-        KEPT_KEY.store(key, SeqCst);
+    if unsafe { libc::pthread_key_create(&mut key, Some(destructor)) } == 0 {
+        KEPT_KEY.store(u64::from(key), SeqCst);
     }
 }
 
 /// Keeps `made` (current on this thread, GIL held) as this thread's state
 /// in `interp`; false when it cannot be kept (no key).
 unsafe fn keep(made: TState, interp: &'static Interp) -> bool {
-    let key = KEPT_KEY.load(Relaxed);
-    if key == KEY_MISSING || libc::pthread_setspecific(key, made.cast()) != 0 {
+    let Some(key) = kept_key() else {
+        return false;
+    };
+    if libc::pthread_setspecific(key, made.cast()) != 0 {
         return false;
     }
     let record = take_kept_record();
@@ -824,8 +834,7 @@ fn forget_kept() {
             record.taken.store(false, Release);
         }
     }
-    let key = KEPT_KEY.load(Relaxed);
-    if key != KEY_MISSING {
+    if let Some(key) = kept_key() {
         // SAFETY: a key of ours; no value to free.
         unsafe { libc::pthread_setspecific(key, std::ptr::null()) };
     }
