@@ -25,7 +25,12 @@
 //!
 //! No `catch_unwind` frame lies on any path that calls CPython: CPython ends
 //! a thread that takes the GIL back during finalization with a forced unwind
-//! (`pthread_exit`), which must pass through these frames. What runs while
+//! (`pthread_exit`), which must pass through these frames (a callback that
+//! let the GIL go, and takes it back through CPython's own functions). Where
+//! the adapter itself takes the GIL, through pyo3-ffi's `PyEval_RestoreThread`
+//! and `PyGILState_Ensure`, pyo3-ffi parks such a thread for ever instead,
+//! before CPython 3.14 (3.14 parks it itself): `docs/python.md`, "A thread
+//! parked at exit", says what that leaves. What runs while
 //! unwinding (the gate's `Drop`, an attach permit's) touches no Python; the
 //! thread-state guards undo themselves only for a Rust panic, never for a
 //! forced unwind (the thread does not hold the GIL then). The code between
