@@ -490,6 +490,12 @@ cbreg_status cbreg_py_install_atexit(void);
 #endif
 
 #if defined(CBREG_PYTHON)
+// Whether Python registration is closed in the calling interpreter (its
+// exit hook ran). Call it with the GIL held.
+bool cbreg_py_is_closed(void);
+#endif
+
+#if defined(CBREG_PYTHON)
 // Diagnostics, for tests: writes to `*kept` how many thread states this
 // copy of the adapter keeps for native threads right now (one per native
 // thread that called into the main interpreter and has not exited), and
@@ -507,12 +513,6 @@ cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
 // than after a look at whether it is finalizing. Call it with the GIL
 // held; false without it.
 bool cbreg_py_interpreter_guards(void);
-#endif
-
-#if defined(CBREG_PYTHON)
-// Whether Python registration is closed in the calling interpreter (its
-// exit hook ran). Call it with the GIL held.
-bool cbreg_py_is_closed(void);
 #endif
 
 #ifdef __cplusplus
