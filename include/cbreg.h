@@ -495,26 +495,6 @@ cbreg_status cbreg_py_install_atexit(void);
 bool cbreg_py_is_closed(void);
 #endif
 
-#if defined(CBREG_PYTHON)
-// Diagnostics, for tests: writes to `*kept` how many thread states this
-// copy of the adapter keeps for native threads right now (one per native
-// thread that called into the main interpreter and has not exited), and
-// to `*in_interpreter` how many thread states the calling interpreter has
-// (its Python threads' and those made for native threads). Either may be
-// NULL. Call it with the GIL held, while no other thread makes or ends a
-// thread state (CPython's list is walked without its lock);
-// `INVALID_ARGUMENT` without the GIL.
-cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
-#endif
-
-#if defined(CBREG_PYTHON)
-// Diagnostics, for tests: whether threads attach to the calling
-// interpreter under an interpreter guard (PEP 788, CPython 3.15+) rather
-// than after a look at whether it is finalizing. Call it with the GIL
-// held; false without it.
-bool cbreg_py_interpreter_guards(void);
-#endif
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -62,6 +62,8 @@ mod fork;
 mod interp;
 mod kept;
 mod pass;
+// Not in the C header: the line below is cbindgen's mark for that.
+/// cbindgen:ignore
 #[doc(hidden)]
 pub mod testing;
 
