@@ -194,18 +194,7 @@ pub(super) unsafe fn arg_value(obj: PyObj, lists: &mut Lists) -> Option<(Value, 
             }
             Value::f64(x)
         }
-        Kind::Str => {
-            let mut len: py::Py_ssize_t = 0;
-            let p = py::PyUnicode_AsUTF8AndSize(obj, &mut len);
-            if p.is_null() {
-                return None; // lone surrogates: UnicodeEncodeError set
-            }
-            // The UTF-8 buffer lives as long as the str object.
-            Value::str(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-                p.cast(),
-                len as usize,
-            )))
-        }
+        Kind::Str => Value::str(utf8_of(obj)?),
         Kind::Bytes => {
             let mut p: *mut c_char = std::ptr::null_mut();
             let mut len: py::Py_ssize_t = 0;
@@ -271,6 +260,21 @@ impl Lists {
     }
 }
 
+/// The UTF-8 form of the str `obj`, which CPython keeps in the object: it
+/// lives as long as `obj` does, which the caller sees to. `None` with a
+/// `UnicodeEncodeError` set when there is none (lone surrogates).
+unsafe fn utf8_of<'a>(obj: PyObj) -> Option<&'a str> {
+    let mut len: py::Py_ssize_t = 0;
+    let p = py::PyUnicode_AsUTF8AndSize(obj, &mut len);
+    if p.is_null() {
+        return None;
+    }
+    Some(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+        p.cast(),
+        len as usize,
+    )))
+}
+
 pub(super) unsafe fn type_error<T>(message: &[u8]) -> Option<T> {
     py::PyErr_SetString(py::PyExc_TypeError, message.as_ptr().cast());
     None
@@ -334,8 +338,7 @@ pub(super) unsafe fn result_comes_back_as_is(result: PyObj) -> bool {
             overflow == 0 && !failed
         }
         (Kind::Str, true) => {
-            let mut len: py::Py_ssize_t = 0;
-            let utf8 = !py::PyUnicode_AsUTF8AndSize(result, &mut len).is_null();
+            let utf8 = utf8_of(result).is_some();
             py::PyErr_Clear(); // lone surrogates: no UTF-8 form
             utf8
         }
@@ -359,20 +362,13 @@ pub(super) unsafe fn store_result(result: PyObj, ret: &mut Value, interp: &'stat
             py::PyErr_Clear();
         }
         Kind::Float => *ret = Value::f64(py::PyFloat_AsDouble(result)),
-        Kind::Str => {
-            let mut len: py::Py_ssize_t = 0;
-            let p = py::PyUnicode_AsUTF8AndSize(result, &mut len);
-            if p.is_null() {
-                py::PyErr_Clear(); // lone surrogates: no UTF-8 form
-            } else {
-                // The UTF-8 buffer lives as long as the str object.
-                *ret = Value::str(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-                    p.cast(),
-                    len as usize,
-                )));
+        Kind::Str => match utf8_of(result) {
+            Some(text) => {
+                *ret = Value::str(text);
                 keep = true;
             }
-        }
+            None => py::PyErr_Clear(), // lone surrogates: no UTF-8 form
+        },
         Kind::Bytes => {
             let mut p: *mut c_char = null_mut();
             let mut len: py::Py_ssize_t = 0;
