@@ -53,13 +53,7 @@ impl Attached {
         let main = interp.main.load(Relaxed);
         match holder {
             Some(t) if py::PyThreadState_GetInterpreter(t) == state => Some(Attached::Already),
-            Some(_) => {
-                let made = py::PyThreadState_New(state);
-                (!made.is_null()).then(|| Attached::Swapped {
-                    made,
-                    previous: py::PyThreadState_Swap(made),
-                })
-            }
+            Some(_) => Self::swapped(state),
             None if !main => Self::carried(state),
             None => {
                 let own = py::PyGILState_GetThisThreadState();
@@ -77,6 +71,19 @@ impl Attached {
                 Some(Attached::Fresh(made))
             }
         }
+    }
+
+    /// Into interpreter `state` from a thread that holds the GIL in another
+    /// one: a state made for the call, swapped in.
+    ///
+    /// # Safety
+    /// The interpreter `state` is alive; this thread holds the GIL.
+    pub(super) unsafe fn swapped(state: InterpState) -> Option<Attached> {
+        let made = py::PyThreadState_New(state);
+        (!made.is_null()).then(|| Attached::Swapped {
+            made,
+            previous: py::PyThreadState_Swap(made),
+        })
     }
 
     /// Into subinterpreter `state` from a thread holding no GIL (CPython
@@ -211,7 +218,7 @@ pub(super) fn with_kept_state<R>(
     if interp.state.load(Acquire).is_null() {
         return None;
     }
-    let permit = AttachPermit::take(interp)?;
+    let permit = AttachPermit::take(interp.view.load(Acquire))?;
     // SAFETY: this thread's kept state, its pass held, Python alive.
     unsafe { py::PyEval_RestoreThread(record.state.load(Relaxed)) };
     drop(permit);
@@ -256,7 +263,7 @@ pub(super) fn with_other_state<R>(
         }
         None
     } else {
-        Some(AttachPermit::take(interp)?)
+        Some(AttachPermit::take(interp.view.load(Acquire))?)
     };
     // SAFETY: alive, and (unless already attached) the pass is held.
     let attached = unsafe { Attached::attach(interp, state, holder)? };

@@ -10,12 +10,11 @@
 use std::ffi::{c_int, c_ulong, c_void};
 use std::ptr::null_mut;
 use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::OnceLock;
 
 use pyo3_ffi as py;
 
-use super::interp::Interp;
 use super::{InterpState, PyObj, TState};
 
 /// The running CPython's minor version (3.x), read once.
@@ -178,8 +177,7 @@ pub(super) struct AttachPermit(Guard);
 
 impl AttachPermit {
     #[inline(always)]
-    pub(super) fn take(interp: &Interp) -> Option<AttachPermit> {
-        let view = interp.view.load(Acquire);
+    pub(super) fn take(view: View) -> Option<AttachPermit> {
         if view.is_null() {
             return interpreter_alive().then_some(AttachPermit(null_mut()));
         }

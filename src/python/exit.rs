@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use pyo3_ffi as py;
 
 use super::abi::cbreg_py_atexit_clear;
+use super::attach::Attached;
 use super::cpython::{free_threaded_build, new_none};
 use super::entry::{interp_of, release_python};
 use super::fork::register_fork_hooks;
@@ -135,16 +136,12 @@ pub(super) unsafe fn ensure_hooks(interp: &'static Interp) -> Result<(), Status>
         return Ok(());
     }
     // Into the main interpreter for the registration (shared GIL: 3.11).
-    let made = py::PyThreadState_New(main_state);
-    if made.is_null() {
+    let Some(swapped) = Attached::swapped(main_state) else {
         main.hook_installed.store(false, SeqCst);
         return Err(Status::NoMemory);
-    }
-    let previous = py::PyThreadState_Swap(made);
+    };
     let installed = register_atexit();
-    py::PyThreadState_Clear(made);
-    py::PyThreadState_Swap(previous);
-    py::PyThreadState_Delete(made);
+    swapped.detach();
     if installed.is_err() {
         main.hook_installed.store(false, SeqCst);
     }

@@ -231,7 +231,7 @@ pub(super) unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>
         }
         Some(_) => return false, // another state is current here: not now
         None => {
-            let Some(_permit) = AttachPermit::take(interp) else {
+            let Some(_permit) = AttachPermit::take(interp.view.load(Acquire)) else {
                 return false;
             };
             py::PyEval_RestoreThread(kept);
