@@ -10,7 +10,7 @@
 #   make bench-instructions  the callgrind rows alone (no venv, no Python)
 #   make bench-check         instructions per invoke of the C and C++ rows
 #                            (100,000 calls, seconds); fails when a target
-#                            of DESIGN.md section 5 on them is missed
+#                            of docs/contract.md section 5 on them is missed
 #   make bench-guard         the instruction counts `make test` holds the
 #                            invoke path to (C ABI at most 90 and under the
 #                            C++ mutex map; a call site, C and Rust, at most
