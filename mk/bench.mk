@@ -74,22 +74,25 @@ bench-check: $(BENCH_NATIVE)
 	$(BENCH_COUNT) $(BENCH_NATIVE) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/check_instructions.json
 	$(BENCH_REPORT) --check $(BENCH_DIR)/check_instructions.json
 
-# What `make test` runs: the instruction counts the invoke path is held to
-# (benches/report.py GUARDS), from callgrind, so no timing is involved.
-# valgrind (callgrind) for the instruction counts, from apt where missing.
+## Set-up (part of `make setup`): valgrind, for callgrind's instruction
+## counts, from apt-get where missing.
 BENCH_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 valgrind-toolchain:
 	@command -v valgrind >/dev/null 2>&1 || { echo "installing valgrind (apt-get)"; \
 	  $(BENCH_SUDO) apt-get update && $(BENCH_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind; }
 
-bench-guard: $(BENCH_NATIVE) $(BENCH_RUST) | valgrind-toolchain
+# What `make test` runs: the instruction counts the invoke path is held to
+# (benches/report.py GUARDS), from callgrind, so no timing is involved.
+bench-guard: $(BENCH_NATIVE) $(BENCH_RUST)
+	$(call require,valgrind,valgrind-toolchain)
 	$(BENCH_COUNT) $(BENCH_NATIVE) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/guard_instructions.json
 	$(BENCH_COUNT) $(BENCH_RUST) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/guard_rust_instructions.json
 	$(BENCH_REPORT) --guard $(BENCH_DIR)/guard_instructions.json $(BENCH_DIR)/guard_rust_instructions.json
 
 # Instructions per call of a Python callback fired from a native thread,
 # cbreg against the hand-written kept thread state, and where cbreg's go.
-bench-python-instructions: python-install | valgrind-toolchain
+bench-python-instructions: python-install
+	$(call require,valgrind,valgrind-toolchain)
 	$(VENV_PY) benches/python_instructions.py
 
 bench-chart: $(BENCH_VENV_STAMP)
