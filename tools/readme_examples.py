@@ -63,8 +63,10 @@ def main(readme):
     if not checked and not failures:
         print(f"{readme}: no example markers")
         return 1
-    print(f"{readme}: {checked} examples are the files they name" if not failures else "")
-    return 1 if failures else 0
+    if failures:
+        return 1
+    print(f"{readme}: {checked} examples are the files they name")
+    return 0
 
 
 if __name__ == "__main__":

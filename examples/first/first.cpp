@@ -4,7 +4,8 @@
 int main() {
     cbreg::registry reg;   // a registry of its own, freed at the end of scope
     auto sub = reg.subscribe([](cbreg::args a) {
-        std::printf("%.1f Hz %s\n", a.get<double>(0), std::string(a.get<std::string_view>(1)).c_str());
+        std::string_view name = a.get<std::string_view>(1);
+        std::printf("%.1f Hz %.*s\n", a.get<double>(0), (int)name.size(), name.data());
     });
     cbreg::status s = reg.invoke(sub.id(), 440.0, "A4");   // from any thread
     cbreg::site site = reg.site(sub.id());                 // resolved once, for a hot loop
