@@ -46,6 +46,7 @@ macro_rules! forward {
         }
     };
 }
+pub(crate) use forward;
 
 /// The panic boundary every exported function runs its body in.
 #[inline(always)]

@@ -31,12 +31,14 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use crate::ffi::{self, RegistryHandle, Site};
+use crate::post::abi::{self as post, TargetHandle};
+use crate::post::{PostConfig, PostStats};
 use crate::registry::{CallFn, ReleaseFn, Stats};
 use crate::{Status, Value};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"cbregApi");
 /// Version of the `Api` layout; fields are only ever appended.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// The C ABI of the owning copy. `#[repr(C)]`, append-only: a copy checks
 /// `size` before it uses a field.
@@ -82,6 +84,17 @@ pub struct Api {
     pub(crate) site_resolve: unsafe extern "C" fn(RegistryHandle, u64, *mut Site) -> Status,
     pub(crate) site_invoke:
         unsafe extern "C-unwind" fn(*const Site, *const Value, usize, *mut Value) -> Status,
+    // Version 3.
+    pub(crate) post: unsafe extern "C" fn(RegistryHandle, u64, *const Value, usize, u32) -> Status,
+    pub(crate) post_reserve: extern "C" fn(TargetHandle) -> Status,
+    pub(crate) entry_set_target: extern "C" fn(RegistryHandle, u64, TargetHandle) -> Status,
+    pub(crate) dispatcher_configure: unsafe extern "C" fn(*const PostConfig) -> Status,
+    pub(crate) pump_new: unsafe extern "C" fn(*const PostConfig, *mut TargetHandle) -> Status,
+    pub(crate) pump_free: extern "C" fn(TargetHandle) -> Status,
+    pub(crate) pump_fd: unsafe extern "C" fn(TargetHandle, *mut std::ffi::c_int) -> Status,
+    pub(crate) pump_drain: unsafe extern "C-unwind" fn(TargetHandle, usize, *mut usize) -> Status,
+    pub(crate) post_stats_get: unsafe extern "C" fn(TargetHandle, *mut PostStats) -> Status,
+    pub(crate) post_stats_total: unsafe extern "C" fn(*mut PostStats) -> Status,
 }
 
 static OWN: Api = Api {
@@ -108,6 +121,16 @@ static OWN: Api = Api {
     collect_all: collect_all_local,
     site_resolve: ffi::cbreg_site_resolve,
     site_invoke: ffi::cbreg_site_invoke,
+    post: post::cbreg_post,
+    post_reserve: post::cbreg_post_reserve,
+    entry_set_target: post::cbreg_entry_set_target,
+    dispatcher_configure: post::cbreg_dispatcher_configure,
+    pump_new: post::cbreg_pump_new,
+    pump_free: post::cbreg_pump_free,
+    pump_fd: post::cbreg_pump_fd,
+    pump_drain: post::cbreg_pump_drain,
+    post_stats_get: post::cbreg_post_stats_get,
+    post_stats_total: post::cbreg_post_stats_total,
 };
 
 /// Where this copy's calls go: null until decided, `&OWN` when this copy
@@ -283,6 +306,39 @@ mod refuse {
     ) -> Status {
         Status::Internal
     }
+    pub(super) extern "C" fn post(
+        _: RegistryHandle,
+        _: u64,
+        _: *const Value,
+        _: usize,
+        _: u32,
+    ) -> Status {
+        Status::Internal
+    }
+    pub(super) extern "C" fn target(_: TargetHandle) -> Status {
+        Status::Internal
+    }
+    pub(super) extern "C" fn entry_set_target(_: RegistryHandle, _: u64, _: TargetHandle) -> Status {
+        Status::Internal
+    }
+    pub(super) extern "C" fn configure(_: *const PostConfig) -> Status {
+        Status::Internal
+    }
+    pub(super) extern "C" fn pump_new(_: *const PostConfig, _: *mut TargetHandle) -> Status {
+        Status::Internal
+    }
+    pub(super) extern "C" fn pump_fd(_: TargetHandle, _: *mut std::ffi::c_int) -> Status {
+        Status::Internal
+    }
+    pub(super) extern "C-unwind" fn pump_drain(_: TargetHandle, _: usize, _: *mut usize) -> Status {
+        Status::Internal
+    }
+    pub(super) extern "C" fn post_stats(_: TargetHandle, _: *mut PostStats) -> Status {
+        Status::Internal
+    }
+    pub(super) extern "C" fn post_stats_total(_: *mut PostStats) -> Status {
+        Status::Internal
+    }
 }
 
 static INCOMPATIBLE: Api = Api {
@@ -300,6 +356,16 @@ static INCOMPATIBLE: Api = Api {
     thread_set_realtime: refuse::set_realtime,
     site_resolve: refuse::site_resolve,
     site_invoke: refuse::site_invoke,
+    post: refuse::post,
+    post_reserve: refuse::target,
+    entry_set_target: refuse::entry_set_target,
+    dispatcher_configure: refuse::configure,
+    pump_new: refuse::pump_new,
+    pump_free: refuse::target,
+    pump_fd: refuse::pump_fd,
+    pump_drain: refuse::pump_drain,
+    post_stats_get: refuse::post_stats,
+    post_stats_total: refuse::post_stats_total,
     ..OWN
 };
 

@@ -28,10 +28,14 @@ pub enum Status {
     NoMemory = 7,
     /// A bug in cbreg (a caught panic); please report it.
     Internal = 8,
+    /// `cbreg_post`: the sender's queue to the entry's target has no room
+    /// for this event (or, on a thread marked real-time, no queue was
+    /// reserved for it): nothing was queued, and the refusal is counted.
+    Full = 9,
 }
 
 /// Every status, in code order.
-pub(crate) const ALL_STATUSES: [Status; 9] = [
+pub(crate) const ALL_STATUSES: [Status; 10] = [
     Status::Ok,
     Status::NotFound,
     Status::Closed,
@@ -41,6 +45,7 @@ pub(crate) const ALL_STATUSES: [Status; 9] = [
     Status::WouldDeadlock,
     Status::NoMemory,
     Status::Internal,
+    Status::Full,
 ];
 
 impl Status {
@@ -69,6 +74,7 @@ impl Status {
             Status::WouldDeadlock => "would deadlock\0",
             Status::NoMemory => "out of memory or capacity\0",
             Status::Internal => "internal error\0",
+            Status::Full => "queue full\0",
         }
     }
 

@@ -1,0 +1,57 @@
+//! Delivery without waiting: `cbreg_post` hands an event to the entry's
+//! target and returns at once; the target's consumer delivers it later
+//! through the ordinary invoke path. `docs/post.md` argues the design; each
+//! file here owns one idea:
+//!
+//! - `ring.rs`: one sender's queue to one target (a single-producer ring
+//!   of events and a byte arena, reserved when the ring is made);
+//! - `wake.rs`: how a sender wakes a consumer that is going to sleep, and
+//!   only then (a flag, the asymmetric barrier pair, an eventfd);
+//! - `target.rs`: targets (rings per sending thread, the consumer's drain
+//!   and counters), the sender's thread-local ring, fork;
+//! - `dispatcher.rs`: cbreg's own consumer thread, the default target, and
+//!   the consumer loop other dispatchers reuse;
+//! - `abi.rs`: the C ABI; `api.rs`: the Rust API (`Registry::post`, `Pump`).
+//!
+//! The seam for the Python adapter's targets (a dispatcher per
+//! interpreter, an asyncio loop): make a target with `target::create`, run
+//! `dispatcher::run_consumer` on a thread of its own with a `BatchScope`
+//! that attaches once per batch (or drain from the loop's reader callback
+//! with `drain`), and set it on each Python entry.
+
+pub mod abi;
+mod api;
+pub(crate) mod dispatcher;
+mod ring;
+pub(crate) mod target;
+mod wake;
+
+pub use api::{PostFlags, Pump, Target};
+pub use target::{PostConfig, PostStats};
+
+/// A host's drain of a pump: empties the wake descriptor, delivers up to
+/// `max` events, and leaves the descriptor readable if events remain (or
+/// arrived while it looked), so a host that polls it comes back.
+pub(crate) fn pump_drain(t: &target::Target, max: usize) -> usize {
+    t.wake.clear();
+    t.wake.cancel_sleep();
+    let taken = t.drain(max, &target::Plain);
+    if t.any_pending() {
+        t.wake.signal();
+    } else {
+        t.wake.prepare_sleep();
+        if t.any_pending() {
+            t.wake.cancel_sleep();
+            t.wake.signal();
+        }
+    }
+    taken
+}
+
+/// What the loom models drive: the ring and the wake, with no registry.
+#[doc(hidden)]
+#[cfg(loom)]
+pub mod model {
+    pub use super::ring::Ring;
+    pub use super::wake::Wake;
+}
