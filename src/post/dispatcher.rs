@@ -9,6 +9,9 @@
 //! is going to sleep, look once more, and sleep on the wake descriptor for
 //! at most the target's period (`wake.rs`).
 
+// Under loom no thread is started: the loop is checked through its parts.
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::target::{BatchScope, Plain, Target};

@@ -48,10 +48,67 @@ pub(crate) fn pump_drain(t: &target::Target, max: usize) -> usize {
     taken
 }
 
-/// What the loom models drive: the ring and the wake, with no registry.
+/// What the loom models (`tests/loom_post.rs`) drive: one ring and its
+/// target's wake, through the code the real senders and consumers run.
 #[doc(hidden)]
 #[cfg(loom)]
 pub mod model {
-    pub use super::ring::Ring;
-    pub use super::wake::Wake;
+    use super::ring::{Ring, UNBOUND};
+    use super::wake::Wake;
+    use crate::Value;
+
+    pub struct Queue {
+        ring: Box<Ring>,
+        // Boxed before the ring points at it.
+        wake: Box<Wake>,
+    }
+
+    const TARGET: u32 = 5;
+
+    impl Queue {
+        pub fn new(events: usize) -> Queue {
+            let wake = Box::new(Wake::new());
+            let ring = Ring::new(events, 64, TARGET, &wake);
+            Queue { ring, wake }
+        }
+
+        /// A sender's post of `n` (waking a sleeping consumer); false when
+        /// refused (full, or the target was freed).
+        pub fn post(&self, n: i64) -> bool {
+            matches!(
+                super::target::push_on(&self.ring, 1, 2, TARGET, 0, &[Value::i64(n)]),
+                Some(crate::Status::Ok)
+            )
+        }
+
+        /// The consumer takes the oldest event, if any.
+        pub fn take(&self) -> Option<i64> {
+            self.ring.pop(|e| e.args[0].as_i64().unwrap())
+        }
+
+        pub fn prepare_sleep(&self) {
+            self.wake.prepare_sleep()
+        }
+
+        pub fn any_pending(&self) -> bool {
+            self.ring.pending() != 0
+        }
+
+        pub fn was_signalled(&self) -> bool {
+            self.wake.was_signalled()
+        }
+
+        /// What a pump's free does to the ring: unbind, heavy barrier, wait
+        /// for a post in flight, drop what is left; returns how many.
+        pub fn free(&self) -> u64 {
+            self.ring.bound.store(UNBOUND, crate::sync::Ordering::SeqCst);
+            crate::sync::barrier::heavy();
+            let mut round = 0;
+            while self.ring.busy.load(crate::sync::Ordering::Acquire) != 0 {
+                crate::sync::backoff(round);
+                round += 1;
+            }
+            self.ring.discard_all()
+        }
+    }
 }

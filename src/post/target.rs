@@ -466,6 +466,7 @@ impl Target {
         self.base_full.store(full, std::sync::atomic::Ordering::Relaxed);
     }
 
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn period(&self) -> Option<Duration> {
         match self.period_us.load(Ordering::Relaxed) {
             u32::MAX => None,
@@ -705,7 +706,7 @@ pub(crate) fn post_values(reg: u64, id: u64, target: u32, flags: u32, args: &[Va
 }
 
 /// Pushes on this thread's ring if it still serves `target`.
-fn push_on(ring: &Ring, reg: u64, id: u64, target: u32, flags: u32, args: &[Value]) -> Option<Status> {
+pub(crate) fn push_on(ring: &Ring, reg: u64, id: u64, target: u32, flags: u32, args: &[Value]) -> Option<Status> {
     ring.busy.store(1, Ordering::Relaxed);
     barrier::light();
     if ring.bound.load(Ordering::Relaxed) != target {
