@@ -64,11 +64,15 @@ pub unsafe extern "C" fn cbreg_post(
     nargs: usize,
     flags: u32,
 ) -> Status {
-    // A copy that forwards has no core installed: it takes the checked path.
+    // One scalar, no flags, a registry this copy holds, the thread's ring
+    // in hand and room in it: every other case (and every refusal, which
+    // is counted there) leaves by a tail call with the caller's arguments,
+    // so this path keeps nothing in saved registers.
     let Some(core) = registry::installed(reg.handle) else {
         return post_checked(reg, id, args, nargs, flags);
     };
-    if nargs != 1 || args.is_null() || flags & !KNOWN_POST_FLAGS != 0 {
+    // One test for two conditions (nargs is 1, no flags).
+    if (nargs ^ 1) | flags as usize != 0 || args.is_null() {
         return post_checked(reg, id, args, nargs, flags);
     }
     // SAFETY: the caller's promise for `args`: one value.
@@ -76,15 +80,18 @@ pub unsafe extern "C" fn cbreg_post(
     if !value::plainly_acceptable(arg) {
         return post_checked(reg, id, args, nargs, flags);
     }
-    match core.post_target(reg.handle, id) {
-        Ok(target) => target::post_scalar(reg.handle, id, target, flags, arg),
-        Err(e) => e,
+    let Ok(target) = core.post_target(reg.handle, id) else {
+        return post_checked(reg, id, args, nargs, flags);
+    };
+    if !target::try_post_scalar(reg.handle, id, target, arg) {
+        return post_checked(reg, id, args, nargs, flags);
     }
+    Status::Ok
 }
 
-/// `cbreg_post` for everything but one scalar argument to a registry this
-/// copy holds.
-#[cold]
+/// `cbreg_post` for everything its fast path does not settle: forwarding,
+/// flags, other arguments, a first post to a target, a full ring, and
+/// every status but `OK`.
 #[inline(never)]
 fn post_checked(
     reg: RegistryHandle,

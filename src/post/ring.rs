@@ -152,32 +152,35 @@ impl Ring {
 
     #[inline(always)]
     fn event(&self, seq: u64) -> &Event {
-        // The mask keeps the index in range; `get_unchecked` would save the
-        // compare the compiler cannot drop.
-        &self.events[(seq & self.mask) as usize]
+        let index = (seq & self.mask) as usize;
+        debug_assert!(index < self.events.len());
+        // SAFETY: `mask` is the length minus one (a power of two).
+        unsafe { self.events.get_unchecked(index) }
     }
 
     // ---- producer ----
 
     /// Queues one event whose only argument is a scalar (none, i64, f64,
-    /// pointer): the common case, with no arena. The caller owns the ring.
+    /// pointer), without flags: the common case, with no arena. False when
+    /// the ring is full (not counted: the caller's general path will be).
+    /// The caller owns the ring.
     #[inline(always)]
-    pub(crate) fn push_scalar(&self, reg: u64, id: u64, flags: u32, arg: &Value) -> Result<(), Full> {
+    pub(crate) fn try_push_scalar(&self, reg: u64, id: u64, arg: &Value) -> bool {
         let tail = self.tail.load(Ordering::Relaxed);
         if tail.wrapping_sub(self.cached_head.load(Ordering::Relaxed)) > self.mask
             && !self.refresh_head(tail)
         {
-            return Err(self.refuse());
+            return false;
         }
         let e = self.event(tail);
         e.words[0].store(reg, Ordering::Relaxed);
         e.words[1].store(id, Ordering::Relaxed);
-        e.words[2].store(1 | (flags as u64 & 0xff) << 8, Ordering::Relaxed);
+        e.words[2].store(1, Ordering::Relaxed);
         e.words[4].store(arg.tag as u64, Ordering::Relaxed);
         // SAFETY: every member of the payload is 8 bytes of plain data.
         e.words[5].store(unsafe { arg.r#as.i64 } as u64, Ordering::Relaxed);
         self.tail.store(tail + 1, Ordering::Release);
-        Ok(())
+        true
     }
 
     /// Queues one event with any well-formed arguments (at most
@@ -260,13 +263,6 @@ impl Ring {
         }
         slot.0.store(id, Ordering::Relaxed);
         slot.1.store(seq, Ordering::Relaxed);
-    }
-
-    /// The sequence the next event will get (for `coalesce` after
-    /// `push_scalar`).
-    #[inline(always)]
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.tail.load(Ordering::Relaxed)
     }
 
     #[cold]
@@ -363,7 +359,9 @@ impl Ring {
         let e = self.event(head);
         let meta = e.words[2].load(Ordering::Relaxed);
         let nargs = (meta & 0xff) as usize;
-        let mut values = [Value::none(); crate::ffi::CBREG_MAX_ARGS];
+        // Only the `nargs` values used are written: the array is large.
+        let mut values = [std::mem::MaybeUninit::<Value>::uninit(); crate::ffi::CBREG_MAX_ARGS];
+        let nargs = nargs.min(values.len());
         let spill_at = e.words[3].load(Ordering::Relaxed);
         for (i, v) in values.iter_mut().enumerate().take(nargs) {
             let (word0, payload) = if i < INLINE_ARGS {
@@ -378,13 +376,15 @@ impl Ring {
                 // published the event (acquire on `tail` above).
                 unsafe { (p.read(), p.add(1).read()) }
             };
-            *v = rebuild(word0, payload, |at| self.arena_ptr(at));
+            v.write(rebuild(word0, payload, |at| self.arena_ptr(at)));
         }
+        // SAFETY: the first `nargs` were written just now.
+        let args = unsafe { &*(&values[..nargs] as *const [std::mem::MaybeUninit<Value>] as *const [Value]) };
         let out = f(Taken {
             reg: e.words[0].load(Ordering::Relaxed),
             id: e.words[1].load(Ordering::Relaxed),
             superseded: meta & SUPERSEDED != 0,
-            args: &values[..nargs],
+            args,
         });
         let taken = meta >> 32;
         if taken != 0 {

@@ -8,8 +8,10 @@
 //! ever (its memory is reused by the next target at that index), so a
 //! stale handle can be detected, never followed into freed memory.
 //!
-//! A sender finds its ring through one thread-local pair (target handle,
-//! ring), checked against the ring's `bound`. A thread's first post to a
+//! A sender finds its ring through one thread-local word (the ring it last
+//! posted through, `tls_word::post_word`), checked against the ring's
+//! `bound`: a ring stays with its thread until the thread exits, whichever
+//! target its index serves. A thread's first post to a
 //! target claims a free ring (made in advance: `PREALLOCATED_RINGS` per
 //! target, more by `cbreg_post_reserve`), takes over the empty ring of a
 //! thread that has exited, or, on a thread not marked real-time, makes a
@@ -32,7 +34,7 @@ use std::time::Duration;
 use super::ring::{Ring, Taken, UNBOUND};
 use super::wake::Wake;
 use crate::ffi::RegistryHandle;
-use crate::sync::{barrier, thread_cell, AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use crate::sync::{barrier, AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use crate::value::Value;
 use crate::Status;
 
@@ -370,17 +372,18 @@ pub(crate) fn destroy(handle: u32) -> Status {
         crate::sync::backoff(round);
         round += 1;
     }
+    // Rings stay with their threads (a thread's word may still name its
+    // ring; only an exited thread's ring changes hands): the next target at
+    // this index binds them again.
     for ring in target.made_rings() {
         let dropped = ring.discard_all();
         target.closed.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
-        ring.owner.store(0, Ordering::Release);
     }
     target.draining.store(false, Ordering::Release);
     target.life.store(FREE, Ordering::Release);
     Status::Ok
 }
 
-thread_cell! { static CACHE: (u32, usize) = (UNBOUND, 0); }
 
 impl Target {
     fn new(handle: u32, config: PostConfig) -> Result<Target, Status> {
@@ -658,26 +661,35 @@ static FORKS: StdAtomicU64 = StdAtomicU64::new(0);
 
 // ---- the sender's side ----
 
-/// Queues an event whose only argument is a scalar on target `target`:
-/// the fast path of `cbreg_post`.
+/// The ring this thread last posted through (its `bound` says to which
+/// target), if any.
 #[inline(always)]
-pub(crate) fn post_scalar(reg: u64, id: u64, target: u32, flags: u32, arg: &Value) -> Status {
-    let (key, ring) = CACHE.with(|c| c.get());
-    if key != target {
-        return post_slow(reg, id, target, flags, std::slice::from_ref(arg));
-    }
-    // SAFETY: a ring this thread claimed; rings are never freed.
-    let ring = unsafe { &*(ring as *const Ring) };
+fn this_threads_ring() -> Option<&'static Ring> {
+    let word = crate::tls_word::post_word::get();
+    // SAFETY: 0 or a ring this thread claimed; rings are never freed.
+    unsafe { (word as *const Ring).as_ref() }
+}
+
+/// The fast path of `cbreg_post`: queues an event whose only argument is
+/// a scalar, without flags, on this thread's ring to `target`. False,
+/// with nothing queued and nothing counted, when the thread has no ring
+/// there yet, the ring no longer serves `target`, or it is full: the
+/// caller then takes `post_values`, which settles and counts each case.
+#[inline(always)]
+pub(crate) fn try_post_scalar(reg: u64, id: u64, target: u32, arg: &Value) -> bool {
+    let Some(ring) = this_threads_ring() else {
+        return false;
+    };
+    // Both barriers of this path are the same kind: decided once.
+    let fenced = !barrier::light_is_compiler_only();
     ring.busy.store(1, Ordering::Relaxed);
-    barrier::light();
-    if ring.bound.load(Ordering::Relaxed) != target {
-        ring.busy.store(0, Ordering::Release);
-        return post_slow(reg, id, target, flags, std::slice::from_ref(arg));
-    }
-    let seq = ring.next_seq();
-    let pushed = ring.push_scalar(reg, id, flags, arg);
+    barrier::light_if(fenced);
+    let pushed = ring.bound.load(Ordering::Relaxed) == target && ring.try_push_scalar(reg, id, arg);
     ring.busy.store(0, Ordering::Release);
-    finish(ring, pushed.map(|_| seq), id, flags)
+    if pushed {
+        ring.wake().after_publish_fenced(fenced);
+    }
+    pushed
 }
 
 #[inline(always)]
@@ -696,13 +708,9 @@ fn finish(ring: &Ring, pushed: Result<u64, super::ring::Full>, id: u64, flags: u
 
 /// Queues an event with any arguments (checked by the caller).
 pub(crate) fn post_values(reg: u64, id: u64, target: u32, flags: u32, args: &[Value]) -> Status {
-    let (key, ring) = CACHE.with(|c| c.get());
-    if key != target {
-        return post_slow(reg, id, target, flags, args);
-    }
-    // SAFETY: as in `post_scalar`.
-    let ring = unsafe { &*(ring as *const Ring) };
-    push_on(ring, reg, id, target, flags, args).unwrap_or_else(|| post_slow(reg, id, target, flags, args))
+    this_threads_ring()
+        .and_then(|ring| push_on(ring, reg, id, target, flags, args))
+        .unwrap_or_else(|| post_slow(reg, id, target, flags, args))
 }
 
 /// Pushes on this thread's ring if it still serves `target`.
@@ -741,7 +749,7 @@ fn reserve_on(t: &'static Target, handle: u32) -> Result<&'static Ring, Status> 
         super::dispatcher::ensure_started(t);
     }
     let ring = t.claim_ring(handle)?;
-    CACHE.with(|c| c.set((handle, ring as *const Ring as usize)));
+    crate::tls_word::post_word::set(ring as *const Ring as usize);
     Ok(ring)
 }
 

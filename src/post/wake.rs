@@ -69,6 +69,16 @@ impl Wake {
         }
     }
 
+    /// `after_publish` (not quiet) for a caller that has decided which
+    /// light barrier the process uses (`barrier::light_is_compiler_only`).
+    #[inline(always)]
+    pub(crate) fn after_publish_fenced(&self, fenced: bool) {
+        barrier::light_if(fenced);
+        if self.sleeping.load(Ordering::Relaxed) != 0 {
+            self.signal_if_sleeping();
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn signal_if_sleeping(&self) {
