@@ -124,7 +124,7 @@ pub struct Pump {
 impl Pump {
     /// A pump with the default sizes and period.
     pub fn new() -> Result<Pump, Status> {
-        Self::with_config(PostConfig::DEFAULT)
+        Self::with_config(PostConfig::default())
     }
 
     pub fn with_config(config: PostConfig) -> Result<Pump, Status> {

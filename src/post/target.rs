@@ -84,7 +84,7 @@ pub struct PostConfig {
 }
 
 impl PostConfig {
-    pub const DEFAULT: PostConfig = PostConfig {
+    pub(crate) const DEFAULT: PostConfig = PostConfig {
         ring_events: 1024,
         ring_bytes: 16384,
         period_us: 1000,
@@ -121,7 +121,7 @@ pub struct PostStats {
     pub posted: u64,
     /// Events delivered (the callback ran, whatever it returned).
     pub delivered: u64,
-    /// Posts refused with `CBREG_FULL`.
+    /// Posts refused with `CBREG_STATUS_FULL`.
     pub dropped_full: u64,
     /// Events whose entry was gone by delivery (unregistered, cleared, a
     /// one-shot that already ran, its registry freed).

@@ -199,13 +199,13 @@ static void status_str_describes_every_code(void) {
     CHECK(strcmp(cbreg_status_str(CBREG_STATUS_OK), "ok") == 0);
     CHECK(strcmp(cbreg_status_str(CBREG_STATUS_NOT_FOUND), "not found") == 0);
     CHECK(strcmp(cbreg_status_str(CBREG_STATUS_WOULD_DEADLOCK), "would deadlock") == 0);
-    for (i = CBREG_STATUS_OK; i <= CBREG_STATUS_INTERNAL; ++i) {
+    for (i = CBREG_STATUS_OK; i <= CBREG_STATUS_FULL; ++i) {
         const char *s = cbreg_status_str(i);
         CHECK(s != NULL && s[0] != '\0');
         CHECK(s != NULL && strcmp(s, "unknown status") != 0);
         for (j = 0; j < i; ++j) CHECK(strcmp(s, cbreg_status_str(j)) != 0);
     }
-    CHECK(strcmp(cbreg_status_str(CBREG_STATUS_INTERNAL + 1), "unknown status") == 0);
+    CHECK(strcmp(cbreg_status_str(CBREG_STATUS_FULL + 1), "unknown status") == 0);
     CHECK(strcmp(cbreg_status_str(UINT32_MAX), "unknown status") == 0);
 }
 
