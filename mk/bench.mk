@@ -34,7 +34,7 @@ BENCH_INSTRUCTION_ROWS := $(BENCH_DIR)/native_instructions.json $(BENCH_DIR)/rus
 BENCH_ROWS := $(BENCH_INSTRUCTION_ROWS) $(BENCH_DIR)/native_ns.json $(BENCH_DIR)/rust_ns.json \
 	$(BENCH_DIR)/python.json
 
-.PHONY: bench bench-instructions bench-check bench-guard bench-chart bench-python-instructions valgrind-toolchain
+.PHONY: bench bench-instructions bench-check bench-guard bench-chart bench-python-instructions bench-post valgrind-toolchain
 
 $(BENCH_DIR):
 	mkdir -p $@
@@ -97,3 +97,18 @@ bench-python-instructions: python-install
 
 bench-chart: $(BENCH_VENV_STAMP)
 	$(VENV_PY) benches/chart.py $(BENCH_DIR)/results.json docs/bench.png
+
+# cbreg_post beside crossbeam's ArrayQueue, rtrb and a mutex + deque
+# (benches/post.rs): callgrind instructions per push, then nanoseconds for
+# one sender and two at once, and one sender to the native dispatcher end
+# to end (ratios on stderr).
+BENCH_POST := $(BENCH_DIR)/post_rs
+$(BENCH_POST): FORCE | $(BENCH_DIR)
+	bin=$$($(CARGO) bench --bench post --no-run --message-format=json \
+	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p'); \
+	  test -n "$$bin" && cp "$$bin" $@
+
+bench-post: $(BENCH_POST) | valgrind-toolchain
+	$(BENCH_COUNT) $(BENCH_POST) $(BENCH_CALLS) > $(BENCH_DIR)/post_instructions.json
+	$(BENCH_POST) ns $(BENCH_CALLS) > $(BENCH_DIR)/post_ns.json
+	cat $(BENCH_DIR)/post_instructions.json $(BENCH_DIR)/post_ns.json

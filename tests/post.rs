@@ -432,6 +432,9 @@ fn a_pumps_descriptor_is_readable_while_events_wait() {
     reg.post(id, &[Arg::i64(1)]).unwrap();
     assert!(readable(30_000), "the post did not wake the pump");
     assert_eq!(pump.drain(10), 1);
+    // A drain that took events sends the host back; the next arms.
+    assert!(readable(0));
+    assert_eq!(pump.drain(10), 0);
     assert!(!readable(0));
     // More than one drain's worth: readable again after a partial drain.
     for i in 0..5 {
@@ -441,6 +444,7 @@ fn a_pumps_descriptor_is_readable_while_events_wait() {
     assert_eq!(pump.drain(2), 2);
     assert!(readable(0), "events remain: the descriptor stays readable");
     assert_eq!(drain_all(&pump), 3);
+    assert!(!readable(0));
 }
 
 /// Senders on several threads, a small ring (so some posts are full),

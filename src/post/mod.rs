@@ -29,14 +29,16 @@ mod wake;
 pub use api::{PostFlags, Pump, Target};
 pub use target::{PostConfig, PostStats};
 
-/// A host's drain of a pump: empties the wake descriptor, delivers up to
-/// `max` events, and leaves the descriptor readable if events remain (or
-/// arrived while it looked), so a host that polls it comes back.
+/// A host's drain of a pump: empties the wake descriptor and delivers up
+/// to `max` events. A drain that took events (or left some) makes the
+/// descriptor readable again, so a host that polls it comes back; the
+/// drain that finds nothing arms the wake (`wake.rs`), paying the heavy
+/// barrier only when the host is about to sleep.
 pub(crate) fn pump_drain(t: &target::Target, max: usize) -> usize {
     t.wake.clear();
     t.wake.cancel_sleep();
     let taken = t.drain(max, &target::Plain);
-    if t.any_pending() {
+    if taken != 0 || t.any_pending() {
         t.wake.signal();
     } else {
         t.wake.prepare_sleep();
