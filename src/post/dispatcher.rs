@@ -5,7 +5,8 @@
 //! marked real-time (starting a thread allocates), and never ends. Its
 //! loop, `run_consumer`, is the one any consumer thread runs (the Python
 //! adapter's dispatchers run it with a scope that attaches once per
-//! batch): drain a batch; when nothing is left, spin briefly, then say it
+//! batch): drain a batch; when nothing is left, look again for a few tens
+//! of microseconds (`LINGER`), then say it
 //! is going to sleep, look once more, and sleep on the wake descriptor for
 //! at most the target's period (`wake.rs`).
 
@@ -21,9 +22,11 @@ crate::sync::thread_cell! { static IS_DISPATCHER: bool = false; }
 
 /// Events a consumer takes per batch (per attach, for Python).
 pub(crate) const BATCH: usize = 256;
-/// Empty looks before a consumer goes to sleep: a sender that posts again
-/// within them costs the consumer no barrier and itself no wake.
-const SPINS: u32 = 128;
+/// How long a consumer that found nothing keeps looking before it goes to
+/// sleep: a sender that posts again within it costs the consumer no
+/// barrier and itself no wake, which keeps a steady stream of posts from
+/// paying a sleep and a wake every few events.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Starts the dispatcher thread if it is not running.
 pub(crate) fn ensure_started(target: &'static Target) {
@@ -49,10 +52,7 @@ pub(crate) fn run_consumer(target: &'static Target, scope: &dyn BatchScope) -> !
         if target.drain(BATCH, scope) != 0 {
             continue;
         }
-        if (0..SPINS).any(|_| {
-            std::hint::spin_loop();
-            target.any_pending()
-        }) {
+        if linger(target) {
             continue;
         }
         target.wake.prepare_sleep();
@@ -61,6 +61,22 @@ pub(crate) fn run_consumer(target: &'static Target, scope: &dyn BatchScope) -> !
             continue;
         }
         target.wake.sleep(target.period());
+    }
+}
+
+/// Looks for events for `LINGER`; true as soon as there are some.
+fn linger(target: &Target) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+            if target.any_pending() {
+                return true;
+            }
+        }
+        if start.elapsed() >= LINGER {
+            return false;
+        }
     }
 }
 

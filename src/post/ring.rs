@@ -89,6 +89,9 @@ pub(crate) struct Ring {
     // ---- written by the consumer ----
     head: AtomicU64,
     arena_head: AtomicU64,
+    /// The consumer's last view of `tail`: it loads the producer's word
+    /// only when this says the ring is empty.
+    cached_tail: AtomicU64,
     _owner: LineBreak,
     // ---- ownership (written when a thread claims or leaves the ring) ----
     /// The owning thread's token (`hazard::token`), 0 when free.
@@ -133,6 +136,7 @@ impl Ring {
             _consumer: LineBreak,
             head: AtomicU64::new(0),
             arena_head: AtomicU64::new(0),
+            cached_tail: AtomicU64::new(0),
             _owner: LineBreak,
             owner: AtomicU32::new(0),
             tid: AtomicU32::new(0),
@@ -353,8 +357,12 @@ impl Ring {
     #[inline]
     pub(crate) fn pop<R>(&self, f: impl FnOnce(Taken<'_>) -> R) -> Option<R> {
         let head = self.head.load(Ordering::Relaxed);
-        if head == self.tail.load(Ordering::Acquire) {
-            return None;
+        if head == self.cached_tail.load(Ordering::Relaxed) {
+            let tail = self.tail.load(Ordering::Acquire);
+            self.cached_tail.store(tail, Ordering::Relaxed);
+            if head == tail {
+                return None;
+            }
         }
         let e = self.event(head);
         let meta = e.words[2].load(Ordering::Relaxed);
@@ -400,6 +408,7 @@ impl Ring {
     /// forked child), while no post can be running on this ring.
     pub(crate) fn discard_all(&self) -> u64 {
         let tail = self.tail.load(Ordering::Acquire);
+        self.cached_tail.store(tail, Ordering::Relaxed);
         let dropped = tail.wrapping_sub(self.head.load(Ordering::Relaxed));
         self.arena_head
             .store(self.arena_tail.load(Ordering::Relaxed), Ordering::Release);
