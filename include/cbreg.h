@@ -517,7 +517,9 @@ cbreg_status cbreg_pump_fd(struct cbreg_target pump, int *out);
 
 // Delivers up to `max` of the pump's events on the calling thread;
 // writes how many it took (delivered, dropped or skipped) to `*out_count`
-// (may be NULL). Leaves the descriptor readable while events remain. One
+// (may be NULL). A drain that took events leaves the descriptor readable,
+// so the host's loop comes back; the drain that takes none arms the wake,
+// and the descriptor becomes readable at the next post. One
 // drain at a time: a drain from inside a callback it delivers, or while
 // another thread drains, takes nothing. With `CBREG_POST_NO_WAKE` posts
 // the host also drains on its own period.
