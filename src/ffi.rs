@@ -67,7 +67,7 @@ pub(crate) fn core_of(reg: RegistryHandle) -> Result<Pinned, Status> {
 }
 
 /// Writes through an optional out-pointer.
-fn put<T>(out: *mut T, value: T) {
+pub(crate) fn put<T>(out: *mut T, value: T) {
     if !out.is_null() {
         // SAFETY: the caller passed a valid pointer or NULL.
         unsafe { out.write(value) };
@@ -75,7 +75,7 @@ fn put<T>(out: *mut T, value: T) {
 }
 
 /// A required out-pointer.
-fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
+pub(crate) fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
     // SAFETY: non-null pointers from C are taken to be valid and aligned.
     unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)
 }

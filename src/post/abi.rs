@@ -10,7 +10,7 @@
 use std::ffi::c_int;
 
 use super::target::{self, PostConfig, PostStats};
-use crate::ffi::{args_of, boundary, core_of, forward, RegistryHandle};
+use crate::ffi::{args_of, boundary, core_of, forward, put, required, RegistryHandle};
 use crate::registry;
 use crate::{value, Status, Value};
 
@@ -172,8 +172,8 @@ pub unsafe extern "C" fn cbreg_pump_new(
 ) -> Status {
     forward!(pump_new(config, out));
     boundary(|| {
-        // SAFETY: the caller's promises.
-        let out = unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)?;
+        let out = required(out)?;
+        // SAFETY: the caller's promise.
         let config = unsafe { config.as_ref() }.copied().unwrap_or_default();
         *out = TargetHandle {
             handle: target::create(config)?,
@@ -203,8 +203,7 @@ pub extern "C" fn cbreg_pump_free(pump: TargetHandle) -> Status {
 pub unsafe extern "C" fn cbreg_pump_fd(pump: TargetHandle, out: *mut c_int) -> Status {
     forward!(pump_fd(pump, out));
     boundary(|| {
-        // SAFETY: the caller's promise.
-        let out = unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)?;
+        let out = required(out)?;
         *out = live_pump(pump)?.wake.fd();
         Ok(())
     })
@@ -234,11 +233,7 @@ pub unsafe extern "C-unwind" fn cbreg_pump_drain(
         Ok(t) => t,
         Err(e) => return e,
     };
-    let taken = super::pump_drain(t, max);
-    if !out_count.is_null() {
-        // SAFETY: the caller's promise.
-        unsafe { out_count.write(taken) };
-    }
+    put(out_count, super::pump_drain(t, max));
     Status::Ok
 }
 
@@ -257,8 +252,7 @@ fn live_pump(pump: TargetHandle) -> Result<&'static target::Target, Status> {
 pub unsafe extern "C" fn cbreg_post_stats_get(target: TargetHandle, out: *mut PostStats) -> Status {
     forward!(post_stats_get(target, out));
     boundary(|| {
-        // SAFETY: the caller's promise.
-        let out = unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)?;
+        let out = required(out)?;
         *out = target::lookup(target.handle)?.stats();
         Ok(())
     })
@@ -273,8 +267,7 @@ pub unsafe extern "C" fn cbreg_post_stats_get(target: TargetHandle, out: *mut Po
 pub unsafe extern "C" fn cbreg_post_stats_total(out: *mut PostStats) -> Status {
     forward!(post_stats_total(out));
     boundary(|| {
-        // SAFETY: the caller's promise.
-        let out = unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)?;
+        let out = required(out)?;
         *out = target::total_stats();
         Ok(())
     })

@@ -171,9 +171,7 @@ impl Ring {
     #[inline(always)]
     pub(crate) fn try_push_scalar(&self, reg: u64, id: u64, arg: &Value) -> bool {
         let tail = self.tail.load(Ordering::Relaxed);
-        if tail.wrapping_sub(self.cached_head.load(Ordering::Relaxed)) > self.mask
-            && !self.refresh_head(tail)
-        {
+        if !self.room_for_one(tail) {
             return false;
         }
         let e = self.event(tail);
@@ -192,9 +190,7 @@ impl Ring {
     /// the event's sequence. Nothing is written when it does not fit.
     pub(crate) fn push(&self, reg: u64, id: u64, flags: u32, args: &[Value]) -> Result<u64, Full> {
         let tail = self.tail.load(Ordering::Relaxed);
-        if tail.wrapping_sub(self.cached_head.load(Ordering::Relaxed)) > self.mask
-            && !self.refresh_head(tail)
-        {
+        if !self.room_for_one(tail) {
             return Err(self.refuse());
         }
         // Arena bytes: spilled argument words, then each argument's memory,
@@ -267,6 +263,14 @@ impl Ring {
         }
         slot.0.store(id, Ordering::Relaxed);
         slot.1.store(seq, Ordering::Relaxed);
+    }
+
+    /// Whether event `tail` has a place: the cached head first, the
+    /// consumer's word only when that says the ring is full.
+    #[inline(always)]
+    fn room_for_one(&self, tail: u64) -> bool {
+        tail.wrapping_sub(self.cached_head.load(Ordering::Relaxed)) <= self.mask
+            || self.refresh_head(tail)
     }
 
     #[cold]
