@@ -528,3 +528,26 @@ fn every_post_is_accounted_for_under_concurrent_senders() {
     assert_eq!(s.delivered as usize, delivered.lock().unwrap().len(), "{s:?}");
     assert_accounted(&s);
 }
+
+#[test]
+fn freeing_a_pump_from_inside_its_own_drain_would_deadlock() {
+    let reg = Registry::new().unwrap();
+    let pump = Pump::new().unwrap();
+    let target = pump.target();
+    let seen = Arc::new(Mutex::new(None));
+    let s = seen.clone();
+    let id = reg
+        .register(move |_: &[Arg], _: &mut Value| {
+            let raw = cbreg::post::abi::TargetHandle { handle: target.handle() };
+            *s.lock().unwrap() = Some(cbreg::post::abi::cbreg_pump_free(raw));
+            Ok(())
+        })
+        .unwrap()
+        .detach();
+    reg.set_target(id, target).unwrap();
+    reg.post(id, &[]).unwrap();
+    assert_eq!(pump.drain(10), 1);
+    assert_eq!(*seen.lock().unwrap(), Some(Status::WouldDeadlock));
+    drop(pump); // frees it, from outside
+    assert_eq!(target.stats(), Err(Status::Closed));
+}

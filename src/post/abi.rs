@@ -183,9 +183,11 @@ pub unsafe extern "C" fn cbreg_pump_new(
 }
 
 /// Frees a pump: posts to its entries get `CLOSED` from then on, posts in
-/// flight finish first, and events still queued are dropped and counted as
-/// closed. `INVALID_ARGUMENT` for the dispatcher or a handle that is not a
-/// live pump.
+/// flight finish first, a drain running on another thread finishes first,
+/// and events still queued are dropped and counted as closed.
+/// `WOULD_DEADLOCK` (nothing done) from inside a callback its own drain
+/// delivers; `INVALID_ARGUMENT` for the dispatcher or a handle that is not
+/// a live pump.
 #[no_mangle]
 pub extern "C" fn cbreg_pump_free(pump: TargetHandle) -> Status {
     forward!(pump_free(pump));

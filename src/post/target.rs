@@ -177,6 +177,9 @@ pub(crate) struct Target {
     period_us: AtomicU32,
     pub(crate) wake: Wake,
     draining: AtomicBool,
+    /// The token of the thread draining (0 when none): a free from inside
+    /// one of the drain's callbacks must not wait for that drain.
+    drainer: AtomicU32,
     // Consumer counters (one consumer at a time writes them).
     delivered: StdAtomicU64,
     stale: StdAtomicU64,
@@ -304,9 +307,7 @@ pub(crate) fn create(config: PostConfig) -> Result<u32, Status> {
             Some(t) => t,
             None => {
                 // A fresh index: made free, then claimed below like any.
-                let t = install(index, FREE, config)?;
-                t.generation.store(1, Ordering::Relaxed);
-                t
+                install(index, FREE, config)?
             }
         };
         // An index keeps its rings' sizes for ever (rings are never freed).
@@ -315,7 +316,7 @@ pub(crate) fn create(config: PostConfig) -> Result<u32, Status> {
         {
             continue;
         }
-        let gen = target.generation.load(Ordering::Acquire).max(1);
+        let gen = target.generation.load(Ordering::Acquire);
         let handle = gen << INDEX_BITS | index as u32;
         if target
             .life
@@ -346,6 +347,9 @@ pub(crate) fn destroy(handle: u32) -> Status {
     let Ok(target) = lookup(handle) else {
         return Status::InvalidArgument;
     };
+    if target.drainer.load(Ordering::Acquire) == crate::hazard::token() {
+        return Status::WouldDeadlock; // from inside its own drain
+    }
     if target
         .life
         .compare_exchange(handle, FREE - 1, Ordering::AcqRel, Ordering::Acquire)
@@ -390,7 +394,7 @@ impl Target {
         let config = config.normalized()?;
         Ok(Target {
             life: AtomicU32::new(handle),
-            generation: AtomicU32::new(0),
+            generation: AtomicU32::new(1),
             rings: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             made: AtomicUsize::new(0),
             ring_events: config.ring_events as usize,
@@ -398,6 +402,7 @@ impl Target {
             period_us: AtomicU32::new(config.period_us),
             wake: Wake::new(),
             draining: AtomicBool::new(false),
+            drainer: AtomicU32::new(0),
             delivered: StdAtomicU64::new(0),
             stale: StdAtomicU64::new(0),
             closed: StdAtomicU64::new(0),
@@ -540,13 +545,15 @@ impl Target {
         if max == 0 || self.draining.swap(true, Ordering::Acquire) {
             return 0;
         }
-        struct Release<'a>(&'a AtomicBool);
+        self.drainer.store(crate::hazard::token(), Ordering::Release);
+        struct Release<'a>(&'a Target);
         impl Drop for Release<'_> {
             fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
+                self.0.drainer.store(0, Ordering::Relaxed);
+                self.0.draining.store(false, Ordering::Release);
             }
         }
-        let _release = Release(&self.draining);
+        let _release = Release(self);
         let mut taken = 0;
         let forks = FORKS.load(std::sync::atomic::Ordering::Acquire);
         scope.run(&mut || loop {
@@ -647,6 +654,7 @@ impl Target {
         }
         self.forked
             .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        self.drainer.store(0, Ordering::Relaxed);
         self.draining.store(false, Ordering::Release);
         self.wake.after_fork_in_child();
     }
