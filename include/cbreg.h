@@ -501,9 +501,11 @@ cbreg_status cbreg_dispatcher_configure(const struct cbreg_post_config *config);
 cbreg_status cbreg_pump_new(const struct cbreg_post_config *config, struct cbreg_target *out);
 
 // Frees a pump: posts to its entries get `CLOSED` from then on, posts in
-// flight finish first, and events still queued are dropped and counted as
-// closed. `INVALID_ARGUMENT` for the dispatcher or a handle that is not a
-// live pump.
+// flight finish first, a drain running on another thread finishes first,
+// and events still queued are dropped and counted as closed.
+// `WOULD_DEADLOCK` (nothing done) from inside a callback its own drain
+// delivers; `INVALID_ARGUMENT` for the dispatcher or a handle that is not
+// a live pump.
 cbreg_status cbreg_pump_free(struct cbreg_target pump);
 
 // Writes the pump's file descriptor to `*out`: readable when events wait
