@@ -223,17 +223,54 @@ fn chunk(fx: &Fixture, peer: Peer, n: u64) -> f64 {
 /// `calls` pushes of `peer` in chunks; the seconds `calls` pushes take at
 /// the median chunk's rate. The median, not the sum: on a shared machine a
 /// thread is sometimes descheduled inside a chunk, for milliseconds, and
-/// that would be timed as pushing.
-fn pushes(fx: &Fixture, peer: Peer, calls: u64) -> f64 {
+/// that would be timed as pushing. With `together`, every chunk starts when
+/// the other sender's does, so the two senders' chunks overlap.
+fn pushes(fx: &Fixture, peer: Peer, calls: u64, together: Option<&SpinBarrier>) -> f64 {
     let mut left = calls;
     let mut per_push = Vec::new();
     while left > 0 {
         let n = left.min(CHUNK);
+        if let Some(b) = together {
+            b.wait();
+        }
         per_push.push(chunk(fx, peer, n) / n as f64);
         left -= n;
     }
     per_push.sort_by(f64::total_cmp);
     per_push[per_push.len() / 2] * calls as f64
+}
+
+/// Two threads meet here before each chunk (spinning, then yielding).
+struct SpinBarrier {
+    arrived: AtomicU64,
+    round: AtomicU64,
+}
+
+impl SpinBarrier {
+    fn new() -> SpinBarrier {
+        SpinBarrier {
+            arrived: AtomicU64::new(0),
+            round: AtomicU64::new(0),
+        }
+    }
+
+    fn wait(&self) {
+        let round = self.round.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) == 1 {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.round.store(round + 1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.round.load(Ordering::Acquire) == round {
+            spins += 1;
+            if spins < 1000 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 fn run_rows(fx: &Fixture, calls: u64, group: Option<&str>) {
@@ -244,7 +281,7 @@ fn run_rows(fx: &Fixture, calls: u64, group: Option<&str>) {
         println!("row run_{} post {} {calls}", row.name, row.name);
     }
     for row in ROWS {
-        pushes(fx, row.peer, calls);
+        pushes(fx, row.peer, calls, None);
     }
 }
 
@@ -261,18 +298,19 @@ fn best(rounds: usize, mut f: impl FnMut() -> f64) -> f64 {
 fn two_senders(peer: Peer, own_queue: bool, calls: u64) -> f64 {
     let shared = Arc::new(Fixture::new());
     let start = Arc::new(Barrier::new(2));
+    let together = Arc::new(SpinBarrier::new());
     let handles: Vec<_> = (0..2)
         .map(|_| {
-            let (shared, start) = (shared.clone(), start.clone());
+            let (shared, start, together) = (shared.clone(), start.clone(), together.clone());
             std::thread::spawn(move || {
                 let own = own_queue.then(Fixture::new);
                 let fx = own.as_ref().unwrap_or(&shared);
                 if matches!(peer, Peer::CbregCAbi | Peer::CbregRust) {
                     cbreg::Target::reserve(fx.pump.target()).unwrap();
                 }
-                pushes(fx, peer, CHUNK); // warm up
+                pushes(fx, peer, CHUNK, None); // warm up
                 start.wait();
-                pushes(fx, peer, calls)
+                pushes(fx, peer, calls, Some(&together))
             })
         })
         .collect();
@@ -336,7 +374,7 @@ fn time_rows(fx: &Fixture, calls: u64) {
     let mut out = Vec::new();
     let mut one = Vec::new();
     for row in ROWS {
-        let ns = best(ROUNDS, || pushes(fx, row.peer, calls)) * 1e9 / calls as f64;
+        let ns = best(ROUNDS, || pushes(fx, row.peer, calls, None)) * 1e9 / calls as f64;
         one.push(ns);
         out.push(json(row.name, "ns", ns, 1));
     }
