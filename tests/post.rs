@@ -551,3 +551,23 @@ fn freeing_a_pump_from_inside_its_own_drain_would_deadlock() {
     drop(pump); // frees it, from outside
     assert_eq!(target.stats(), Err(Status::Closed));
 }
+
+#[test]
+fn the_drained_ring_of_an_exited_thread_is_reused() {
+    let reg = Arc::new(Registry::new().unwrap());
+    let pump = Pump::new().unwrap();
+    let (id, seen) = recorder(&reg);
+    reg.set_target(id, pump.target()).unwrap();
+    for i in 0..20 {
+        let reg = reg.clone();
+        std::thread::spawn(move || reg.post(id, &[Arg::i64(i)]).unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(drain_all(&pump), 1);
+    }
+    assert_eq!(seen.lock().unwrap().len(), 20);
+    // Twenty threads, one after another: the rings made in advance served
+    // them all, each taking over an exited thread's drained ring.
+    assert!(pump.stats().rings <= 4, "{:?}", pump.stats());
+    assert_accounted(&pump.stats());
+}
