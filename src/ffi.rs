@@ -579,7 +579,7 @@ pub extern "C" fn cbreg_last_callback_code() -> u32 {
 pub extern "C" fn cbreg_thread_set_realtime(on: bool) -> Status {
     forward!(thread_set_realtime(on));
     boundary(|| {
-        crate::hazard::set_realtime(on);
+        crate::registry::set_thread_realtime(on);
         Ok(())
     })
 }

@@ -195,10 +195,42 @@ fn new_records() -> Box<[ThreadRecord]> {
     (0..RECORDS).map(|_| ThreadRecord::new()).collect()
 }
 
+/// The pool, made by the first thread that needs it. Not a `OnceLock`: a
+/// fork while another thread is making the pool must leave the child able
+/// to make its own, so racing makers each make one and the first published
+/// wins (the others are dropped unused).
+#[cfg(not(loom))]
+static POOL: std::sync::atomic::AtomicPtr<Pool> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// The pool if one was published (a forked child's step makes none).
+#[cfg(not(loom))]
+fn published_pool() -> Option<&'static Pool> {
+    // SAFETY: a published pool is never freed.
+    unsafe { POOL.load(Ordering::Acquire).as_ref() }
+}
+
 #[cfg(not(loom))]
 fn pool() -> &'static Pool {
-    static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
-    POOL.get_or_init(Pool::new)
+    if let Some(published) = published_pool() {
+        return published;
+    }
+    let fresh = Box::into_raw(Box::new(Pool::new()));
+    match POOL.compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: just published; never freed.
+        Ok(_) => unsafe { &*fresh },
+        Err(existing) => {
+            // SAFETY: `fresh` was never published; `existing` is never freed.
+            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: as above.
+            unsafe { &*existing }
+        }
+    }
 }
 #[cfg(loom)]
 fn pool() -> &'static Pool {
@@ -209,8 +241,9 @@ fn pool() -> &'static Pool {
 impl Pool {
     fn new() -> Self {
         barrier::init();
-        #[cfg(not(loom))]
-        install_fork_handler();
+        crate::fork::set_child_step(crate::fork::ChildStep::ThreadRecords, after_fork_in_child);
+        #[cfg(all(unix, not(loom)))]
+        let _ = exit_key();
         Self {
             records: new_records(),
             high_water: AtomicUsize::new(0),
@@ -233,6 +266,7 @@ impl Pool {
 // has no asymmetric barrier (the thread's side must then be a full fence,
 // which the general path pays).
 thread_cell! { static REALTIME: bool = false; }
+thread_cell! { static NEVER_REALTIME: bool = false; }
 thread_cell! { static TOKEN: u32 = 0; }
 // Innermost `Frame` of this thread (its address; 0 = none).
 thread_cell! { static FRAMES: usize = 0; }
@@ -247,22 +281,16 @@ loom::thread_local! { static PINS: [Cell<usize>; PIN_SLOTS] = [NO_PIN; PIN_SLOTS
 thread_cell! { static PINS_OVERFLOW: usize = 0; }
 
 /// What a first cell holds to keep the fast path away: never a slot's
-/// address (slots are cache-line aligned) and never 0 (empty).
-const BLOCKED: usize = 1;
-global! {
-    /// Where the record word points before the thread's first invoke (its
-    /// initial value: `tls_word.rs`).
-    pub(crate) static NONE_YET: AtomicUsize = AtomicUsize::new(BLOCKED);
-}
+/// address (slots are cache-line aligned) and never 0 (empty). The record
+/// word's first placeholder (`tls_word::NONE_YET`) holds it too.
+const BLOCKED: usize = crate::tls_word::BLOCKED;
 global! {
     /// Where the record word points when the pool had no record to give.
     static NO_RECORD: AtomicUsize = AtomicUsize::new(BLOCKED);
 }
 
-/// The word of a thread with no record yet.
-pub(crate) fn none_yet_word() -> usize {
-    let cell: &AtomicUsize = &NONE_YET;
-    cell as *const AtomicUsize as usize
+fn none_yet_word() -> usize {
+    crate::tls_word::none_yet_word()
 }
 
 fn no_record_word() -> usize {
@@ -284,13 +312,23 @@ pub(crate) fn is_realtime() -> bool {
 }
 
 /// Marks the thread real-time (or not), and claims its record now, so its
-/// first invoke already takes the fast path.
+/// first invoke already takes the fast path. A thread that runs releases
+/// for every thread (`never_realtime`) stays as it is. The caller starts
+/// the reclaimer first (`registry::set_thread_realtime`).
 pub(crate) fn set_realtime(on: bool) {
-    if on {
-        crate::reclaimer::ensure_started();
+    if NEVER_REALTIME.with(|n| n.get()) {
+        return;
     }
     REALTIME.with(|r| r.set(on));
     let _ = record();
+}
+
+/// Keeps this thread from ever being marked real-time: the reclaimer, on
+/// which a release may ask for it.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn never_realtime() {
+    REALTIME.with(|r| r.set(false));
+    NEVER_REALTIME.with(|n| n.set(true));
 }
 
 /// A number naming this thread for as long as the process lives (never 0,
@@ -670,17 +708,6 @@ pub(crate) fn wait_would_cycle(slot: usize) -> bool {
 
 // ---- thread exit and fork (not modelled under loom) ----
 
-#[cfg(not(loom))]
-fn install_fork_handler() {
-    // SAFETY: registers an `extern "C"` handler; no other precondition.
-    #[cfg(unix)]
-    unsafe {
-        libc::pthread_atfork(None, None, Some(after_fork_in_child))
-    };
-    #[cfg(unix)]
-    let _ = exit_key();
-}
-
 /// A pthread key whose destructor returns a thread's record, if setting its
 /// value never allocates: with glibc, keys below 32 live in the thread
 /// descriptor and later ones in blocks that `pthread_setspecific` callocs
@@ -688,24 +715,47 @@ fn install_fork_handler() {
 /// exited threads' records are taken back by `take_back_records_of_exited_threads`.
 #[cfg(all(unix, not(loom)))]
 fn exit_key() -> Option<libc::pthread_key_t> {
-    static KEY: std::sync::OnceLock<Option<libc::pthread_key_t>> = std::sync::OnceLock::new();
-    *KEY.get_or_init(|| {
-        if !cfg!(all(target_os = "linux", target_env = "gnu")) {
-            return None;
+    // 0: not decided yet; 1: no key; otherwise the key + 2. Not a
+    // `OnceLock`, for the reason `pool` gives: racing makers each make a
+    // key, and the losers delete theirs.
+    static KEY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let decode = |word: usize| (word >= 2).then(|| (word - 2) as libc::pthread_key_t);
+    let known = KEY.load(Ordering::Acquire);
+    if known != 0 {
+        return decode(known);
+    }
+    let made = make_exit_key();
+    let word = made.map_or(1, |key| key as usize + 2);
+    match KEY.compare_exchange(0, word, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => made,
+        Err(existing) => {
+            if let Some(key) = made {
+                // SAFETY: our own key, never set and never handed out.
+                unsafe { libc::pthread_key_delete(key) };
+            }
+            decode(existing)
         }
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: creates a key with an `extern "C"` destructor.
-        if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } != 0 {
-            return None;
-        }
-        if key < 32 {
-            Some(key)
-        } else {
-            // SAFETY: the key was just created and never set.
-            unsafe { libc::pthread_key_delete(key) };
-            None
-        }
-    })
+    }
+}
+
+#[cfg(all(unix, not(loom)))]
+fn make_exit_key() -> Option<libc::pthread_key_t> {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return None;
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: creates a key with an `extern "C"` destructor that lives for
+    // the process.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } != 0 {
+        return None;
+    }
+    if key < 32 {
+        Some(key)
+    } else {
+        // SAFETY: the key was just created and never set.
+        unsafe { libc::pthread_key_delete(key) };
+        None
+    }
 }
 
 #[cfg(all(unix, not(loom)))]
@@ -726,12 +776,16 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
     release_record(rec, rec.owner.load(Ordering::SeqCst));
 }
 
-/// In a forked child only the forking thread exists: every other record is
-/// returned to the pool, so no dead thread's hazard blocks a release; then
-/// the registries start again from a consistent state.
-#[cfg(all(unix, not(loom)))]
-extern "C" fn after_fork_in_child() {
-    barrier::reinit_after_fork();
+/// The fork child's `ThreadRecords` step (`fork.rs`): only the forking
+/// thread exists, so every other record goes back to the pool and no dead
+/// thread's hazard blocks a release.
+#[cfg_attr(loom, allow(dead_code))]
+fn after_fork_in_child() {
+    #[cfg(not(loom))]
+    let Some(pool) = published_pool() else {
+        return;
+    };
+    #[cfg(loom)]
     let pool = pool();
     let mine = crate::tls_word::get();
     for rec in pool.in_use() {
@@ -743,6 +797,7 @@ extern "C" fn after_fork_in_child() {
             rec.tid.store(current_tid(), Ordering::SeqCst);
         }
     }
-    crate::reclaimer::after_fork_in_child();
-    crate::registry::after_fork_in_child();
+    // A thread of the parent may have been between its claim and its count.
+    let holders = pool.in_use().iter().filter(|r| r.owner.load(Ordering::SeqCst) != 0);
+    pool.claimed.store(holders.count(), Ordering::SeqCst);
 }

@@ -29,11 +29,11 @@
 mod api;
 mod arg;
 pub mod ffi;
+mod fork;
 mod hazard;
 pub mod post;
 #[cfg(feature = "python")]
 pub mod python;
-mod reclaimer;
 mod registry;
 mod rendezvous;
 mod status;

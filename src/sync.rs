@@ -160,12 +160,18 @@ pub(crate) mod barrier {
         }
     }
 
-    /// Called once before the first registry exists.
+    /// Called before the first registry exists (and by adapters before
+    /// they use the pair). The fork child's `Barrier` step is set first,
+    /// so no child can inherit a registration without re-registering.
     pub(crate) fn init() {
         #[cfg(all(target_os = "linux", not(loom)))]
-        membarrier::init();
+        {
+            crate::fork::set_child_step(crate::fork::ChildStep::Barrier, reinit_after_fork);
+            membarrier::init();
+        }
     }
 
+    /// The fork child's `Barrier` step (`fork.rs`).
     #[cfg_attr(any(loom, not(unix)), allow(dead_code))]
     pub(crate) fn reinit_after_fork() {
         #[cfg(all(target_os = "linux", not(loom)))]

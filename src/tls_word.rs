@@ -18,18 +18,38 @@
 //!
 //! Everywhere else (and under loom) the word is a `thread_local!` cell.
 //!
-//! The word always holds an address: of the thread's record, or of one of
-//! the placeholders `hazard.rs` keeps for a thread without one, so the fast
-//! path reads through it with no test (`hazard::fast_record`).
+//! The word always holds an address: of the thread's record, or of a
+//! placeholder first cell for a thread without one, so the fast path reads
+//! through it with no test (`hazard::fast_record`). The first placeholder,
+//! the word's initial value, is defined here (`NONE_YET`), so the word
+//! depends on nothing; `hazard.rs` keeps the other.
 //!
 //! The Python adapter keeps a second word the same way (`python_word`): a
 //! native thread's pointer to its kept-state record, read on each of its
 //! calls into Python.
 
+use crate::sync::{global, AtomicUsize};
+
+/// What a placeholder's first cell holds to keep the invoke fast path away
+/// (`hazard.rs`): never a slot's address and never 0.
+pub(crate) const BLOCKED: usize = 1;
+
+global! {
+    /// Where the record word points before the thread's first invoke (its
+    /// initial value): a first cell that holds `BLOCKED`.
+    pub(crate) static NONE_YET: AtomicUsize = AtomicUsize::new(BLOCKED);
+}
+
+/// The word of a thread with no record yet.
+pub(crate) fn none_yet_word() -> usize {
+    let cell: &AtomicUsize = &NONE_YET;
+    cell as *const AtomicUsize as usize
+}
+
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
 mod imp {
     // The word itself: 8 bytes of initialised TLS, starting as the address
-    // of `hazard::NONE_YET` (a relocated value in the TLS image, which the
+    // of `NONE_YET` (a relocated value in the TLS image, which the
     // loader fills in before any thread copies it). Hidden, so each copy of
     // the library (a static copy in a plugin, say) has its own; the name
     // carries the crate version.
@@ -43,7 +63,7 @@ mod imp {
         "cbreg_0_1_record_word:",
         ".quad {none_yet}",
         ".popsection",
-        none_yet = sym crate::hazard::NONE_YET,
+        none_yet = sym super::NONE_YET,
     );
 
     // The symbol above names the crate version it was written for.
@@ -109,14 +129,14 @@ mod imp {
     #[cfg_attr(not(feature = "python"), allow(unused_imports))]
     pub(super) use {with_tls_word, word_access};
 
-    word_access!("cbreg_0_1_record_word", crate::hazard::none_yet_word());
+    word_access!("cbreg_0_1_record_word", super::none_yet_word());
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
 mod imp {
     /// `get` and `set` of a `thread_local!` cell set to `$initial` on
     /// first use (not a constant: the record word starts as the address of
-    /// `hazard::NONE_YET`, which a constant cannot take), so each read
+    /// `NONE_YET`, which a constant cannot take), so each read
     /// checks whether it was set.
     macro_rules! word_access {
         ($word:literal, $initial:expr) => {
@@ -139,7 +159,7 @@ mod imp {
     #[cfg_attr(not(feature = "python"), allow(unused_imports))]
     pub(super) use word_access;
 
-    word_access!("cbreg_0_1_record_word", crate::hazard::none_yet_word());
+    word_access!("cbreg_0_1_record_word", super::none_yet_word());
 }
 
 pub(crate) use imp::{get, set};

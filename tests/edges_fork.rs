@@ -8,6 +8,7 @@
 mod edge_support;
 
 use std::sync::atomic::Ordering::SeqCst;
+use std::thread;
 
 use cbreg::ffi::*;
 use cbreg::Status;
@@ -130,5 +131,155 @@ edge! {
         if let Err(e) = outcome {
             panic!("child: held releases ran (1), once (2), pending reached 0 (3): {e}");
         }
+    }
+}
+
+/// Forks; the child runs `child` under an alarm; returns its wait status.
+fn fork_and_wait(child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only calls cbreg, reads memory and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        unsafe { libc::alarm(CHILD_ALARM_SECS) };
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(90);
+        unsafe { libc::_exit(code) };
+    }
+    let mut wstatus = 0;
+    assert_eq!(unsafe { libc::waitpid(pid, &mut wstatus, 0) }, pid);
+    wstatus
+}
+
+/// Exit code 0 for a child that exited 0, 99 for one the alarm ended,
+/// 98 for any other signal, else its own code.
+fn code_of(wstatus: i32) -> i32 {
+    if libc::WIFSIGNALED(wstatus) {
+        if libc::WTERMSIG(wstatus) == libc::SIGALRM {
+            99
+        } else {
+            98
+        }
+    } else {
+        libc::WEXITSTATUS(wstatus)
+    }
+}
+
+/// A registry made, used and freed from scratch: what a child must be able
+/// to do. Returns 0 or the number of the step that failed.
+fn use_a_fresh_registry() -> i32 {
+    let mut h = RegistryHandle { handle: 0 };
+    if unsafe { cbreg_registry_new(&mut h) } != Status::Ok {
+        return 1;
+    }
+    let p = plain_probe();
+    let Ok(id) = try_register(h, p, PERSISTENT) else {
+        return 2;
+    };
+    if invoke(h, id) != Status::Ok || p.called() != 1 {
+        return 3;
+    }
+    if cbreg_registry_free(h) != Status::Ok || p.released() != 1 {
+        return 4;
+    }
+    0
+}
+
+edge! {
+    fn child_forked_while_another_thread_makes_the_first_registry_can_use_cbreg() {
+        // Each round needs a process in which cbreg has made nothing yet: a
+        // child of this process, which has not touched cbreg. Its thread
+        // makes the first registry while it forks a grandchild that uses
+        // cbreg; later rounds fork a little later into that first call.
+        const ROUNDS: u32 = 40;
+        let mut failures = Vec::new();
+        for round in 0..ROUNDS {
+            let outcome = code_of(fork_and_wait(move || {
+                // Decide the copy's forwarding first (it makes no registry):
+                // the round is about the registry's own first use.
+                let forged = RegistryHandle { handle: 0x7fff_0000_0001 };
+                let _ = cbreg_unregister(forged, 1);
+                let started = flag();
+                let maker = thread::spawn(move || {
+                    started.store(true, SeqCst);
+                    let mut h = RegistryHandle { handle: 0 };
+                    unsafe { cbreg_registry_new(&mut h) }
+                });
+                block_until_spinning(started);
+                for _ in 0..round * 50 {
+                    std::hint::spin_loop();
+                }
+                let grandchild = code_of(fork_and_wait(use_a_fresh_registry));
+                if maker.join().ok() != Some(Status::Ok) {
+                    return 97;
+                }
+                grandchild
+            }));
+            if outcome != 0 {
+                failures.push((round, outcome));
+                break; // a hang costs the alarm's time
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "(round, code) of the rounds whose forked child failed (99: HANG, \
+             still blocked after {CHILD_ALARM_SECS} s; 1-4: the step of \
+             new/register/invoke/free that failed): {failures:?}"
+        );
+    }
+}
+
+/// Spins (no sleep, so the fork lands early in the other thread's call)
+/// until `f` is set.
+fn block_until_spinning(f: &std::sync::atomic::AtomicBool) {
+    while !f.load(SeqCst) {
+        std::hint::spin_loop();
+    }
+}
+
+edge! {
+    fn children_forked_while_threads_invoke_nested_9_deep_free_the_registry() {
+        // Four threads invoke a chain nine entries deep (past the hazard
+        // cells, so the inner levels use slot counters), without pause;
+        // every child frees the registry, which waits for nothing of theirs.
+        const THREADS: usize = 4;
+        const DEPTH: usize = 9;
+        const FORKS: usize = 300;
+        let reg = new_registry();
+        let r = Reg(reg);
+        let (ids, _probes) = nest(&[reg; DEPTH], || 0);
+        let top = ids[0];
+        let stop = flag();
+        let invokers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                thread::spawn(move || {
+                    let r = r;
+                    while !stop.load(SeqCst) {
+                        assert_eq!(invoke(r.0, top), Status::Ok);
+                    }
+                })
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for fork in 0..FORKS {
+            let code = code_of(fork_and_wait(|| {
+                if cbreg_registry_free(reg) != Status::Ok {
+                    return 1;
+                }
+                0
+            }));
+            if code != 0 {
+                failures.push((fork, code));
+                if code == 99 {
+                    break; // each hang costs the alarm's time
+                }
+            }
+        }
+        stop.store(true, SeqCst);
+        invokers.into_iter().for_each(|t| t.join().unwrap());
+        assert!(
+            failures.is_empty(),
+            "(fork, code) of the children that failed (99: HANG in \
+             cbreg_registry_free, still blocked after {CHILD_ALARM_SECS} s; \
+             1: it did not return OK): {failures:?}"
+        );
     }
 }

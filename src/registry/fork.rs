@@ -3,7 +3,8 @@
 //! In the child only the forking thread exists. Whatever the others were
 //! doing (invoking at any depth, collecting, owning a retired entry, in the
 //! middle of a release) must not leave anything the child would wait for:
-//! their hazard records are returned by `hazard.rs`; here every registry's
+//! their hazard records are returned by `hazard.rs` (the step before this
+//! one, `fork.rs` at the crate root has the order); here every registry's
 //! slot counters, pins and collector are set to what the forking thread
 //! itself holds, and the pending list is rebuilt from the slots, so that
 //! what the parent left retired is released in the child.
@@ -14,7 +15,7 @@ use super::{Core, COLLECTOR_IDLE, COLLECTOR_RUNNING};
 use crate::hazard::{self, FRAME_COLLECT, FRAME_INVOKE};
 use crate::sync::Ordering;
 
-/// Called from the `pthread_atfork` child handler (`hazard.rs`).
+/// The fork child's `Registries` step (`crate::fork`).
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn after_fork_in_child() {
     super::for_each_core(reset_core);

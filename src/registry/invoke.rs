@@ -129,7 +129,7 @@ impl Core {
     #[cold]
     pub(super) fn after_retired_invoke(&self) {
         if hazard::is_realtime() {
-            crate::reclaimer::wake();
+            super::reclaimer::wake();
         } else {
             self.collect();
         }

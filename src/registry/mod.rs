@@ -8,6 +8,7 @@
 //! - `table.rs`: the table of registries that handles name, their lifecycle
 //!   word, pins and `free`;
 //! - `stats.rs`: counters;
+//! - `reclaimer.rs`: the thread that runs deferred and batched releases;
 //! - `fork.rs`: the state a forked child starts from.
 //!
 //! Why the protocol is correct (which barrier pairs with which, why invoke
@@ -23,13 +24,13 @@ use crate::Status;
 mod fork;
 mod invoke;
 mod reclaim;
+mod reclaimer;
 mod slots;
 mod stats;
 mod table;
 
-#[cfg_attr(any(loom, not(unix)), allow(unused_imports))]
-pub(crate) use fork::after_fork_in_child;
 pub(crate) use invoke::invoke_site;
+pub(crate) use reclaimer::set_thread_realtime;
 use slots::{key, FreeList, Segments, Slot, LIVE, ONCE};
 use stats::Counters;
 pub use stats::Stats;
@@ -132,6 +133,7 @@ impl Core {
     /// A core for table entry `tag` with lifecycle word `life`.
     fn new(tag: usize, life: u64) -> Self {
         hazard::init();
+        crate::fork::set_child_step(crate::fork::ChildStep::Registries, fork::after_fork_in_child);
         Core {
             segments: Segments::new(slots::fresh_state(tag, first_generation())),
             life: AtomicU64::new(life),

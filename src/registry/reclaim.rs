@@ -89,7 +89,7 @@ impl Core {
     pub(super) fn retire(&self, slot: &Slot) {
         if hazard::is_realtime() {
             self.push_pending(slot);
-            crate::reclaimer::wake();
+            super::reclaimer::wake();
             return;
         }
         if hazard::heavy_barrier_is_costly() && !slot.prompt.load(Ordering::Relaxed) {
@@ -114,8 +114,8 @@ impl Core {
         if self.batched.fetch_add(1, Ordering::Relaxed) + 1 >= BATCH {
             self.collect();
         } else {
-            crate::reclaimer::ensure_started();
-            crate::reclaimer::wake();
+            super::reclaimer::ensure_started();
+            super::reclaimer::wake();
         }
     }
 
@@ -314,7 +314,7 @@ impl Core {
     /// another thread's was running, and will run the round asked for).
     pub(crate) fn collect_leading(&self) -> (usize, bool) {
         if hazard::is_realtime() {
-            crate::reclaimer::wake();
+            super::reclaimer::wake();
             return (0, true);
         }
         let mut seen = self.collector.load(Ordering::Acquire);
@@ -440,7 +440,7 @@ impl Core {
             .fetch_add(u64::from(chunk.len), Ordering::SeqCst);
         if hazard::is_realtime() {
             self.walk(chunk.head, |slot| self.push_pending(slot));
-            crate::reclaimer::wake();
+            super::reclaimer::wake();
             return false;
         }
         hazard::heavy_barrier();
@@ -499,7 +499,7 @@ impl Core {
                     return Step::Done;
                 }
                 self.push_pending(slot);
-                crate::reclaimer::wake();
+                super::reclaimer::wake();
             }
             let now = slot.state.load(Ordering::Acquire);
             if key(now) != want || now & EXHAUSTED != 0 {
