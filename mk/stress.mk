@@ -6,6 +6,10 @@
 #                 any violation or hang (the program's own alarm() watchdog)
 #   make soak     the same for SOAK_SECONDS (default 1800), then the fuzzer
 #                 for as long
+#   make reclaimer-exit-test
+#                 a program whose main thread ends with pthread_exit() after
+#                 the reclaimer started still exits (a subprocess with a
+#                 timeout); part of `make stress`
 
 CARGO_STATICLIB ?= target/release/libcbreg.a
 
@@ -14,7 +18,7 @@ STRESS_SECONDS   ?= 40
 STRESS_THREADS   ?= 32
 SOAK_SECONDS     ?= 1800
 
-.PHONY: stress soak
+.PHONY: stress soak reclaimer-exit-test
 
 $(STRESS_BUILD_DIR):
 	mkdir -p $@
@@ -22,7 +26,13 @@ $(STRESS_BUILD_DIR):
 $(STRESS_BUILD_DIR)/stress: tests/stress/stress.c include/cbreg.h $(CARGO_STATICLIB) | $(STRESS_BUILD_DIR)
 	$(CC) -std=gnu99 -Wall -Wextra -Werror -pthread -g -O2 -Iinclude $< $(CARGO_STATICLIB) -lpthread -ldl -lm -o $@
 
-stress: $(STRESS_BUILD_DIR)/stress
+$(STRESS_BUILD_DIR)/main_thread_exit: tests/stress/main_thread_exit.c include/cbreg.h $(CARGO_STATICLIB) | $(STRESS_BUILD_DIR)
+	$(CC) -std=gnu99 -Wall -Wextra -Werror -pthread -g -O2 -Iinclude $< $(CARGO_STATICLIB) -lpthread -ldl -lm -o $@
+
+reclaimer-exit-test: $(STRESS_BUILD_DIR)/main_thread_exit
+	./$<
+
+stress: $(STRESS_BUILD_DIR)/stress reclaimer-exit-test
 	./$< $(STRESS_SECONDS) $(STRESS_THREADS)
 
 soak: $(STRESS_BUILD_DIR)/stress
