@@ -131,22 +131,34 @@ edge! {
     }
 }
 
-/// Registers `n` plain entries and, last (so its release runs first), one
-/// whose release marks its thread real-time; runs `retire_all` on a thread
-/// of its own, then `unregister_wait` of a plain entry there. Checks that
-/// no release ran on that thread after it turned real-time, that the rest
-/// ran (on the reclaimer), and that the wait returned.
+/// Registers plain entries and, among them, one whose release marks its
+/// thread real-time; runs `retire_all` on a thread of its own, then
+/// `unregister_wait` of a plain entry there. Checks that no release ran on
+/// that thread after it turned real-time, that the rest ran (on the
+/// reclaimer), and that the wait returned.
 fn turning_real_time_partway(retire_all: fn(RegistryHandle) -> Status) {
     let reg = new_registry();
     let r = Reg(reg);
-    let plain: Vec<_> = (0..16).map(|_| plain_probe()).collect();
-    let ids: Vec<u64> = plain.iter().map(|&p| register(reg, p, PERSISTENT)).collect();
     let turned = flag();
+    let plain: Vec<_> = (0..16)
+        .map(|_| {
+            let after_turn = flag();
+            (probe(|| 0, move || after_turn.store(turned.load(SeqCst), SeqCst)), after_turn)
+        })
+        .collect();
     let turns = probe(|| 0, move || {
         let _ = cbreg_thread_set_realtime(true);
         turned.store(true, SeqCst);
     });
-    register(reg, turns, PERSISTENT);
+    // In the middle: whichever way the releases are ordered, some run
+    // after it.
+    let mut ids = Vec::new();
+    for (k, &(p, _)) in plain.iter().enumerate() {
+        if k == plain.len() / 2 {
+            register(reg, turns, PERSISTENT);
+        }
+        ids.push(register(reg, p, PERSISTENT));
+    }
     let first = ids[0];
     let retirer = spawn_named("retire everything, then unregister_wait", move || {
         let status = retire_all(r.0);
@@ -160,9 +172,15 @@ fn turning_real_time_partway(retire_all: fn(RegistryHandle) -> Status) {
         matches!(waited, Status::NotFound | Status::InvalidRegistry),
         "unregister_wait after the clear: {waited:?}"
     );
-    wait_until("every release to run", || plain.iter().all(|p| p.released() == 1));
-    let on_retirer = plain.iter().filter(|p| p.release_ran_on() == Some(retirer)).count();
-    assert_eq!(on_retirer, 0, "releases run on the thread after it turned real-time");
+    wait_until("every release to run", || plain.iter().all(|(p, _)| p.released() == 1));
+    let after: Vec<_> = plain.iter().filter(|(_, after)| after.load(SeqCst)).collect();
+    assert!(!after.is_empty(), "no release ran after the turn: the test proves nothing");
+    let on_retirer = after.iter().filter(|(p, _)| p.release_ran_on() == Some(retirer)).count();
+    assert_eq!(
+        on_retirer, 0,
+        "releases run on the thread after it turned real-time (of {} after the turn)",
+        after.len()
+    );
 }
 
 edge! {

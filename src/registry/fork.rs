@@ -10,7 +10,7 @@
 //! what the parent left retired is released in the child.
 #![cfg_attr(not(unix), allow(dead_code))] // fork exists on Unix alone
 
-use super::slots::{is_retired, FINISHING};
+use super::slots::{is_retired, FINISHING, RAN};
 use super::{Core, COLLECTOR_IDLE, COLLECTOR_RUNNING};
 use crate::hazard::{self, FRAME_COLLECT, FRAME_INVOKE};
 use crate::sync::Ordering;
@@ -49,6 +49,11 @@ fn reset_core(core: &'static Core) {
         slot.inflight.store(mine, Ordering::SeqCst);
         let state = slot.state.load(Ordering::SeqCst);
         if !is_retired(state) || slot.owner.load(Ordering::Relaxed) == me {
+            return;
+        }
+        if state & RAN != 0 {
+            // A waiter ran its release; whoever held the slot is gone.
+            core.recycle_after_fork(slot, state);
             return;
         }
         if state & FINISHING != 0 {

@@ -22,7 +22,9 @@
 
 use std::ffi::c_void;
 
-use super::slots::{key, split, Slot, EXHAUSTED, FINISHING, LIVE, RETIRED};
+use super::slots::{
+    key, split, Slot, EXHAUSTED, FINISHING, HANDED, LIVE, RAN, RETIRED, STOLEN,
+};
 use super::{Core, COLLECTOR_IDLE, COLLECTOR_REQUESTED, COLLECTOR_RUNNING, RELEASE_LEAKED};
 use crate::hazard::{self, Frame, Hazards, FRAME_COLLECT};
 use crate::sync::Ordering;
@@ -31,6 +33,14 @@ use crate::Status;
 
 /// Entries an unregister leaves for a batch before it collects them itself.
 pub(crate) const BATCH: u32 = 64;
+
+/// Entries left for batches that no collection has taken yet, past which
+/// an unregister pays its own barrier instead (see "Bounds").
+pub(crate) const BACKLOG: u32 = 16 * BATCH;
+
+/// Rounds one collection runs for others who asked before it leaves the
+/// rest to the reclaimer (see "Bounds").
+const MAX_ROUNDS: u32 = 4;
 
 /// Entries `clear` retires before it releases them: 256 KB of slots, which
 /// stay in the cache between the two passes.
@@ -92,7 +102,10 @@ impl Core {
             super::reclaimer::wake();
             return;
         }
-        if hazard::heavy_barrier_is_costly() && !slot.prompt.load(Ordering::Relaxed) {
+        if hazard::heavy_barrier_is_costly()
+            && !slot.prompt.load(Ordering::Relaxed)
+            && self.batched.load(Ordering::Relaxed) < BACKLOG
+        {
             self.push_batched(slot);
             return;
         }
@@ -163,26 +176,40 @@ impl Core {
     }
 
     /// Runs the release (if any) and recycles the slot. No lock is held.
-    fn finish(&self, slot: &Slot) {
-        let (state, leaked) = self.run_release(slot);
-        // Release: whoever sees the count (a `free` waiting for it) sees the
-        // release's effects.
+    /// False when a waiter had taken the release over (`steal`): the slot
+    /// is let go of, and the release may still be running on the waiter.
+    fn finish(&self, slot: &Slot) -> bool {
+        let Some(state) = self.begin_finish(slot) else {
+            self.let_go_of_stolen(slot);
+            return false;
+        };
+        let leaked = self.run_release(slot, state, false);
+        self.count_finished(leaked);
+        self.recycle(slot, state);
+        true
+    }
+
+    /// Counts a release step that finished. Release: whoever sees the count
+    /// (a `free` waiting for it) sees the release's effects.
+    fn count_finished(&self, leaked: bool) {
         let count = if leaked {
             &self.counters.leaked
         } else {
             &self.counters.released
         };
         count.fetch_add(1, Ordering::Release);
-        self.recycle(slot, state);
     }
 
-    /// `finish` for one of many (a clear's batch): the counting and the
-    /// freeing are left to `done`, which hands them over when dropped (also
-    /// if a release unwinds). Until then a waiter may see the entry gone
-    /// before the counts do.
+    /// `finish` for one of many (a batch): the counting and the freeing
+    /// are left to `done`, which hands them over when dropped (also if a
+    /// release unwinds). Until then a waiter may see the entry gone before
+    /// the counts do.
     fn finish_into<'a>(&'a self, slot: &'a Slot, done: &mut Finished<'a>) {
-        let (state, leaked) = self.run_release(slot);
-        if leaked {
+        let Some(state) = self.begin_finish(slot) else {
+            self.let_go_of_stolen(slot);
+            return;
+        };
+        if self.run_release(slot, state, false) {
             done.leaked += 1;
         } else {
             done.released += 1;
@@ -195,14 +222,90 @@ impl Core {
         done.free(slot);
     }
 
-    /// Runs a retired slot's release; returns the slot's state and whether
-    /// the release left its context leaked on purpose.
-    fn run_release(&self, slot: &Slot) -> (u64, bool) {
-        let state = slot.state.load(Ordering::Relaxed);
-        slot.owner.store(hazard::token(), Ordering::Relaxed);
+    /// The holder's claim on a retired slot's release: FINISHING, by CAS,
+    /// so that a waiter cannot take it at the same time. Returns the state
+    /// before, or `None` when a waiter took it first.
+    fn begin_finish(&self, slot: &Slot) -> Option<u64> {
+        let mut seen = slot.state.load(Ordering::Acquire);
+        loop {
+            if seen & STOLEN != 0 {
+                return None;
+            }
+            debug_assert!(seen & RETIRED != 0 && seen & FINISHING == 0);
+            match slot.state.compare_exchange(
+                seen,
+                seen | FINISHING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(seen),
+                Err(now) => seen = now,
+            }
+        }
+    }
+
+    /// A waiter runs the release of the retired entry whose state it saw
+    /// as `seen`, whoever holds the slot (a batch, a collection, the
+    /// pending list, a clear), once its own barrier found no invoker
+    /// inside. The holder recycles the slot afterwards, or hands that to
+    /// the waiter if it gets there first. False if the state moved on
+    /// (the holder began, or another waiter did).
+    fn steal(&self, slot: &Slot, seen: u64) -> bool {
+        let running = seen | FINISHING | STOLEN;
+        if slot
+            .state
+            .compare_exchange(seen, running, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        let leaked = self.run_release(slot, running, true);
+        self.count_finished(leaked);
+        self.hand_back(slot, running);
+        true
+    }
+
+    /// A waiter whose release of a stolen slot has finished: the holder
+    /// recycles it (RAN), unless it has let go already (HANDED).
+    fn hand_back(&self, slot: &Slot, running: u64) {
+        if slot
+            .state
+            .compare_exchange(running, running | RAN, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.recycle(slot, running);
+        }
+    }
+
+    /// A holder that meets a slot a waiter took: recycles it if the
+    /// waiter's release has finished, else leaves that to the waiter.
+    fn let_go_of_stolen(&self, slot: &Slot) {
+        let mut seen = slot.state.load(Ordering::Acquire);
+        loop {
+            debug_assert!(seen & STOLEN != 0);
+            if seen & RAN != 0 {
+                self.recycle(slot, seen);
+                return;
+            }
+            match slot.state.compare_exchange(
+                seen,
+                seen | HANDED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(now) => seen = now,
+            }
+        }
+    }
+
+    /// Runs a retired slot's release, its FINISHING already set (the state
+    /// is `state`); returns whether the release left its context leaked on
+    /// purpose. `stolen`: run by a waiter (`steal`).
+    fn run_release(&self, slot: &Slot, state: u64, stolen: bool) -> bool {
         // Read by this thread, and by a forked child (after the fork).
-        slot.state.store(state | FINISHING, Ordering::Relaxed);
-        // Plain loads and stores: the retired slot is this thread's alone
+        slot.owner.store(hazard::token(), Ordering::Relaxed);
+        // Plain loads and stores: the slot's release is this thread's alone
         // (no invoker reads them once the state is not LIVE).
         let release = slot.release.load(Ordering::Relaxed);
         let ctx = slot.ctx.load(Ordering::Relaxed);
@@ -212,25 +315,31 @@ impl Core {
         // A release may re-enter and finish another entry: keep the marks apart.
         let outer_mark = RELEASE_LEAKED.with(|c| c.replace(false));
         // A release that ends its thread (forced unwind) counts as leaked.
-        struct Unwinding<'a>(&'a Core, &'a Slot, u64, bool);
+        struct Unwinding<'a>(&'a Core, &'a Slot, u64, bool, bool);
         impl Drop for Unwinding<'_> {
             fn drop(&mut self) {
                 if self.3 {
                     self.0.counters.leaked.fetch_add(1, Ordering::SeqCst);
-                    self.0.recycle(self.1, self.2);
+                    if self.4 {
+                        self.0.hand_back(self.1, self.2);
+                    } else {
+                        self.0.recycle(self.1, self.2 & !FINISHING);
+                    }
                 }
             }
         }
-        let mut unwinding = Unwinding(self, slot, state, true);
+        let mut unwinding = Unwinding(self, slot, state, true, stolen);
         if release != 0 {
-            // SAFETY: stored from a `ReleaseFn`; we own the retired entry and
-            // no invoker is inside it.
+            // SAFETY: stored from a `ReleaseFn`, a function pointer of this
+            // very type.
             let release: unsafe extern "C-unwind" fn(*mut c_void) =
                 unsafe { std::mem::transmute(release) };
+            // SAFETY: the entry is retired, its release is this thread's
+            // (FINISHING), and no invoker is inside: the release's contract.
             unsafe { release(ctx) };
         }
         unwinding.3 = false;
-        (state, RELEASE_LEAKED.with(|c| c.replace(outer_mark)))
+        RELEASE_LEAKED.with(|c| c.replace(outer_mark))
     }
 
     /// After the release step was counted: the next generation, then free.
@@ -284,6 +393,11 @@ impl Core {
                 Step::Again
             }
         });
+        // A collection that ran `MAX_ROUNDS` may have left the round asked
+        // for to the reclaimer: run it here.
+        if self.pending_head.load(Ordering::Acquire) != 0 {
+            self.collect();
+        }
     }
 
     /// The reclaimer's round: collect if anything is pending (`asked`: a
@@ -344,21 +458,32 @@ impl Core {
         frame.scope(|| {
             let idle = Idle(self);
             let mut finished = 0;
-            loop {
+            for round in 1.. {
                 finished += self.collect_round();
-                match self.collector.compare_exchange(
-                    COLLECTOR_RUNNING,
-                    COLLECTOR_IDLE,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        std::mem::forget(idle);
-                        return (finished, true);
-                    }
-                    Err(_) => self.collector.store(COLLECTOR_RUNNING, Ordering::Release),
+                if self
+                    .collector
+                    .compare_exchange(
+                        COLLECTOR_RUNNING,
+                        COLLECTOR_IDLE,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok()
+                {
+                    // Idle already: another collection may be running now.
+                    std::mem::forget(idle);
+                    return (finished, true);
                 }
+                if round == MAX_ROUNDS {
+                    // Others keep asking (a storm): the reclaimer runs
+                    // their rounds within a period; `idle` lets go.
+                    super::reclaimer::ensure_started();
+                    super::reclaimer::wake();
+                    break;
+                }
+                self.collector.store(COLLECTOR_RUNNING, Ordering::Release);
             }
+            (finished, true)
         })
     }
 
@@ -374,16 +499,54 @@ impl Core {
         self.walk(head, |slot| slot.owner.store(me, Ordering::Relaxed));
         hazard::heavy_barrier();
         let hazards = Hazards::snapshot();
-        let mut finished = 0;
+        // First pass: what an invocation is still inside goes back on the
+        // pending list; the rest is chained for the second, which runs the
+        // releases. A waiter may take any of them over meanwhile (`steal`).
+        let mut ready = 0;
         self.walk(head, |slot| {
-            if slot.inflight.load(Ordering::SeqCst) != 0 || hazards.contains(slot.addr()) {
+            if slot.state.load(Ordering::Acquire) & STOLEN != 0 {
+                self.counters.pending.fetch_sub(1, Ordering::Relaxed);
+                self.let_go_of_stolen(slot);
+            } else if slot.inflight.load(Ordering::SeqCst) != 0 || hazards.contains(slot.addr()) {
                 self.note_waited(slot);
                 self.push_pending_again(slot);
             } else {
-                self.counters.pending.fetch_sub(1, Ordering::Relaxed);
-                self.finish(slot);
-                finished += 1;
+                slot.next.store(ready, Ordering::Relaxed);
+                ready = slot.index + 1;
             }
+        });
+        let mut done = Finished::new(self);
+        self.finish_ready(ready, true, &mut done)
+    }
+
+    /// Runs the releases of a chain of slots a barrier found no invoker in
+    /// (the second pass of a collection round or of a clear's chunk),
+    /// handing counts and freed slots to `done`; returns how many it ran.
+    /// `counted`: the slots are counted as pending (a collection's).
+    ///
+    /// A release may mark this thread real-time: from then on the rest go
+    /// to the pending list, for the reclaimer. Slots a waiter took over
+    /// are let go of.
+    fn finish_ready<'a>(&'a self, head: u32, counted: bool, done: &mut Finished<'a>) -> usize {
+        let mut finished = 0;
+        self.walk(head, |slot| {
+            let stolen = slot.state.load(Ordering::Acquire) & STOLEN != 0;
+            if hazard::is_realtime() && !stolen {
+                if counted {
+                    self.note_waited(slot);
+                    self.push_pending_again(slot);
+                } else {
+                    self.push_pending(slot);
+                }
+                super::reclaimer::wake();
+                return;
+            }
+            if counted {
+                self.counters.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            let before = done.released + done.leaked;
+            self.finish_into(slot, done);
+            finished += (done.released + done.leaked - before) as usize;
         });
         finished
     }
@@ -446,15 +609,20 @@ impl Core {
         hazard::heavy_barrier();
         let hazards = Hazards::snapshot();
         let mut deferred = false;
-        let mut done = Finished::new(self);
+        let mut ready = 0;
         self.walk(chunk.head, |slot| {
-            if slot.inflight.load(Ordering::SeqCst) != 0 || hazards.contains(slot.addr()) {
+            if slot.state.load(Ordering::Acquire) & STOLEN != 0 {
+                self.let_go_of_stolen(slot);
+            } else if slot.inflight.load(Ordering::SeqCst) != 0 || hazards.contains(slot.addr()) {
                 self.push_pending(slot);
                 deferred = true;
             } else {
-                self.finish_into(slot, &mut done);
+                slot.next.store(ready, Ordering::Relaxed);
+                ready = slot.index + 1;
             }
         });
+        let mut done = Finished::new(self);
+        self.finish_ready(ready, false, &mut done);
         deferred
     }
 
@@ -495,22 +663,37 @@ impl Core {
                 // Nobody passed the state check after our claim: finish.
                 mine.set(false);
                 if !hazard::is_realtime() {
-                    self.finish(slot);
-                    return Step::Done;
+                    if self.finish(slot) {
+                        return Step::Done;
+                    }
+                } else {
+                    self.push_pending(slot);
+                    super::reclaimer::wake();
                 }
-                self.push_pending(slot);
-                super::reclaimer::wake();
             }
             let now = slot.state.load(Ordering::Acquire);
-            if key(now) != want || now & EXHAUSTED != 0 {
+            if key(now) != want || now & (EXHAUSTED | RAN) != 0 {
                 return Step::Done;
             }
-            // Held by this very thread: a release it is running, or a batch
-            // it is collecting.
-            if now & (FINISHING | RETIRED) != 0 && slot.owner.load(Ordering::Relaxed) == me {
-                return Step::Deadlock;
+            if now & FINISHING != 0 {
+                // Running on this very thread, further out, it cannot end
+                // while this thread waits.
+                if slot.owner.load(Ordering::Relaxed) == me {
+                    return Step::Deadlock;
+                }
+                return Step::Again;
             }
-            self.collect();
+            // Retired, its release not begun, wherever the slot is held:
+            // once the entry's own invokers are out, this thread runs the
+            // release itself, so it waits for nothing else.
+            if hazard::is_realtime() {
+                self.collect();
+                return Step::Again;
+            }
+            hazard::heavy_barrier();
+            if !Self::in_flight(slot) && self.steal(slot, now) {
+                return Step::Done;
+            }
             Step::Again
         });
         if mine.get() {

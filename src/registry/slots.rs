@@ -27,6 +27,14 @@ pub(crate) const RETIRED: u64 = 4;
 pub(crate) const FINISHING: u64 = 8;
 /// Its ids would wrap: the slot is never used again.
 pub(crate) const EXHAUSTED: u64 = 16;
+/// A waiter runs this retired entry's release in place of whoever holds
+/// the slot (set with FINISHING; `reclaim.rs`, "waiters finish what they
+/// wait for").
+pub(crate) const STOLEN: u64 = 32;
+/// The waiter's release has finished: the holder recycles the slot.
+pub(crate) const RAN: u64 = 64;
+/// The holder has let go of a stolen slot: the waiter recycles it.
+pub(crate) const HANDED: u64 = 128;
 /// Bits below the key: the slot index in an id, the flags in a state.
 const KEY_SHIFT: u32 = 24;
 const GEN_SHIFT: u32 = 36;
