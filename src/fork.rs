@@ -74,7 +74,7 @@ impl Hooks {
     }
 
     /// Appends `hook`; false when the list is full.
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
     fn add(&self, hook: fn()) -> bool {
         let at = self.len.fetch_add(1, Ordering::AcqRel);
         if at >= MAX_HOOKS {
@@ -122,7 +122,7 @@ pub(crate) fn set_child_step(step: ChildStep, run: fn()) {
 
 /// Adds `hook` to run in every forked child after the core's steps (in the
 /// order added). False when `MAX_HOOKS` are there already.
-#[allow(dead_code)] // the Python adapter's hooks come through here
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) fn add_child_hook(hook: fn()) -> bool {
     install();
     CHILD_HOOKS.add(hook)
@@ -130,7 +130,7 @@ pub(crate) fn add_child_hook(hook: fn()) -> bool {
 
 /// Adds `hook` to run before every fork, in the forking thread (the last
 /// added first). False when `MAX_HOOKS` are there already.
-#[allow(dead_code)] // the Python adapter's hooks come through here
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) fn add_prepare_hook(hook: fn()) -> bool {
     install();
     PREPARE_HOOKS.add(hook)
@@ -138,7 +138,7 @@ pub(crate) fn add_prepare_hook(hook: fn()) -> bool {
 
 /// Adds `hook` to run in the parent after every fork (in the order added).
 /// False when `MAX_HOOKS` are there already.
-#[allow(dead_code)] // the Python adapter's hooks come through here
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) fn add_parent_hook(hook: fn()) -> bool {
     install();
     PARENT_HOOKS.add(hook)

@@ -173,7 +173,7 @@ pub(crate) mod barrier {
 
     /// The fork child's `Barrier` step (`fork.rs`).
     #[cfg_attr(any(loom, not(unix)), allow(dead_code))]
-    pub(crate) fn reinit_after_fork() {
+    fn reinit_after_fork() {
         #[cfg(all(target_os = "linux", not(loom)))]
         membarrier::reinit_after_fork();
     }

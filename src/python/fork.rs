@@ -2,9 +2,9 @@
 //! passes the forking thread holds and the kept states of other threads
 //! are forgotten. Making a thread state without the GIL is kept out of the
 //! fork's way (`new_thread_state`, `MAKING_TSTATE`): a fork in the middle
-//! would leave the child with CPython's locks held. The `pthread_atfork`
-//! handlers here, and on free-threaded builds the `os.register_at_fork`
-//! hooks, do both.
+//! would leave the child with CPython's locks held. The fork hooks here
+//! (run by `crate::fork`'s one handler, after the core's child steps), and
+//! on free-threaded builds the `os.register_at_fork` hooks, do both.
 
 use std::cell::Cell;
 use std::ptr::null_mut;
@@ -21,9 +21,11 @@ use super::pass::{HELD, HELD_DEPTH, HELD_TRACKED};
 use super::{InterpState, PyObj, TState};
 use crate::Status;
 
-/// In a forked child only the forking thread exists: each gate counts the
-/// passes that thread holds, nothing else.
-pub(super) extern "C" fn gates_after_fork_in_child() {
+/// The adapter's child hook (`crate::fork`): in a forked child only the
+/// forking thread exists, so each gate counts the passes that thread
+/// holds, nothing else. The core's steps (the barrier's among them) have
+/// run before it.
+pub(super) fn gates_after_fork_in_child() {
     MAKING_TSTATE.store(0, SeqCst);
     FORKING.store(false, SeqCst);
     kept_after_fork_in_child();
@@ -45,9 +47,9 @@ pub(super) extern "C" fn gates_after_fork_in_child() {
 ///
 /// CPython 3.11's forked child takes the runtime's thread-state lock before
 /// re-creating it: a thread that held it in `PyThreadState_New` at the fork
-/// leaves the child hung. The `pthread_atfork` prepare handler waits (the
+/// leaves the child hung. The fork's prepare hook waits (the
 /// makers need no GIL). From 3.12 on CPython holds that lock across the
-/// fork itself (`PyOS_BeforeFork`) before that handler runs, so waiting
+/// fork itself (`PyOS_BeforeFork`) before that hook runs, so waiting
 /// there would wait for a thread blocked on the forking thread: only 3.11
 /// waits there.
 ///
@@ -56,7 +58,7 @@ pub(super) extern "C" fn gates_after_fork_in_child() {
 /// the runtime's stop-the-world lock, which `os.fork` holds: such a thread
 /// parks holding the mutex, and the child inherits it locked (its next
 /// collection waits forever). That thread is parked before the prepare
-/// handler runs, so the wait happens earlier, in an `os.register_at_fork`
+/// hook runs, so the wait happens earlier, in an `os.register_at_fork`
 /// `before` hook (`fork_before_hook`), which CPython runs before it stops
 /// the world. docs/python.md ("A fork while a state is being made") has
 /// the details.
@@ -79,7 +81,7 @@ pub(super) unsafe fn new_thread_state(state: InterpState) -> TState {
     made
 }
 
-pub(super) extern "C" fn before_fork() {
+pub(super) fn before_fork() {
     if py_minor() != 11 {
         return;
     }
@@ -89,7 +91,7 @@ pub(super) extern "C" fn before_fork() {
     }
 }
 
-pub(super) extern "C" fn after_fork_in_parent() {
+pub(super) fn after_fork_in_parent() {
     FORKING.store(false, SeqCst);
 }
 
@@ -109,7 +111,7 @@ pub(super) unsafe extern "C" fn fork_before_hook(_module: PyObj, _unused: PyObj)
 }
 
 /// The `after_in_parent` and `after_in_child` hooks of `os.fork` (the
-/// `pthread_atfork` handlers have done the same already, for every fork).
+/// fork hooks have done the same already, for every fork).
 pub(super) unsafe extern "C" fn fork_done_hook(_module: PyObj, _unused: PyObj) -> PyObj {
     FORKING.store(false, SeqCst);
     new_none()

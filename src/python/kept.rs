@@ -284,5 +284,4 @@ pub(super) fn kept_after_fork_in_child() {
         record.interp.store(null_mut(), Relaxed);
         record.taken.store(false, SeqCst);
     }
-    crate::sync::barrier::reinit_after_fork();
 }

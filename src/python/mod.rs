@@ -101,9 +101,10 @@ unsafe fn set_up_process() {
         attach::release_gil_while_waiting,
         attach::take_gil_back,
     );
-    libc::pthread_atfork(
-        Some(fork::before_fork),
-        Some(fork::after_fork_in_parent),
-        Some(fork::gates_after_fork_in_child),
-    );
+    // Run by the crate's one fork handler, after the core's own child steps
+    // (`crate::fork` has the order).
+    let hooked = crate::fork::add_prepare_hook(fork::before_fork)
+        && crate::fork::add_parent_hook(fork::after_fork_in_parent)
+        && crate::fork::add_child_hook(fork::gates_after_fork_in_child);
+    debug_assert!(hooked, "the fork hook lists have room for the adapter's");
 }
