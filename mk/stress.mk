@@ -6,6 +6,10 @@
 #                 any violation or hang (the program's own alarm() watchdog)
 #   make soak     the same for SOAK_SECONDS (default 1800), then the fuzzer
 #                 for as long
+#   make storm    the unregister storm (tests/stress/storm.c) at 4 and 8
+#                 times the cores, STORM_SECONDS (default 8) each: pending
+#                 high-water mark against its bound, slowest release,
+#                 peak RSS; part of `make stress`
 #   make reclaimer-exit-test
 #                 a program whose main thread ends with pthread_exit() after
 #                 the reclaimer started still exits (a subprocess with a
@@ -17,8 +21,10 @@ STRESS_BUILD_DIR := build/stress
 STRESS_SECONDS   ?= 40
 STRESS_THREADS   ?= 32
 SOAK_SECONDS     ?= 1800
+STORM_SECONDS    ?= 8
+CORES            := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: stress soak reclaimer-exit-test
+.PHONY: stress soak storm reclaimer-exit-test
 
 $(STRESS_BUILD_DIR):
 	mkdir -p $@
@@ -32,7 +38,14 @@ $(STRESS_BUILD_DIR)/main_thread_exit: tests/stress/main_thread_exit.c include/cb
 reclaimer-exit-test: $(STRESS_BUILD_DIR)/main_thread_exit
 	./$<
 
-stress: $(STRESS_BUILD_DIR)/stress reclaimer-exit-test
+$(STRESS_BUILD_DIR)/storm: tests/stress/storm.c include/cbreg.h $(CARGO_STATICLIB) | $(STRESS_BUILD_DIR)
+	$(CC) -std=gnu99 -Wall -Wextra -Werror -pthread -g -O2 -Iinclude $< $(CARGO_STATICLIB) -lpthread -ldl -lm -o $@
+
+storm: $(STRESS_BUILD_DIR)/storm
+	./$< $(STORM_SECONDS) $$(( 4 * $(CORES) ))
+	./$< $(STORM_SECONDS) $$(( 8 * $(CORES) ))
+
+stress: $(STRESS_BUILD_DIR)/stress reclaimer-exit-test storm
 	./$< $(STRESS_SECONDS) $(STRESS_THREADS)
 
 soak: $(STRESS_BUILD_DIR)/stress

@@ -123,8 +123,11 @@ impl Core {
     /// earlier collect).
     fn push_batched(&self, slot: &Slot) {
         self.counters.pending.fetch_add(1, Ordering::Relaxed);
+        // Counted before it is on the list, so the round that takes it
+        // never subtracts it first.
+        let batched = self.batched.fetch_add(1, Ordering::Relaxed) + 1;
         self.push_pending_again(slot);
-        if self.batched.fetch_add(1, Ordering::Relaxed) + 1 >= BATCH {
+        if batched >= BATCH {
             self.collect();
         } else {
             super::reclaimer::ensure_started();
@@ -492,11 +495,20 @@ impl Core {
         if head == 0 {
             return 0;
         }
-        // The batch is about to meet its barrier.
-        self.batched.store(0, Ordering::Relaxed);
-        // The batch is this thread's now: say so, for a forked child.
+        // The batch is this thread's now: say so, for a forked child. The
+        // entries left for a batch (the ones that never waited) leave the
+        // backlog's count.
         let me = hazard::token();
-        self.walk(head, |slot| slot.owner.store(me, Ordering::Relaxed));
+        let mut taken = 0;
+        self.walk(head, |slot| {
+            slot.owner.store(me, Ordering::Relaxed);
+            taken += u32::from(!slot.waited.load(Ordering::Relaxed));
+        });
+        let _ = self
+            .batched
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(taken))
+            });
         hazard::heavy_barrier();
         let hazards = Hazards::snapshot();
         // First pass: what an invocation is still inside goes back on the
