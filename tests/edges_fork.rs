@@ -19,32 +19,49 @@ const CHILD_ALARM_SECS: u32 = 10;
 /// Forks; the child runs `child` under an alarm and exits with its code.
 /// Returns a description of how the child ended unless it exited 0.
 fn in_child(child: impl FnOnce() -> i32) -> Result<(), String> {
+    match code_of(fork_and_wait(child)) {
+        0 => Ok(()),
+        HUNG => Err(format!(
+            "HANG: the child was still blocked after {CHILD_ALARM_SECS} s"
+        )),
+        KILLED => Err("the child died of a signal".to_string()),
+        code => Err(format!("the child failed check {code}")),
+    }
+}
+
+/// Forks; the child runs `child` under an alarm; returns its wait status.
+fn fork_and_wait(child: impl FnOnce() -> i32) -> i32 {
     // SAFETY: the child only calls cbreg, reads memory and exits.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
+        // SAFETY: no precondition; a hung child dies of SIGALRM.
         unsafe { libc::alarm(CHILD_ALARM_SECS) };
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(90);
+        // SAFETY: ends the child without running the parent's exit code.
         unsafe { libc::_exit(code) };
     }
     let mut wstatus = 0;
+    // SAFETY: waits for our own child, into a local.
     assert_eq!(unsafe { libc::waitpid(pid, &mut wstatus, 0) }, pid);
-    if libc::WIFSIGNALED(wstatus) && libc::WTERMSIG(wstatus) == libc::SIGALRM {
-        return Err(format!(
-            "HANG: the child was still blocked after {CHILD_ALARM_SECS} s"
-        ));
-    }
+    wstatus
+}
+
+/// A child's exit code: `HUNG` for one the alarm ended, `KILLED` for any
+/// other signal, else its own code.
+fn code_of(wstatus: i32) -> i32 {
     if libc::WIFSIGNALED(wstatus) {
-        return Err(format!(
-            "the child died of signal {}",
-            libc::WTERMSIG(wstatus)
-        ));
-    }
-    match libc::WEXITSTATUS(wstatus) {
-        0 => Ok(()),
-        code => Err(format!("the child failed check {code}")),
+        if libc::WTERMSIG(wstatus) == libc::SIGALRM {
+            HUNG
+        } else {
+            KILLED
+        }
+    } else {
+        libc::WEXITSTATUS(wstatus)
     }
 }
+const HUNG: i32 = 99;
+const KILLED: i32 = 98;
 
 edge! {
     fn child_forked_while_a_thread_is_nested_8_deep_can_unregister_wait_and_free() {
@@ -104,11 +121,13 @@ edge! {
             }
         })
         .join();
+        // SAFETY: a NULL count is allowed.
         let collector = spawn_named("collect", move || unsafe { cbreg_collect(r.0, std::ptr::null_mut()) });
         wait_until("a collector to start the slow release", || slow_started.load(SeqCst));
 
         let outcome = in_child(|| {
             for _ in 0..200 {
+                // SAFETY: a NULL count is allowed.
                 let _ = unsafe { cbreg_collect(reg, std::ptr::null_mut()) };
                 if batch.iter().all(|p| p.released() >= 1) && stats(reg).pending == 0 {
                     break;
@@ -134,39 +153,11 @@ edge! {
     }
 }
 
-/// Forks; the child runs `child` under an alarm; returns its wait status.
-fn fork_and_wait(child: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the child only calls cbreg, reads memory and exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        unsafe { libc::alarm(CHILD_ALARM_SECS) };
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(90);
-        unsafe { libc::_exit(code) };
-    }
-    let mut wstatus = 0;
-    assert_eq!(unsafe { libc::waitpid(pid, &mut wstatus, 0) }, pid);
-    wstatus
-}
-
-/// Exit code 0 for a child that exited 0, 99 for one the alarm ended,
-/// 98 for any other signal, else its own code.
-fn code_of(wstatus: i32) -> i32 {
-    if libc::WIFSIGNALED(wstatus) {
-        if libc::WTERMSIG(wstatus) == libc::SIGALRM {
-            99
-        } else {
-            98
-        }
-    } else {
-        libc::WEXITSTATUS(wstatus)
-    }
-}
-
 /// A registry made, used and freed from scratch: what a child must be able
 /// to do. Returns 0 or the number of the step that failed.
 fn use_a_fresh_registry() -> i32 {
     let mut h = RegistryHandle { handle: 0 };
+    // SAFETY: writes the handle into a local.
     if unsafe { cbreg_registry_new(&mut h) } != Status::Ok {
         return 1;
     }
@@ -201,6 +192,7 @@ edge! {
                 let maker = thread::spawn(move || {
                     started.store(true, SeqCst);
                     let mut h = RegistryHandle { handle: 0 };
+                    // SAFETY: writes the handle into a local.
                     unsafe { cbreg_registry_new(&mut h) }
                 });
                 block_until_spinning(started);
@@ -220,7 +212,7 @@ edge! {
         }
         assert!(
             failures.is_empty(),
-            "(round, code) of the rounds whose forked child failed (99: HANG, \
+            "(round, code) of the rounds whose forked child failed ({HUNG}: HANG, \
              still blocked after {CHILD_ALARM_SECS} s; 1-4: the step of \
              new/register/invoke/free that failed): {failures:?}"
         );
@@ -268,7 +260,7 @@ edge! {
             }));
             if code != 0 {
                 failures.push((fork, code));
-                if code == 99 {
+                if code == HUNG {
                     break; // each hang costs the alarm's time
                 }
             }
@@ -277,7 +269,7 @@ edge! {
         invokers.into_iter().for_each(|t| t.join().unwrap());
         assert!(
             failures.is_empty(),
-            "(fork, code) of the children that failed (99: HANG in \
+            "(fork, code) of the children that failed ({HUNG}: HANG in \
              cbreg_registry_free, still blocked after {CHILD_ALARM_SECS} s; \
              1: it did not return OK): {failures:?}"
         );

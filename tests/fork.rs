@@ -39,12 +39,15 @@ fn fork_child_can_register_invoke_and_clear_while_parent_threads_were_inside_inv
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
         // A child stuck on a dead thread's hazard dies instead of hanging.
+        // SAFETY: no precondition.
         unsafe { libc::alarm(20) };
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(&reg, slow)))
             .unwrap_or(90);
+        // SAFETY: ends the child without running the parent's exit code.
         unsafe { libc::_exit(code) };
     }
     let mut wstatus = 0;
+    // SAFETY: waits for our own child, into a local.
     assert_eq!(unsafe { libc::waitpid(pid, &mut wstatus, 0) }, pid);
     stop.store(true, SeqCst);
     invokers.into_iter().for_each(|t| t.join().unwrap());

@@ -82,6 +82,7 @@ edge! {
         assert_eq!(cbreg_unregister(reg, b), Status::Ok);
         assert_eq!(cbreg_unregister(reg, a), Status::Ok);
         assert_eq!(stats(reg).pending, 2, "both left for a batch");
+        // SAFETY: a NULL count is allowed.
         within("collect", move || unsafe { cbreg_collect(r.0, null_mut()) });
         wait_until("A's release", || waits.released() == 1);
         assert_eq!(
@@ -121,6 +122,7 @@ edge! {
         // which waits for the lock.
         assert_eq!(cbreg_unregister(reg, b), Status::Ok);
         assert_eq!(cbreg_unregister(reg, a), Status::Ok);
+        // SAFETY: a NULL count is allowed.
         let _collector = spawn_named("collect", move || unsafe { cbreg_collect(r.0, null_mut()) });
         wait_until("A's release to start", || neighbour_started.load(SeqCst));
         go.store(true, SeqCst);
@@ -185,12 +187,14 @@ fn turning_real_time_partway(retire_all: fn(RegistryHandle) -> Status) {
 
 edge! {
     fn a_release_that_turns_its_thread_real_time_mid_clear_leaves_the_rest_to_the_reclaimer() {
+        // SAFETY: a NULL count is allowed.
         turning_real_time_partway(|reg| unsafe { cbreg_clear(reg, null_mut()) });
     }
 }
 
 edge! {
     fn a_release_that_turns_its_thread_real_time_mid_close_leaves_the_rest_to_the_reclaimer() {
+        // SAFETY: a NULL count is allowed.
         turning_real_time_partway(|reg| unsafe { cbreg_close(reg, null_mut()) });
     }
 }
@@ -211,6 +215,7 @@ edge! {
         }
         let clearer = spawn_named("clear on a real-time thread", move || {
             assert_eq!(cbreg_thread_set_realtime(true), Status::Ok);
+            // SAFETY: a NULL count is allowed.
             assert_eq!(unsafe { cbreg_clear(r.0, null_mut()) }, Status::Ok);
             thread::current().id()
         })

@@ -158,8 +158,10 @@ impl Core {
             Some((record, depth)) => {
                 record.enter(depth, slot.addr());
                 let guard = CellGuard { record, depth };
-                let (status, claimed_once) =
-                    self.enter_and_call(handle, slot, id, (args, nargs), ret, Some(record));
+                // SAFETY: our caller's promises for args and ret.
+                let (status, claimed_once) = unsafe {
+                    self.enter_and_call(handle, slot, id, (args, nargs), ret, Some(record))
+                };
                 drop(guard);
                 self.after_general(slot, claimed_once);
                 status
@@ -169,8 +171,10 @@ impl Core {
                 frame.scope(|| {
                     slot.inflight.fetch_add(1, Ordering::SeqCst);
                     let guard = CounterGuard(slot);
-                    let (status, claimed_once) =
-                        self.enter_and_call(handle, slot, id, (args, nargs), ret, None);
+                    // SAFETY: our caller's promises for args and ret.
+                    let (status, claimed_once) = unsafe {
+                        self.enter_and_call(handle, slot, id, (args, nargs), ret, None)
+                    };
                     drop(guard);
                     self.after_general(slot, claimed_once);
                     status
@@ -182,6 +186,10 @@ impl Core {
     /// With this invoker published (cell or counter): check the entry,
     /// claim it if it is a one-shot, call. Returns the status and whether
     /// this invoker claimed a one-shot (and so owns its release).
+    ///
+    /// # Safety
+    /// As for `Core::invoke`: `args` holds `nargs` well-formed values and
+    /// `ret` is NULL or valid.
     unsafe fn enter_and_call(
         &self,
         handle: u64,

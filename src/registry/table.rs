@@ -114,8 +114,9 @@ fn install(index: usize, life: u64) -> &'static Core {
         // SAFETY: just published; cores in the table are never freed.
         Ok(_) => unsafe { &*fresh },
         Err(existing) => {
-            // SAFETY: `fresh` was never published; `existing` never freed.
+            // SAFETY: `fresh` was never published.
             drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: cores in the table are never freed.
             unsafe { &*existing }
         }
     }
