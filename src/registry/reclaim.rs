@@ -16,9 +16,24 @@
 //! registered `CBREG_PROMPT`): the barrier is paid once per batch, by the
 //! collect that finds `BATCH` entries waiting, by any explicit collect, by
 //! the last invoker of an entry retired under it, or by the reclaimer
-//! thread, which runs within `reclaimer::PERIOD`. A release so waits at
-//! most about that long. Nothing else changes: a slot is finished only
-//! after a heavy barrier and a look at every hazard, as before.
+//! thread, which runs within `reclaimer::PERIOD`. Nothing else changes: a
+//! slot is finished only after a heavy barrier and a look at every hazard,
+//! as before.
+//!
+//! Bounds. The entries left for batches are counted (`batched`) until a
+//! round takes them; past `BACKLOG` an unregister pays its own barrier,
+//! and one collection runs at most `MAX_ROUNDS` rounds for others, so the
+//! pending list, the memory its slots hold and the releases one call runs
+//! for others are all bounded whatever the number of threads
+//! (`docs/protocol.md` section 3 states the figures).
+//!
+//! Waiters finish what they wait for. Beginning a release is one CAS
+//! (FINISHING), by the slot's holder or by a waiter of that entry
+//! (`unregister_wait`), which takes it over once its own barrier finds no
+//! invoker inside (`steal`): a waiter waits for its entry's invocations and
+//! release only, never for a neighbour in the same batch. The holder and
+//! the waiter then agree with one CAS each which of them recycles the slot
+//! (RAN, HANDED).
 
 use std::ffi::c_void;
 
