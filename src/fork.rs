@@ -37,9 +37,9 @@
 //! another thread is registering: a later caller in the child finds the
 //! registration owned by a process that is not its own and makes it again.
 
-// Fork exists on Unix alone, and loom does not model it: elsewhere the
-// lists are filled and never run.
-#![cfg_attr(any(loom, not(unix)), allow(dead_code))]
+// Fork exists on Unix alone, and neither loom nor Miri models it:
+// elsewhere the lists are filled and never run.
+#![cfg_attr(any(loom, miri, not(unix)), allow(dead_code))]
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -159,7 +159,7 @@ const INSTALLED: u64 = 2;
 /// parent of this (forked) process, by a thread it does not have, takes it
 /// over. The pid in the word makes each take-over a distinct CAS.
 fn install() {
-    #[cfg(all(unix, not(loom)))]
+    #[cfg(all(unix, not(loom), not(miri)))]
     loop {
         let me = u64::from(std::process::id()) << 2;
         let seen = STATE.load(Ordering::Acquire);
@@ -189,19 +189,19 @@ fn install() {
     }
 }
 
-#[cfg(all(unix, not(loom)))]
+#[cfg(all(unix, not(loom), not(miri)))]
 extern "C" fn prepare() {
     PREPARE_HOOKS.each().rev().for_each(|hook| hook());
 }
 
-#[cfg(all(unix, not(loom)))]
+#[cfg(all(unix, not(loom), not(miri)))]
 extern "C" fn in_parent() {
     PARENT_HOOKS.each().for_each(|hook| hook());
 }
 
 /// The child handler: the core's steps in `ChildStep` order, then the
 /// adapters' hooks.
-#[cfg(all(unix, not(loom)))]
+#[cfg(all(unix, not(loom), not(miri)))]
 extern "C" fn in_child() {
     STEP_FNS
         .iter()

@@ -456,13 +456,13 @@ fn release_record(rec: &ThreadRecord, owner: u32) -> bool {
     freed
 }
 
-#[cfg(all(target_os = "linux", not(loom)))]
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
 pub(crate) fn current_tid() -> u32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::gettid() as u32 }
 }
 
-#[cfg(all(target_os = "linux", not(loom)))]
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
 pub(crate) fn thread_exists(tid: u32) -> bool {
     // SAFETY: signal 0 only checks that the thread exists in this process.
     let rc = unsafe {
@@ -476,13 +476,13 @@ pub(crate) fn thread_exists(tid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
-// Elsewhere (and under loom) records are not taken back: a process that
+// Elsewhere (and under loom and Miri) records are not taken back: a process that
 // has run more threads than the pool holds uses the slot counters.
-#[cfg(not(all(target_os = "linux", not(loom))))]
+#[cfg(not(all(target_os = "linux", not(loom), not(miri))))]
 pub(crate) fn current_tid() -> u32 {
     0
 }
-#[cfg(not(all(target_os = "linux", not(loom))))]
+#[cfg(not(all(target_os = "linux", not(loom), not(miri))))]
 pub(crate) fn thread_exists(_tid: u32) -> bool {
     true
 }

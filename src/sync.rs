@@ -84,7 +84,7 @@ pub(crate) mod barrier {
     pub(crate) static HEAVY_RUNS: std::sync::atomic::AtomicU64 =
         std::sync::atomic::AtomicU64::new(0);
 
-    #[cfg(all(target_os = "linux", not(loom)))]
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
     mod membarrier {
         use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -164,7 +164,7 @@ pub(crate) mod barrier {
     /// they use the pair). The fork child's `Barrier` step is set first,
     /// so no child can inherit a registration without re-registering.
     pub(crate) fn init() {
-        #[cfg(all(target_os = "linux", not(loom)))]
+        #[cfg(all(target_os = "linux", not(loom), not(miri)))]
         {
             crate::fork::set_child_step(crate::fork::ChildStep::Barrier, reinit_after_fork);
             membarrier::init();
@@ -174,7 +174,7 @@ pub(crate) mod barrier {
     /// The fork child's `Barrier` step (`fork.rs`).
     #[cfg_attr(any(loom, not(unix)), allow(dead_code))]
     fn reinit_after_fork() {
-        #[cfg(all(target_os = "linux", not(loom)))]
+        #[cfg(all(target_os = "linux", not(loom), not(miri)))]
         membarrier::reinit_after_fork();
     }
 
@@ -182,7 +182,7 @@ pub(crate) mod barrier {
     /// system call). Decided by `init`, before any thread record exists; a
     /// thread whose record was claimed under it uses `light_unfenced`.
     pub(crate) fn light_is_compiler_only() -> bool {
-        #[cfg(all(target_os = "linux", not(loom)))]
+        #[cfg(all(target_os = "linux", not(loom), not(miri)))]
         return membarrier::available();
         #[cfg(all(windows, not(loom)))]
         return true;
@@ -216,7 +216,7 @@ pub(crate) mod barrier {
     /// The invoker's side: orders its hazard store before its state load.
     #[inline(always)]
     pub(crate) fn light() {
-        #[cfg(all(target_os = "linux", not(loom)))]
+        #[cfg(all(target_os = "linux", not(loom), not(miri)))]
         if membarrier::available() {
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
             return;
@@ -235,7 +235,7 @@ pub(crate) mod barrier {
     pub(crate) fn heavy() {
         HEAVY_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        #[cfg(all(target_os = "linux", not(loom)))]
+        #[cfg(all(target_os = "linux", not(loom), not(miri)))]
         if membarrier::available() {
             membarrier::run();
         }

@@ -46,7 +46,7 @@ pub(crate) fn none_yet_word() -> usize {
     cell as *const AtomicUsize as usize
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri)))]
 mod imp {
     // The word itself: 8 bytes of initialised TLS, starting as the address
     // of `NONE_YET` (a relocated value in the TLS image, which the
@@ -132,7 +132,7 @@ mod imp {
     word_access!("cbreg_0_1_record_word", super::none_yet_word());
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri))))]
 mod imp {
     /// `get` and `set` of a `thread_local!` cell set to `$initial` on
     /// first use (not a constant: the record word starts as the address of
@@ -168,12 +168,12 @@ pub(crate) use imp::{get, set};
 /// (`python.rs`), 0 while it keeps none.
 #[cfg(feature = "python")]
 pub(crate) mod python_word {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri)))]
     use super::imp::with_tls_word;
 
     // 8 bytes of initialised TLS starting at 0, hidden as the record word
     // is.
-    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri)))]
     std::arch::global_asm!(
         ".pushsection .tdata.cbreg_0_1_python_word,\"awT\",@progbits",
         ".p2align 3",

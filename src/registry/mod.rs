@@ -22,6 +22,8 @@ use crate::value::Value;
 use crate::Status;
 
 mod fork;
+#[cfg(test)]
+mod core_tests;
 mod invoke;
 mod reclaim;
 mod reclaimer;
