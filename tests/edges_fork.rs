@@ -275,3 +275,47 @@ edge! {
         );
     }
 }
+
+edge! {
+    fn child_forked_while_a_clear_runs_its_releases_frees_the_registry() {
+        // A clear finishes its entries in order and hands their counts over
+        // after the chunk: the fork lands while a release in the middle of
+        // it blocks, after two entries were finished and before their
+        // counts were.
+        let reg = new_registry();
+        let r = Reg(reg);
+        let (before, after): (Vec<_>, Vec<_>) =
+            ((0..2).map(|_| plain_probe()).collect(), (0..2).map(|_| plain_probe()).collect());
+        let (blocked, go) = (flag(), flag());
+        let blocking = probe(|| 0, move || {
+            blocked.store(true, SeqCst);
+            block_until(go);
+        });
+        for &p in &before {
+            register(reg, p, PERSISTENT);
+        }
+        register(reg, blocking, PERSISTENT);
+        for &p in &after {
+            register(reg, p, PERSISTENT);
+        }
+        // SAFETY: a NULL count is allowed.
+        let clearer = spawn_named("clear", move || unsafe { cbreg_clear(r.0, std::ptr::null_mut()) });
+        wait_until("the clear to reach the blocking release", || blocked.load(SeqCst));
+        let ran_before = before.iter().filter(|p| p.released() == 1).count();
+        let outcome = in_child(|| {
+            if cbreg_registry_free(reg) != Status::Ok {
+                return 1;
+            }
+            if before.iter().chain(&after).any(|p| p.released() != 1) {
+                return 2;
+            }
+            0
+        });
+        go.store(true, SeqCst);
+        assert_eq!(clearer.join(), Status::Ok);
+        assert_eq!(ran_before, before.len(), "the releases before the blocking one ran first");
+        if let Err(e) = outcome {
+            panic!("child: registry_free returned OK (1), every other release ran once (2): {e}");
+        }
+    }
+}

@@ -40,7 +40,7 @@ fn reset_core(core: &'static Core) {
     // stays with it.
     core.pending_head.store(0, Ordering::SeqCst);
     core.batched.store(0, Ordering::Relaxed);
-    let (mut pending, mut waiting) = (0, 0);
+    let (mut pending, mut waiting, mut held) = (0, 0, 0);
     core.for_each_used_slot(|slot| {
         let mut mine = 0;
         hazard::for_each_frame(|kind, addr| {
@@ -48,7 +48,11 @@ fn reset_core(core: &'static Core) {
         });
         slot.inflight.store(mine, Ordering::SeqCst);
         let state = slot.state.load(Ordering::SeqCst);
-        if !is_retired(state) || slot.owner.load(Ordering::Relaxed) == me {
+        if !is_retired(state) {
+            return;
+        }
+        if slot.owner.load(Ordering::Relaxed) == me {
+            held += 1;
             return;
         }
         if state & RAN != 0 {
@@ -70,4 +74,13 @@ fn reset_core(core: &'static Core) {
     core.counters.pending.store(pending, Ordering::SeqCst);
     // Set after the loop: the recycling above took back its own counts.
     core.waiting.store(waiting, Ordering::Relaxed);
+    // Every retired entry is now finished, pending, or this thread's. A
+    // thread of the parent may have retired one and not yet counted it, or
+    // finished some and not yet counted them (a clear hands its counts
+    // over after its chunk): the count `free` waits to see agree is set to
+    // what is, so it agrees once the child has released the rest.
+    core.counters.retired.store(
+        core.counters.finished() + pending + held,
+        Ordering::SeqCst,
+    );
 }
