@@ -10,6 +10,13 @@
 #                 times the cores, STORM_SECONDS (default 8) each: pending
 #                 high-water mark against its bound, slowest release,
 #                 peak RSS; part of `make stress`
+#   make tsan     the stress job under ThreadSanitizer: the library (nightly
+#                 Rust, -Zsanitizer=thread, std rebuilt from rust-src) and
+#                 the job instrumented, TSAN_SECONDS (default 20), with the
+#                 fence barrier (TSan does not see membarrier)
+#   make miri     the core's unit tests (src/registry/core_tests.rs among
+#                 them) under Miri with the fence barrier (nightly Rust
+#                 with miri and rust-src)
 #   make reclaimer-exit-test
 #                 a program whose main thread ends with pthread_exit() after
 #                 the reclaimer started still exits (a subprocess with a
@@ -24,7 +31,7 @@ SOAK_SECONDS     ?= 1800
 STORM_SECONDS    ?= 8
 CORES            := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: stress soak storm reclaimer-exit-test
+.PHONY: stress soak storm reclaimer-exit-test tsan tsan-toolchain miri miri-toolchain
 
 $(STRESS_BUILD_DIR):
 	mkdir -p $@
@@ -51,3 +58,33 @@ stress: $(STRESS_BUILD_DIR)/stress reclaimer-exit-test storm
 soak: $(STRESS_BUILD_DIR)/stress
 	./$< $(SOAK_SECONDS) $(STRESS_THREADS)
 	$(MAKE) fuzz FUZZ_SECONDS=$(SOAK_SECONDS)
+
+# ---- ThreadSanitizer and Miri: nightly Rust, each checked for first ----
+
+TSAN_SECONDS     ?= 20
+TSAN_THREADS     ?= 8
+TSAN_TARGET      := x86_64-unknown-linux-gnu
+TSAN_TARGET_DIR  := target/tsan
+TSAN_LIB         := $(TSAN_TARGET_DIR)/$(TSAN_TARGET)/release/libcbreg.a
+
+tsan-toolchain:
+	@rustup +nightly component list --installed 2>/dev/null | grep -q '^rust-src' || { \
+	  echo "make tsan needs the nightly toolchain with rust-src: rustup toolchain install nightly && rustup +nightly component add rust-src" >&2; exit 1; }
+
+$(TSAN_LIB): FORCE | tsan-toolchain
+	RUSTFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR=$(TSAN_TARGET_DIR) \
+	  $(CARGO) +nightly build --release --lib -Zbuild-std --target $(TSAN_TARGET)
+
+$(STRESS_BUILD_DIR)/stress_tsan: tests/stress/stress.c include/cbreg.h $(TSAN_LIB) | $(STRESS_BUILD_DIR)
+	$(CC) -std=gnu99 -Wall -Wextra -Werror -pthread -g -O1 -fsanitize=thread -Iinclude $< $(TSAN_LIB) -lpthread -ldl -lm -o $@
+
+tsan: $(STRESS_BUILD_DIR)/stress_tsan
+	CBREG_BARRIER=fence TSAN_OPTIONS="halt_on_error=1 die_after_fork=0" ./$< $(TSAN_SECONDS) $(TSAN_THREADS)
+
+miri-toolchain:
+	@rustup +nightly component list --installed 2>/dev/null | grep -q '^miri' || { \
+	  echo "make miri needs the nightly toolchain with miri: rustup +nightly component add miri rust-src" >&2; exit 1; }
+
+miri: | miri-toolchain
+	CBREG_BARRIER=fence MIRIFLAGS="-Zmiri-disable-isolation" CARGO_TARGET_DIR=target/miri \
+	  $(CARGO) +nightly miri test --lib

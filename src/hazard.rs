@@ -200,8 +200,7 @@ fn new_records() -> Box<[ThreadRecord]> {
 /// to make its own, so racing makers each make one and the first published
 /// wins (the others are dropped unused).
 #[cfg(not(loom))]
-static POOL: std::sync::atomic::AtomicPtr<Pool> =
-    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static POOL: crate::sync::AtomicPtr<Pool> = crate::sync::AtomicPtr::new(std::ptr::null_mut());
 
 /// The pool if one was published (a forked child's step makes none).
 #[cfg(not(loom))]
@@ -215,22 +214,8 @@ fn pool() -> &'static Pool {
     if let Some(published) = published_pool() {
         return published;
     }
-    let fresh = Box::into_raw(Box::new(Pool::new()));
-    match POOL.compare_exchange(
-        std::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        // SAFETY: just published; never freed.
-        Ok(_) => unsafe { &*fresh },
-        Err(existing) => {
-            // SAFETY: `fresh` was never published; `existing` is never freed.
-            drop(unsafe { Box::from_raw(fresh) });
-            // SAFETY: as above.
-            unsafe { &*existing }
-        }
-    }
+    // SAFETY: the pool is never freed.
+    unsafe { crate::sync::publish_once(&POOL, Box::new(Pool::new())) }
 }
 #[cfg(loom)]
 fn pool() -> &'static Pool {

@@ -50,6 +50,32 @@ macro_rules! thread_cell {
 }
 pub(crate) use thread_cell;
 
+/// Publishes `fresh` in `cell` unless another thread published a value
+/// first, and returns the published one (the loser's is dropped unused).
+/// Not a once-lock: a fork while another thread is making the value leaves
+/// the child free to make its own.
+///
+/// # Safety
+/// A value published in `cell` is never freed (nor replaced).
+pub(crate) unsafe fn publish_once<T>(cell: &AtomicPtr<T>, fresh: Box<T>) -> &'static T {
+    let fresh = Box::into_raw(fresh);
+    match cell.compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: just published; the caller's promise keeps it alive.
+        Ok(_) => unsafe { &*fresh },
+        Err(existing) => {
+            // SAFETY: `fresh` was never published.
+            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: published; the caller's promise keeps it alive.
+            unsafe { &*existing }
+        }
+    }
+}
+
 /// Spin-wait hint for loops that wait on another thread.
 pub(crate) fn backoff(round: u32) {
     #[cfg(loom)]

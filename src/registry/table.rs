@@ -104,22 +104,9 @@ fn position(index1: usize) -> usize {
 /// Installs a core with lifecycle word `life` at `index`, unless another
 /// thread installed one first.
 fn install(index: usize, life: u64) -> &'static Core {
-    let fresh = Box::into_raw(Box::new(Core::new(index, life)));
-    match table().cores[position(index + 1)].compare_exchange(
-        std::ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        // SAFETY: just published; cores in the table are never freed.
-        Ok(_) => unsafe { &*fresh },
-        Err(existing) => {
-            // SAFETY: `fresh` was never published.
-            drop(unsafe { Box::from_raw(fresh) });
-            // SAFETY: cores in the table are never freed.
-            unsafe { &*existing }
-        }
-    }
+    let cell = &table().cores[position(index + 1)];
+    // SAFETY: cores in the table are never freed nor replaced.
+    unsafe { crate::sync::publish_once(cell, Box::new(Core::new(index, life))) }
 }
 
 /// The default registry, created on first use; never destroyed.
