@@ -86,5 +86,5 @@ miri-toolchain:
 	  echo "make miri needs the nightly toolchain with miri: rustup +nightly component add miri rust-src" >&2; exit 1; }
 
 miri: | miri-toolchain
-	CBREG_BARRIER=fence MIRIFLAGS="-Zmiri-disable-isolation" CARGO_TARGET_DIR=target/miri \
+	CBREG_BARRIER=fence MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance" CARGO_TARGET_DIR=target/miri \
 	  $(CARGO) +nightly miri test --lib

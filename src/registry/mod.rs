@@ -182,10 +182,12 @@ impl Core {
         self.drain_if_pending();
         let slot = self.free.alloc(&self.segments)?;
         let fresh = slot.state.load(Ordering::Relaxed);
-        slot.call.store(call as usize, Ordering::Relaxed);
+        slot.call.store(call as *mut (), Ordering::Relaxed);
         slot.ctx.store(ctx, Ordering::Relaxed);
-        slot.release
-            .store(release.map_or(0, |f| f as usize), Ordering::Relaxed);
+        slot.release.store(
+            release.map_or(std::ptr::null_mut(), |f| f as *mut ()),
+            Ordering::Relaxed,
+        );
         slot.prompt.store(prompt, Ordering::Relaxed);
         slot.target.store(0, Ordering::Relaxed);
         let state = slots::key(fresh) | LIVE | if once { ONCE } else { 0 };
@@ -200,7 +202,7 @@ impl Core {
             // release is dropped before the claim, so no waiter that
             // guessed the id can run it), but the slot still waits out
             // invokers that guessed its id.
-            slot.release.store(0, Ordering::Relaxed);
+            slot.release.store(std::ptr::null_mut(), Ordering::Relaxed);
             if let Ok(slot) = self.claim(slot.id(state)) {
                 self.retire(slot);
                 return Err(Status::Closed);
@@ -229,7 +231,7 @@ impl Core {
         release: ReleaseFn,
         matches: &dyn Fn(*mut c_void) -> bool,
     ) -> usize {
-        let want = release.map_or(0, |f| f as usize);
+        let want = release.map_or(std::ptr::null_mut(), |f| f as *mut ());
         let mut count = 0;
         self.for_each_used_slot(|slot| {
             let state = slot.state.load(Ordering::SeqCst);

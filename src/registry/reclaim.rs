@@ -327,9 +327,9 @@ impl Core {
         // (no invoker reads them once the state is not LIVE).
         let release = slot.release.load(Ordering::Relaxed);
         let ctx = slot.ctx.load(Ordering::Relaxed);
-        slot.release.store(0, Ordering::Relaxed);
+        slot.release.store(std::ptr::null_mut(), Ordering::Relaxed);
         slot.ctx.store(std::ptr::null_mut(), Ordering::Relaxed);
-        slot.call.store(0, Ordering::Relaxed);
+        slot.call.store(std::ptr::null_mut(), Ordering::Relaxed);
         // A release may re-enter and finish another entry: keep the marks apart.
         let outer_mark = RELEASE_LEAKED.with(|c| c.replace(false));
         // A release that ends its thread (forced unwind) counts as leaked.
@@ -347,7 +347,7 @@ impl Core {
             }
         }
         let mut unwinding = Unwinding(self, slot, state, true, stolen);
-        if release != 0 {
+        if !release.is_null() {
             // SAFETY: stored from a `ReleaseFn`, a function pointer of this
             // very type.
             let release: unsafe extern "C-unwind" fn(*mut c_void) =

@@ -62,9 +62,12 @@ const _: () = assert!(CAPACITY < 1 << KEY_SHIFT);
 #[repr(C, align(64))]
 pub(crate) struct Slot {
     pub(crate) state: AtomicU64,
-    pub(crate) call: AtomicUsize,
+    /// The callback, as a pointer (a pointer keeps its provenance, which
+    /// Miri checks where the function is called).
+    pub(crate) call: AtomicPtr<()>,
     pub(crate) ctx: AtomicPtr<c_void>,
-    pub(crate) release: AtomicUsize,
+    /// The release function, as a pointer; null for none.
+    pub(crate) release: AtomicPtr<()>,
     /// Invokers that could not use a hazard cell (pool full, deep nesting).
     pub(crate) inflight: AtomicU32,
     /// Link in the free list, the pending list or a private batch
@@ -89,9 +92,9 @@ impl Slot {
         Slot {
             index: index as u32,
             state: AtomicU64::new(fresh_state),
-            call: AtomicUsize::new(0),
+            call: AtomicPtr::new(std::ptr::null_mut()),
             ctx: AtomicPtr::new(std::ptr::null_mut()),
-            release: AtomicUsize::new(0),
+            release: AtomicPtr::new(std::ptr::null_mut()),
             inflight: AtomicU32::new(0),
             next: AtomicU32::new(0),
             owner: AtomicU32::new(0),
