@@ -66,6 +66,11 @@ TSAN_THREADS     ?= 8
 TSAN_TARGET      := x86_64-unknown-linux-gnu
 TSAN_TARGET_DIR  := target/tsan
 TSAN_LIB         := $(TSAN_TARGET_DIR)/$(TSAN_TARGET)/release/libcbreg.a
+# The job's C is instrumented by the C compiler, and the program linked
+# with the ThreadSanitizer runtime of the Rust toolchain that instrumented
+# the library (a system compiler's runtime may predate entry points that
+# rustc's LLVM emits, such as __tsan_memcpy).
+TSAN_RUNTIME      = $(shell rustc +nightly --print sysroot 2>/dev/null)/lib/rustlib/$(TSAN_TARGET)/lib/librustc-nightly_rt.tsan.a
 
 tsan-toolchain:
 	@rustup +nightly component list --installed 2>/dev/null | grep -q '^rust-src' || { \
@@ -76,7 +81,9 @@ $(TSAN_LIB): FORCE | tsan-toolchain
 	  $(CARGO) +nightly build --release --lib -Zbuild-std --target $(TSAN_TARGET)
 
 $(STRESS_BUILD_DIR)/stress_tsan: tests/stress/stress.c include/cbreg.h $(TSAN_LIB) | $(STRESS_BUILD_DIR)
-	$(CC) -std=gnu99 -Wall -Wextra -Werror -pthread -g -O1 -fsanitize=thread -Iinclude $< $(TSAN_LIB) -lpthread -ldl -lm -o $@
+	$(CC) -std=gnu99 -Wall -Wextra -Werror -pthread -g -O1 -fsanitize=thread -Iinclude -c $< -o $@.o
+	$(CC) -pthread $@.o $(TSAN_LIB) -Wl,--whole-archive $(TSAN_RUNTIME) -Wl,--no-whole-archive \
+	  -lpthread -ldl -lm -lrt -lstdc++ -o $@
 
 tsan: $(STRESS_BUILD_DIR)/stress_tsan
 	CBREG_BARRIER=fence TSAN_OPTIONS="halt_on_error=1 die_after_fork=0" ./$< $(TSAN_SECONDS) $(TSAN_THREADS)
