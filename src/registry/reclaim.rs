@@ -53,6 +53,10 @@ pub(crate) const BATCH: u32 = 64;
 /// an unregister pays its own barrier instead (see "Bounds").
 pub(crate) const BACKLOG: u32 = 16 * BATCH;
 
+/// Back-off rounds (spins, then yields: no sleep) an unregister gives a
+/// full backlog before it pays its own barrier.
+const BACKLOG_PATIENCE: u32 = 64;
+
 /// Rounds one collection runs for others who asked before it leaves the
 /// rest to the reclaimer (see "Bounds").
 const MAX_ROUNDS: u32 = 4;
@@ -119,7 +123,7 @@ impl Core {
         }
         if hazard::heavy_barrier_is_costly()
             && !slot.prompt.load(Ordering::Relaxed)
-            && self.batched.load(Ordering::Relaxed) < BACKLOG
+            && self.room_in_backlog()
         {
             self.push_batched(slot);
             return;
@@ -131,6 +135,23 @@ impl Core {
         } else {
             self.finish(slot);
         }
+    }
+
+    /// Whether the backlog has room for one more batched entry. When it is
+    /// full (a storm), this thread collects if no one is, and otherwise
+    /// gives the collection a moment to take the list before it pays a
+    /// barrier of its own: every thread paying its own would queue on the
+    /// system call. The moment is bounded and waits for nothing in
+    /// particular, so it cannot close a cycle.
+    fn room_in_backlog(&self) -> bool {
+        if self.batched.load(Ordering::Relaxed) < BACKLOG {
+            return true;
+        }
+        self.collect();
+        (0..BACKLOG_PATIENCE).any(|round| {
+            crate::sync::backoff(round);
+            self.batched.load(Ordering::Relaxed) < BACKLOG
+        })
     }
 
     /// Puts a slot no barrier has looked at on the pending list; collects
