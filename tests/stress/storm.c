@@ -8,7 +8,9 @@
  * registry's pending count. At the end the job prints
  *   - the pending high-water mark, against the bound docs/protocol.md
  *     states (2 * (BACKLOG + threads));
- *   - the slowest release: from the start of the unregister to the release;
+ *   - the slowest release (from the start of the unregister to the release)
+ *     and the 99th and 99.9th percentiles (power-of-two buckets: each
+ *     figure is its bucket's upper edge);
  *   - the slowest single cbreg_unregister call;
  *   - peak RSS, and RSS after the warm-up second and at the end (a backlog's
  *     slots are reused, so it stays flat).
@@ -46,6 +48,29 @@ static cbreg_registry g_reg;
 static int g_stop;
 static unsigned long g_registered, g_released, g_twice;
 static uint64_t g_slowest_release_ns, g_slowest_unregister_ns, g_pending_high;
+/* Releases by latency: bucket k counts those under 2^k microseconds. */
+enum { BUCKETS = 40 };
+static unsigned long g_latency[BUCKETS];
+
+static void count_latency(uint64_t ns) {
+    uint64_t us = ns / 1000;
+    int k = 0;
+    while (k < BUCKETS - 1 && (1ull << k) <= us) k++;
+    ADD(&g_latency[k], 1);
+}
+
+/* The upper edge, in ms, of the bucket where the fraction `q` of releases
+ * is reached. */
+static double percentile_ms(double q) {
+    unsigned long total = 0, seen = 0;
+    int k;
+    for (k = 0; k < BUCKETS; ++k) total += g_latency[k];
+    for (k = 0; k < BUCKETS; ++k) {
+        seen += g_latency[k];
+        if ((double)seen >= q * (double)total) break;
+    }
+    return (double)(1ull << (k < BUCKETS ? k : BUCKETS - 1)) / 1000.0;
+}
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -66,7 +91,9 @@ static uint32_t nop(void *c, const cbreg_value *a, size_t n, cbreg_value *r) {
 
 static void on_release(void *p) {
     ctx *c = p;
-    raise_to(&g_slowest_release_ns, now_ns() - LOAD(&c->unregistered_ns));
+    uint64_t waited = now_ns() - LOAD(&c->unregistered_ns);
+    raise_to(&g_slowest_release_ns, waited);
+    count_latency(waited);
     if (ADD(&c->releases, 1) != 1) ADD(&g_twice, 1);
     ADD(&g_released, 1);
     free(c);
@@ -137,10 +164,10 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     bound = 2 * ((uint64_t)BACKLOG + (uint64_t)threads);
     printf("storm: threads %d (%ld cores), unregisters %lu, pending high-water %llu (bound %llu), "
-           "slowest release %.1f ms, slowest unregister call %.1f ms, peak RSS %.1f MB, "
+           "release p99 under %.2f ms, p99.9 under %.2f ms, slowest %.1f ms, slowest unregister call %.1f ms, peak RSS %.1f MB, "
            "RSS after 1 s %.1f MB, at the end %.1f MB\n",
            threads, cores, g_registered, (unsigned long long)g_pending_high, (unsigned long long)bound,
-           g_slowest_release_ns / 1e6, g_slowest_unregister_ns / 1e6, ru.ru_maxrss / 1024.0,
+           percentile_ms(0.99), percentile_ms(0.999), g_slowest_release_ns / 1e6, g_slowest_unregister_ns / 1e6, ru.ru_maxrss / 1024.0,
            rss_warm / 1024.0, rss_end / 1024.0);
     if (g_pending_high > bound) {
         fprintf(stderr, "storm: FAIL: %llu entries pending, past the bound of %llu\n",
