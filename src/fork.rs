@@ -17,9 +17,13 @@
 //!    pending list are set to what the forking thread holds
 //!    (`registry/fork.rs`). After the records, so that the rebuilt pending
 //!    lists meet no dead hazard.
-//! 5. `Rendezvous`: the slot for the forwarding rendezvous's own step
+//! 5. `Post`: every ring of another thread is free again, what was pending
+//!    is dropped (the parent delivers it), each target gets a new wake and
+//!    the dispatcher starts again when needed (`post/target.rs`). After the
+//!    registries, on which delivery runs.
+//! 6. `Rendezvous`: the slot for the forwarding rendezvous's own step
 //!    (`rendezvous::after_fork_in_child`, once it has one).
-//! 6. Then the hooks adapters add (`add_child_hook`), in the order added:
+//! 7. Then the hooks adapters add (`add_child_hook`), in the order added:
 //!    an adapter's state sits on top of the core's.
 //!
 //! Before the fork the adapters' prepare hooks run (last added first, as
@@ -50,12 +54,13 @@ pub(crate) enum ChildStep {
     ThreadRecords,
     Reclaimer,
     Registries,
+    Post,
     /// Kept for `rendezvous::after_fork_in_child`.
     #[allow(dead_code)]
     Rendezvous,
 }
 
-const STEPS: usize = 5;
+const STEPS: usize = 6;
 
 /// Hooks each adapter list can hold.
 pub(crate) const MAX_HOOKS: usize = 8;

@@ -791,25 +791,18 @@ pub(crate) fn total_stats() -> PostStats {
 
 // ---- fork ----
 
-#[cfg(all(unix, not(loom)))]
+/// Sets the fork child's `Post` step (`crate::fork`, which runs it after
+/// the registries'), before the first target exists.
 fn after_fork_handler() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: registers an `extern "C"` handler; no other precondition.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-    });
+    crate::fork::set_child_step(crate::fork::ChildStep::Post, after_fork_in_child);
 }
-
-#[cfg(any(loom, not(unix)))]
-fn after_fork_handler() {}
 
 /// The child of a fork: only the forking thread exists. Every ring of
 /// another thread is free again, every event pending is dropped (the parent
 /// delivers it; delivering it here too would run it twice) and counted,
 /// each target gets a new wake descriptor, and the dispatcher starts again
 /// when next needed.
-#[cfg(all(unix, not(loom)))]
-extern "C" fn after_fork_in_child() {
+fn after_fork_in_child() {
     FORKS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     let me = crate::hazard::token();
     for_each(|t| t.after_fork_in_child(me));
