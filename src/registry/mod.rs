@@ -198,12 +198,10 @@ impl Core {
         slot.state.store(state, Ordering::Release);
         fence(Ordering::SeqCst);
         if self.closed.load(Ordering::SeqCst) {
-            // Never handed out: the caller keeps ownership of ctx (the
-            // release is dropped before the claim, so no waiter that
-            // guessed the id can run it), but the slot still waits out
-            // invokers that guessed its id.
-            slot.release.store(std::ptr::null_mut(), Ordering::Relaxed);
             if let Ok(slot) = self.claim(slot.id(state)) {
+                // Never handed out: the caller keeps ownership of ctx, but
+                // the slot still waits out invokers that guessed its id.
+                slot.release.store(std::ptr::null_mut(), Ordering::Relaxed);
                 self.retire(slot);
                 return Err(Status::Closed);
             }
