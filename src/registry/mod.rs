@@ -3,6 +3,8 @@
 //!
 //! - `slots.rs`: slot storage, the state word and the free list;
 //! - `invoke.rs`: the invoke protocol (the hot path);
+//! - `held.rs`: an entry held across many calls (a signal's subscriber
+//!   list), and call sites invoked meanwhile;
 //! - `reclaim.rs`: retirement, the pending list, the collector, `clear` and
 //!   the one wait (`unregister_wait`);
 //! - `table.rs`: the table of registries that handles name, their lifecycle
@@ -21,6 +23,7 @@ use crate::value::Value;
 use crate::Status;
 
 mod fork;
+mod held;
 mod invoke;
 mod reclaim;
 mod slots;
@@ -29,6 +32,7 @@ mod table;
 
 #[cfg_attr(any(loom, not(unix)), allow(unused_imports))]
 pub(crate) use fork::after_fork_in_child;
+pub(crate) use held::Held;
 pub(crate) use invoke::invoke_site;
 use slots::{key, FreeList, Segments, Slot, LIVE, ONCE};
 use stats::Counters;
