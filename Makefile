@@ -44,6 +44,7 @@ include mk/c.mk
 include mk/cpp.mk
 include mk/python.mk
 include mk/bench.mk
+include mk/signal_bench.mk
 include mk/rendezvous.mk
 include mk/install.mk
 include mk/adopters.mk
@@ -64,14 +65,14 @@ rust-test:
 
 ## Loom models of the invoke / unregister / clear / collect protocol.
 loom:
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) test --release --test loom --test loom_post
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) test --release --test loom --test loom_post --test loom_signal
 
 ## Clippy with warnings as errors, on the library, its tests and the loom
 ## build; and no reference to a file outside the repository.
 lint: check-refs
 	@$(CARGO) clippy --version >/dev/null 2>&1 || { echo "clippy not found: run make setup-rust"; exit 1; }
 	$(CARGO) clippy --all-targets --features header,python -- -D warnings
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) clippy --release --test loom --test loom_post -- -D warnings
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) clippy --release --test loom --test loom_post --test loom_signal -- -D warnings
 
 ## Nothing in the repository cites a file outside it (tools/check_refs.py).
 check-refs:
