@@ -99,6 +99,26 @@ fn emit_racing_unsubscribe() {
 }
 
 #[test]
+fn emit_racing_unregister_of_a_subscriber() {
+    // Unregistered through the registry, the entry stays on the list: each
+    // emit's own check of it is what keeps it from being called.
+    model(|| {
+        let reg = Registry::global();
+        let sig = Arc::new(Signal::new(&reg).unwrap());
+        let probe = Arc::new(Probe::default());
+        let id = subscriber(&sig, &probe, 1, false);
+        let s = sig.clone();
+        let emitter = spawn_prepared(move || s.emit(&[]).unwrap().called);
+        assert_eq!(reg.unregister(id), Status::Ok);
+        assert_eq!(sig.emit(&[]).unwrap().called, 0, "called after unregister");
+        let called = emitter.join().unwrap();
+        assert_eq!(probe.calls.load(SeqCst), called);
+        drop(sig);
+        check(&probe, 1);
+    });
+}
+
+#[test]
 fn emit_racing_subscribe() {
     model(|| {
         let sig = Arc::new(Signal::new(&Registry::global()).unwrap());
