@@ -1,16 +1,22 @@
 //! Holding an entry across many calls: a signal's emit holds its
 //! subscriber list, which is the `ctx` of an entry of its own, for the
-//! whole emit, and invokes each subscriber through a call site meanwhile.
+//! whole emit, and invokes each subscriber through its call site meanwhile.
 //!
 //! Holding is an invocation without the call: the slot is published in the
 //! thread's next free hazard cell (or, with none, on the slot's counter in
 //! a frame), then the state is checked, as in `Core::invoke_general`. So a
 //! writer that retires the held entry defers its release until the holder
 //! lets go, by the same pairing (`docs/protocol.md`, section 2), and the
-//! last holder out drains. The subscribers are invoked one cell deeper
-//! with the call site's rules (the state alone names the entry); what that
-//! short path does not serve (a one-shot, no cell left, no record) goes
-//! through `invoke_site`, which serves everything.
+//! last holder out drains.
+//!
+//! The subscribers are invoked one cell deeper (`Held::invoke_each`), each
+//! with the call site's rules: publish the slot, barrier, the state alone
+//! names the entry and says it is live, call. The cell is not cleared
+//! between two subscribers: publishing the next one replaces the last, and
+//! the last one's "retired during the call?" check (prompt release) is made
+//! after that store and the next barrier, which is the order the check
+//! needs. What this short path does not serve (a one-shot, no cell left,
+//! no record) goes through `invoke_site`, which serves everything.
 
 use std::ffi::c_void;
 
@@ -34,13 +40,14 @@ pub(crate) struct Held<'a> {
 }
 
 /// Retracts what `hold` published, however the closure ends.
-struct Release<'a> {
+struct Unhold<'a> {
     core: &'a Core,
     slot: &'a Slot,
     cell: Option<(&'static ThreadRecord, usize)>,
 }
 
-impl Drop for Release<'_> {
+impl Drop for Unhold<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
         match self.cell {
             Some((record, depth)) => record.leave(depth),
@@ -50,9 +57,27 @@ impl Drop for Release<'_> {
         }
         // A writer that saw this hold deferred the release to us: drain.
         barrier::light();
-        if self.slot.state.load(Ordering::Relaxed) & LIVE == 0 {
-            self.core.after_retired_invoke();
-        }
+        drain_if_retired(self.slot);
+        let _ = self.core;
+    }
+}
+
+/// After this thread stopped showing `slot` (and a barrier): if the entry
+/// was retired meanwhile, its release may have been left to us.
+#[inline(always)]
+fn drain_if_retired(slot: &Slot) {
+    if slot.state.load(Ordering::Relaxed) & LIVE == 0 {
+        drain(slot.state.load(Ordering::Relaxed));
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drain(state: u64) {
+    // The state names the registry whose entry the slot holds now: ours,
+    // or (once ours was finished) a later one, where a collect is harmless.
+    if let Some(core) = super::table::core_of_state(state) {
+        core.after_retired_invoke();
     }
 }
 
@@ -60,21 +85,30 @@ impl Core {
     /// Runs `f` with entry `id` held: its `ctx` stays valid (its release
     /// cannot run) until `f` returns. `None`, without running `f`, unless
     /// the entry is live and persistent after it was published.
+    #[inline(always)]
     pub(crate) fn hold<R>(&self, id: u64, f: impl FnOnce(&Held<'_>) -> R) -> Option<R> {
         let slot = self.segments.slot_of_id(id)?;
         let live = key(id) | LIVE;
-        match hazard::record().and_then(|r| r.free_cell().map(|d| (r, d))) {
-            Some((record, depth)) => {
+        if let Some(record) = hazard::record() {
+            if let Some(depth) = record.free_cell() {
                 record.enter(depth, slot.addr());
-                self.hold_published(slot, live, Some((record, depth)), f)
+                return self.hold_published(slot, live, Some((record, depth)), f);
             }
-            None => Frame::new(FRAME_INVOKE, slot.addr()).scope(|| {
-                slot.inflight.fetch_add(1, Ordering::SeqCst);
-                self.hold_published(slot, live, None, f)
-            }),
         }
+        self.hold_counted(slot, live, f)
     }
 
+    /// `hold` without a cell (no record, or nested past the cells).
+    #[cold]
+    #[inline(never)]
+    fn hold_counted<R>(&self, slot: &Slot, live: u64, f: impl FnOnce(&Held<'_>) -> R) -> Option<R> {
+        Frame::new(FRAME_INVOKE, slot.addr()).scope(|| {
+            slot.inflight.fetch_add(1, Ordering::SeqCst);
+            self.hold_published(slot, live, None, f)
+        })
+    }
+
+    #[inline(always)]
     fn hold_published<R>(
         &self,
         slot: &Slot,
@@ -82,90 +116,222 @@ impl Core {
         cell: Option<(&'static ThreadRecord, usize)>,
         f: impl FnOnce(&Held<'_>) -> R,
     ) -> Option<R> {
-        let release = Release {
+        let unhold = Unhold {
             core: self,
             slot,
             cell,
         };
         barrier::light();
         if slot.state.load(Ordering::Acquire) != live {
-            drop(release);
+            drop(unhold);
             return None;
         }
         Some(f(&Held { slot, cell }))
     }
 }
 
+/// A call site as `Held::invoke_each` takes it: a slot and its live state,
+/// as `Core::resolve` gave them.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct HeldSite {
+    pub(crate) slot: *const c_void,
+    pub(crate) live: u64,
+}
+
 impl Held<'_> {
     /// The held entry's `ctx`.
+    #[inline(always)]
     pub(crate) fn ctx(&self) -> *mut c_void {
         self.slot.ctx.load(Ordering::Relaxed)
     }
 
-    /// Invokes the entry a call site names (`slot`, `live`, `index` as
-    /// `Core::resolve` gave them, `handle` its registry's), with no return
-    /// value, from inside this hold: `cbreg_site_invoke`'s statuses.
+    /// Invokes each site, in order, with the same arguments and no return
+    /// value: what `cbreg_site_invoke` would do for each. All the sites are
+    /// entries of one registry (table index `index`, handle `handle`).
+    /// Returns how many callbacks ran; `failed` gets the status of each
+    /// that failed.
     ///
     /// # Safety
-    /// As for `invoke_site`: the site's fields are `resolve`'s, and the
-    /// arguments are well formed and valid for the call.
+    /// As for `invoke_site`, for each site; the arguments are well formed
+    /// and valid for the call.
     #[inline(always)]
-    pub(crate) unsafe fn invoke_site(
+    #[allow(clippy::too_many_arguments)] // inlined into its one caller
+    pub(crate) unsafe fn invoke_each(
         &self,
-        slot: *const c_void,
-        live: u64,
+        sites: &[HeldSite],
         index: usize,
         handle: u64,
         args: *const Value,
         nargs: usize,
-    ) -> Status {
-        let general =
-            // SAFETY: the caller's promises.
-            move || unsafe { invoke_site(slot, live, index, || handle, args, nargs, std::ptr::null_mut()) };
-        let Some((record, held_at)) = self.cell else {
-            return general();
-        };
-        let depth = held_at + 1;
-        if depth >= CELLS {
-            return general();
-        }
-        // SAFETY: a slot `resolve` returned; slots are never freed.
-        let slot = unsafe { &*(slot as *const Slot) };
-        record.enter(depth, slot.addr());
-        barrier::light();
-        if slot.state.load(Ordering::Acquire) != live {
-            record.leave(depth);
-            return general();
-        }
-        ThreadRecord::bump(record.invoked(index));
-        struct Leave(&'static ThreadRecord, usize);
-        impl Drop for Leave {
-            fn drop(&mut self) {
-                self.0.leave(self.1);
+        failed: impl FnMut(Status),
+    ) -> usize {
+        match self.cell {
+            Some((record, held_at)) if held_at + 1 < CELLS => {
+                // The barrier's kind is the process's, decided once.
+                if barrier::light_is_compiler_only() {
+                    // SAFETY: the caller's promises.
+                    unsafe {
+                        each_in_cell::<true>(
+                            record,
+                            held_at + 1,
+                            sites,
+                            index,
+                            handle,
+                            (args, nargs),
+                            failed,
+                        )
+                    }
+                } else {
+                    // SAFETY: the caller's promises.
+                    unsafe {
+                        each_in_cell::<false>(
+                            record,
+                            held_at + 1,
+                            sites,
+                            index,
+                            handle,
+                            (args, nargs),
+                            failed,
+                        )
+                    }
+                }
             }
+            // SAFETY: the caller's promises.
+            _ => unsafe { each_general(sites, index, handle, args, nargs, failed) },
+        }
+    }
+}
+
+/// The light barrier, its kind known.
+#[inline(always)]
+fn light<const COMPILER_ONLY: bool>() {
+    if COMPILER_ONLY {
+        barrier::light_unfenced();
+    } else {
+        barrier::light();
+    }
+}
+
+/// `invoke_each` in cell `depth` of `record`: one store publishes each
+/// subscriber (and retracts the one before).
+///
+/// # Safety
+/// As for `Held::invoke_each`; `depth < CELLS` is free (the cell after the
+/// hold's).
+#[inline(always)]
+unsafe fn each_in_cell<const COMPILER_ONLY: bool>(
+    record: &'static ThreadRecord,
+    depth: usize,
+    sites: &[HeldSite],
+    index: usize,
+    handle: u64,
+    (args, nargs): (*const Value, usize),
+    mut failed: impl FnMut(Status),
+) -> usize {
+    /// Retracts the cell however the loop ends.
+    struct Leave(&'static ThreadRecord, usize);
+    impl Drop for Leave {
+        #[inline(always)]
+        fn drop(&mut self) {
+            self.0.leave(self.1);
+        }
+    }
+    let mut called = 0;
+    // Calls the general path made (and counted itself).
+    let mut elsewhere = 0;
+    let mut last: Option<&Slot> = None;
+    let leave = Leave(record, depth);
+    for site in sites {
+        // SAFETY: a slot `resolve` returned; slots are never freed.
+        let slot = unsafe { &*(site.slot as *const Slot) };
+        record.enter(depth, slot.addr());
+        light::<COMPILER_ONLY>();
+        let state = slot.state.load(Ordering::Acquire);
+        if let Some(last) = last {
+            drain_if_retired(last);
+        }
+        if state != site.live {
+            // Not a live persistent entry now: retract, and let the general
+            // path decide (a one-shot is claimed there; anything else is
+            // NOT_FOUND or INVALID_REGISTRY).
+            record.leave(depth);
+            last = None;
+            // SAFETY: the caller's promises.
+            match unsafe { general(site, index, handle, args, nargs) } {
+                Status::Ok => {
+                    called += 1;
+                    elsewhere += 1;
+                }
+                Status::NotFound | Status::InvalidRegistry => {}
+                status => {
+                    called += 1;
+                    elsewhere += 1;
+                    failed(status);
+                }
+            }
+            continue;
         }
         // SAFETY: `call` was stored from a `CallFn` before the state store
         // that was acquired, and the hazard keeps ctx alive.
         let call: RawCall = unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
-        let leave = Leave(record, depth);
         // SAFETY: the callback's contract; the caller's promises for args.
-        let code = unsafe {
-            call(
-                slot.ctx.load(Ordering::Relaxed),
-                args,
-                nargs,
-                std::ptr::null_mut(),
-            )
-        };
-        drop(leave);
-        barrier::light();
-        let state = slot.state.load(Ordering::Relaxed);
-        if state & LIVE == 0 {
-            // Retired during the call: drain, as the fast path does.
-            if let Some(core) = super::table::core_of_state(state) {
-                core.after_retired_invoke();
+        let code = unsafe { call(slot.ctx.load(Ordering::Relaxed), args, nargs, std::ptr::null_mut()) };
+        called += 1;
+        if code != 0 {
+            failed(Status::from_callback_code(code));
+        }
+        last = Some(slot);
+    }
+    drop(leave);
+    if let Some(last) = last {
+        light::<COMPILER_ONLY>();
+        drain_if_retired(last);
+    }
+    let count = record.invoked(index);
+    count.store(
+        count.load(Ordering::Relaxed) + (called - elsewhere) as u64,
+        Ordering::Relaxed,
+    );
+    called
+}
+
+/// One site through `invoke_site` (every case; it counts the call).
+///
+/// # Safety
+/// As for `Held::invoke_each`.
+#[cold]
+#[inline(never)]
+unsafe fn general(site: &HeldSite, index: usize, handle: u64, args: *const Value, nargs: usize) -> Status {
+    // SAFETY: the caller's promises.
+    unsafe { invoke_site(site.slot, site.live, index, || handle, args, nargs, std::ptr::null_mut()) }
+}
+
+/// `invoke_each` through `invoke_site` for every site.
+///
+/// # Safety
+/// As for `Held::invoke_each`.
+#[cold]
+#[inline(never)]
+unsafe fn each_general(
+    sites: &[HeldSite],
+    index: usize,
+    handle: u64,
+    args: *const Value,
+    nargs: usize,
+    mut failed: impl FnMut(Status),
+) -> usize {
+    let mut called = 0;
+    for site in sites {
+        // SAFETY: the caller's promises.
+        match unsafe { invoke_site(site.slot, site.live, index, || handle, args, nargs, std::ptr::null_mut()) } {
+            Status::Ok => called += 1,
+            Status::NotFound | Status::InvalidRegistry => {}
+            status => {
+                called += 1;
+                failed(status);
             }
         }
-        Status::from_callback_code(code)
     }
+    called
 }

@@ -32,7 +32,7 @@ mod table;
 
 #[cfg_attr(any(loom, not(unix)), allow(unused_imports))]
 pub(crate) use fork::after_fork_in_child;
-pub(crate) use held::Held;
+pub(crate) use held::{Held, HeldSite};
 pub(crate) use invoke::invoke_site;
 use slots::{key, FreeList, Segments, Slot, LIVE, ONCE};
 use stats::Counters;
