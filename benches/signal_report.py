@@ -3,9 +3,10 @@
 subscribers, cbreg's emit per emit and per subscriber, its ratio to cbreg's
 invoke measured in the same run, and the peers per emit.
 
-    benches/signal_report.py INSTRUCTIONS.json [NS.json]
+    benches/signal_report.py [--check] INSTRUCTIONS.json [NS.json]
 
-Exits non-zero when a target is missed: per subscriber at most 1.2x
+Prints the targets missed; with --check, exits non-zero when one is:
+per subscriber at most 1.2x
 cbreg's invoke from 8 subscribers up, and fewer instructions per emit than
 every peer at every size. (At one subscriber the emit's own constant
 counts whole against one call: the table shows that ratio, and it is
@@ -45,14 +46,19 @@ def table(rows, unit):
 
 
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    check = "--check" in args
+    args = [a for a in args if a != "--check"]
+    if not args:
         sys.exit(__doc__)
-    missed = table(rows_of(sys.argv[1]), "instructions")
-    if len(sys.argv) > 2:
+    missed = table(rows_of(args[0]), "instructions")
+    if len(args) > 1:
         print()
-        table(rows_of(sys.argv[2]), "ns")
+        table(rows_of(args[1]), "ns")
     if missed:
-        sys.exit("missed: " + "; ".join(missed))
+        print("missed: " + "; ".join(missed))
+        if check:
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -82,27 +82,23 @@ unsafe fn call_each(
     nargs: usize,
     report: *mut EmitReport,
 ) -> Status {
-    let mut called = 0;
     let mut failures = Failures {
         count: 0,
         first: Status::Ok,
         first_code: 0,
     };
-    for s in snapshot.subscribers.iter() {
-        // SAFETY: `s` is what `resolve` gave; the caller's promises.
-        let status =
-            unsafe { held.invoke_site(s.slot, s.live, s.index, snapshot.registry, args, nargs) };
-        match status {
-            Status::Ok => called += 1,
-            // Unsubscribed, unregistered, a one-shot already run, or its
-            // registry freed: not called.
-            Status::NotFound | Status::InvalidRegistry => {}
-            failed => {
-                called += 1;
-                failures.note(failed);
-            }
-        }
-    }
+    // SAFETY: the sites are `resolve`'s, of the snapshot's registry; the
+    // caller's promises for the arguments.
+    let called = unsafe {
+        held.invoke_each(
+            &snapshot.sites,
+            snapshot.index,
+            snapshot.registry,
+            args,
+            nargs,
+            |status| failures.note(status),
+        )
+    };
     if !report.is_null() {
         // SAFETY: the caller's promise: NULL or valid.
         unsafe {

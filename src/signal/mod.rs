@@ -23,7 +23,7 @@
 
 use std::ffi::c_void;
 
-use crate::registry::{self, Core};
+use crate::registry::{self, Core, HeldSite};
 use crate::sync::{AtomicPtr, AtomicU64, Ordering};
 use crate::Status;
 
@@ -138,14 +138,11 @@ fn moved_on(record: &SignalRecord, id: u64) -> Result<(), Status> {
     }
 }
 
-/// A subscriber as emit needs it: the call site of its entry
-/// (`Core::resolve`), and its id.
+/// A subscriber: its entry's id and call site (`Core::resolve`).
 #[derive(Clone, Copy)]
 struct Subscriber {
-    slot: *const c_void,
-    live: u64,
-    index: usize,
     id: u64,
+    site: HeldSite,
 }
 
 /// One version of a signal's subscriber list, never changed once made.
@@ -154,7 +151,21 @@ struct Snapshot {
     signal: u64,
     /// The handle of the subscribers' registry.
     registry: u64,
-    subscribers: Box<[Subscriber]>,
+    /// That registry's table index (its per-thread invocation counter).
+    index: usize,
+    /// The call sites emit runs through, in subscription order.
+    sites: Box<[HeldSite]>,
+    /// Their entries' ids, in the same order.
+    ids: Box<[u64]>,
+}
+
+impl Snapshot {
+    fn subscribers(&self) -> impl Iterator<Item = Subscriber> + '_ {
+        self.ids
+            .iter()
+            .zip(self.sites.iter())
+            .map(|(&id, &site)| Subscriber { id, site })
+    }
 }
 
 unsafe extern "C-unwind" fn snapshot_is_never_called(
@@ -227,7 +238,9 @@ pub(crate) fn create(reg: u64) -> Result<u64, Status> {
         let empty = Snapshot {
             signal: handle,
             registry: reg,
-            subscribers: Box::new([]),
+            index: 0,
+            sites: Box::new([]),
+            ids: Box::new([]),
         };
         match publish(core, empty) {
             Ok(id) => {
@@ -247,10 +260,10 @@ pub(crate) fn create(reg: u64) -> Result<u64, Status> {
 /// Replaces the snapshot of signal `handle` with `change` of it: copy on
 /// write, one CAS on `current`, then the old snapshot entry is unregistered
 /// (its copy is freed once no emit holds it). Retried when another change
-/// won the CAS.
+/// won the CAS. `change` gives the new list and the registry's table index.
 fn change(
     handle: u64,
-    mut change: impl FnMut(&Snapshot) -> Result<Vec<Subscriber>, Status>,
+    mut change: impl FnMut(&Snapshot) -> Result<(Vec<Subscriber>, usize), Status>,
 ) -> Result<(), Status> {
     let record = record_of(handle).ok_or(Status::InvalidSignal)?;
     let core = snapshots().ok_or(Status::InvalidSignal)?;
@@ -260,11 +273,13 @@ fn change(
             return Err(Status::InvalidSignal);
         }
         let made = with_snapshot(core, handle, id, |old| {
-            let subscribers = change(old)?.into_boxed_slice();
+            let (subscribers, index) = change(old)?;
             Ok(Snapshot {
                 signal: handle,
                 registry: old.registry,
-                subscribers,
+                index,
+                sites: subscribers.iter().map(|s| s.site).collect(),
+                ids: subscribers.iter().map(|s| s.id).collect(),
             })
         });
         let Some(made) = made else {
@@ -289,10 +304,8 @@ fn change(
 
 /// The subscribers of `old` whose entries are still live in `reg`.
 fn still_live(reg: &Core, old: &Snapshot) -> Vec<Subscriber> {
-    old.subscribers
-        .iter()
+    old.subscribers()
         .filter(|s| reg.resolve(s.id).is_ok())
-        .copied()
         .collect()
 }
 
@@ -313,12 +326,10 @@ pub(crate) fn subscribe(handle: u64, id: u64) -> Result<(), Status> {
             .map_err(|_| Status::NoMemory)?;
         fresh.append(&mut subscribers);
         fresh.push(Subscriber {
-            slot,
-            live,
-            index,
             id,
+            site: HeldSite { slot, live },
         });
-        Ok(fresh)
+        Ok((fresh, index))
     })
 }
 
@@ -333,7 +344,7 @@ pub(crate) fn unsubscribe(handle: u64, id: u64) -> Result<(), Status> {
         if !before.iter().any(|s| s.id == id) {
             return Err(Status::NotFound);
         }
-        Ok(before.into_iter().filter(|s| s.id != id).collect())
+        Ok((before.into_iter().filter(|s| s.id != id).collect(), old.index))
     })?;
     // The entry is unregistered after the list changed: an emit holding
     // an older list sees it retired, and none calls it after this.
@@ -355,8 +366,8 @@ pub(crate) fn destroy(handle: u64) -> Result<(), Status> {
     let id = record.current.swap(0, Ordering::AcqRel);
     let _ = with_snapshot(core, handle, id, |last| {
         if let Ok(reg) = registry::pin(last.registry) {
-            for s in last.subscribers.iter() {
-                let _ = reg.unregister(s.id);
+            for &id in last.ids.iter() {
+                let _ = reg.unregister(id);
             }
         }
         Ok(())
@@ -379,10 +390,7 @@ pub(crate) fn count(handle: u64) -> Result<usize, Status> {
         }
         let counted = with_snapshot(core, handle, id, |s| {
             let reg = registry::pin(s.registry)?;
-            Ok(s.subscribers
-                .iter()
-                .filter(|s| reg.resolve(s.id).is_ok())
-                .count())
+            Ok(s.ids.iter().filter(|&&id| reg.resolve(id).is_ok()).count())
         });
         match counted {
             Some(result) => return result,
