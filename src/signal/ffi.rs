@@ -16,6 +16,19 @@ pub struct SignalHandle {
     pub handle: u64,
 }
 
+/// Passes the call to the owning copy of the library when this copy is not
+/// it (`rendezvous.rs`), as every export of `src/ffi.rs` does.
+macro_rules! forward {
+    ($f:ident($($a:expr),*)) => {
+        if let Some(api) = crate::rendezvous::remote() {
+            // SAFETY: the owner's function for this one, with the arguments
+            // (and so the promises) of our caller.
+            #[allow(unused_unsafe)]
+            return unsafe { (api.$f)($($a),*) };
+        }
+    };
+}
+
 /// A required out-pointer.
 fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
     // SAFETY: non-null pointers from C are taken to be valid and aligned.
@@ -30,6 +43,7 @@ fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
 /// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for a handle.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_signal_new(reg: RegistryHandle, out: *mut SignalHandle) -> Status {
+    forward!(signal_new(reg, out));
     boundary(|| {
         let out = required(out)?;
         *out = SignalHandle {
@@ -47,6 +61,7 @@ pub unsafe extern "C" fn cbreg_signal_new(reg: RegistryHandle, out: *mut SignalH
 /// waits for that.
 #[no_mangle]
 pub extern "C" fn cbreg_signal_free(sig: SignalHandle) -> Status {
+    forward!(signal_free(sig));
     boundary(|| super::destroy(sig.handle))
 }
 
@@ -61,6 +76,7 @@ pub extern "C" fn cbreg_signal_free(sig: SignalHandle) -> Status {
 /// `NO_MEMORY`.
 #[no_mangle]
 pub extern "C" fn cbreg_signal_subscribe(sig: SignalHandle, id: u64) -> Status {
+    forward!(signal_subscribe(sig, id));
     boundary(|| super::subscribe(sig.handle, id))
 }
 
@@ -71,6 +87,7 @@ pub extern "C" fn cbreg_signal_subscribe(sig: SignalHandle, id: u64) -> Status {
 /// `NOT_FOUND` if `id` is not a live subscriber of the signal.
 #[no_mangle]
 pub extern "C" fn cbreg_signal_unsubscribe(sig: SignalHandle, id: u64) -> Status {
+    forward!(signal_unsubscribe(sig, id));
     boundary(|| super::unsubscribe(sig.handle, id))
 }
 
@@ -80,6 +97,7 @@ pub extern "C" fn cbreg_signal_unsubscribe(sig: SignalHandle, id: u64) -> Status
 /// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for a size.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_signal_count(sig: SignalHandle, out: *mut usize) -> Status {
+    forward!(signal_count(sig, out));
     boundary(|| {
         let out = required(out)?;
         *out = super::count(sig.handle)?;
@@ -109,6 +127,11 @@ pub unsafe extern "C-unwind" fn cbreg_signal_emit(
 ) -> Status {
     // No `catch_unwind`, as for `cbreg_invoke`: a callback may end its
     // thread with a forced unwind; nothing on this path panics.
+    // A copy that forwards never made a signal: it takes the cold path.
+    if super::snapshots().is_none() {
+        // SAFETY: our caller's promises.
+        return unsafe { emit_elsewhere(sig, args, nargs, report) };
+    }
     // SAFETY (both blocks): the caller's promise, `nargs` values at `args`.
     let one_plain = nargs == 1
         && !args.is_null()
@@ -123,4 +146,21 @@ pub unsafe extern "C-unwind" fn cbreg_signal_emit(
     };
     // SAFETY: the arguments checked; `report` as the caller promises.
     unsafe { super::emit(sig.handle, args.as_ptr(), args.len(), report) }
+}
+
+/// `cbreg_signal_emit` in a copy with no signal of its own: the owning
+/// copy's, when this copy forwards; otherwise no signal exists.
+///
+/// # Safety
+/// As for `cbreg_signal_emit`.
+#[cold]
+#[inline(never)]
+unsafe fn emit_elsewhere(
+    sig: SignalHandle,
+    args: *const Value,
+    nargs: usize,
+    report: *mut EmitReport,
+) -> Status {
+    forward!(signal_emit(sig, args, nargs, report));
+    Status::InvalidSignal
 }
