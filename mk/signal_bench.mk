@@ -3,7 +3,8 @@
 # Debian's packages. Included by the top-level Makefile after mk/bench.mk.
 #
 #   make signal-bench-deps          installs the peers' -dev packages with
-#                                   apt-get (nothing when already there)
+#                                   apt-get (nothing when already there;
+#                                   the bench itself installs nothing)
 #   make bench-signal               callgrind instructions per emit and per
 #                                   subscriber, then nanoseconds
 #   make bench-signal-instructions  the callgrind rows alone
@@ -21,12 +22,15 @@ signal-bench-deps:
 	    $(BENCH_SUDO) apt-get update && \
 	    $(BENCH_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
 
-$(SIGNAL_BENCH): benches/signal_emit.cpp cpp_shim/cbreg.hpp include/cbreg.h $(CARGO_STATICLIB) | $(BENCH_DIR) signal-bench-deps
+$(SIGNAL_BENCH): benches/signal_emit.cpp cpp_shim/cbreg.hpp include/cbreg.h $(CARGO_STATICLIB) | $(BENCH_DIR)
+	@pkg-config --exists sigc++-3.0 gobject-2.0 && test -f /usr/include/boost/signals2.hpp || \
+	  { echo "libsigc++, GLib or Boost headers not found: run make signal-bench-deps"; exit 1; }
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -pthread -Iinclude -Icpp_shim \
 	  $$(pkg-config --cflags sigc++-3.0 gobject-2.0) benches/signal_emit.cpp \
 	  $(CARGO_STATICLIB) $$(pkg-config --libs sigc++-3.0 gobject-2.0) -lpthread -ldl -lm -o $@
 
-bench-signal-instructions: $(SIGNAL_BENCH) | valgrind-toolchain
+bench-signal-instructions: $(SIGNAL_BENCH)
+	$(call require,valgrind,valgrind-toolchain)
 	$(BENCH_COUNT) $(SIGNAL_BENCH) $(SIGNAL_BENCH_CALLS) > $(BENCH_DIR)/signal_instructions.json
 	$(PYTHON) benches/signal_report.py $(BENCH_DIR)/signal_instructions.json
 
