@@ -258,18 +258,9 @@ unsafe fn each_in_cell<const COMPILER_ONLY: bool>(
             record.leave(depth);
             last = None;
             // SAFETY: the caller's promises.
-            match unsafe { general(site, index, handle, args, nargs) } {
-                Status::Ok => {
-                    called += 1;
-                    elsewhere += 1;
-                }
-                Status::NotFound | Status::InvalidRegistry => {}
-                status => {
-                    called += 1;
-                    elsewhere += 1;
-                    failed(status);
-                }
-            }
+            let ran = tally(unsafe { general(site, index, handle, args, nargs) }, &mut failed);
+            called += ran;
+            elsewhere += ran;
             continue;
         }
         // SAFETY: `call` was stored from a `CallFn` before the state store
@@ -307,6 +298,21 @@ unsafe fn general(site: &HeldSite, index: usize, handle: u64, args: *const Value
     unsafe { invoke_site(site.slot, site.live, index, || handle, args, nargs, std::ptr::null_mut()) }
 }
 
+/// Whether a site's callback ran (1) or not (0), given what `invoke_site`
+/// answered; `failed` hears of a failure. NOT_FOUND and INVALID_REGISTRY
+/// never come from a callback: the entry was not called.
+#[inline(always)]
+fn tally(status: Status, failed: &mut impl FnMut(Status)) -> usize {
+    match status {
+        Status::Ok => 1,
+        Status::NotFound | Status::InvalidRegistry => 0,
+        status => {
+            failed(status);
+            1
+        }
+    }
+}
+
 /// `invoke_each` through `invoke_site` for every site.
 ///
 /// # Safety
@@ -324,14 +330,10 @@ unsafe fn each_general(
     let mut called = 0;
     for site in sites {
         // SAFETY: the caller's promises.
-        match unsafe { invoke_site(site.slot, site.live, index, || handle, args, nargs, std::ptr::null_mut()) } {
-            Status::Ok => called += 1,
-            Status::NotFound | Status::InvalidRegistry => {}
-            status => {
-                called += 1;
-                failed(status);
-            }
-        }
+        called += tally(
+            unsafe { invoke_site(site.slot, site.live, index, || handle, args, nargs, std::ptr::null_mut()) },
+            &mut failed,
+        );
     }
     called
 }
