@@ -1,8 +1,9 @@
-//! The C ABI of signals, in the shape of `src/ffi.rs`: a panic boundary,
-//! argument checks, then the safe core. The doc comments are the C
+//! The C ABI of signals, in the shape of `src/ffi.rs` and with its helpers:
+//! forwarding to the owning copy, a panic boundary, argument checks, then
+//! the safe core. The doc comments are the C
 //! reference (cbindgen copies them into `include/cbreg.h`).
 
-use crate::ffi::{args_of, boundary, RegistryHandle};
+use crate::ffi::{args_of, boundary, forward, required, RegistryHandle};
 use crate::{Status, Value};
 
 use super::EmitReport;
@@ -14,25 +15,6 @@ use super::EmitReport;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SignalHandle {
     pub handle: u64,
-}
-
-/// Passes the call to the owning copy of the library when this copy is not
-/// it (`rendezvous.rs`), as every export of `src/ffi.rs` does.
-macro_rules! forward {
-    ($f:ident($($a:expr),*)) => {
-        if let Some(api) = crate::rendezvous::remote() {
-            // SAFETY: the owner's function for this one, with the arguments
-            // (and so the promises) of our caller.
-            #[allow(unused_unsafe)]
-            return unsafe { (api.$f)($($a),*) };
-        }
-    };
-}
-
-/// A required out-pointer.
-fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
-    // SAFETY: non-null pointers from C are taken to be valid and aligned.
-    unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)
 }
 
 /// Creates a signal whose subscribers are entries of registry `reg`, and

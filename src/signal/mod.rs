@@ -257,6 +257,27 @@ pub(crate) fn create(reg: u64) -> Result<u64, Status> {
     Err(Status::NoMemory)
 }
 
+/// Runs `f` on the current snapshot of signal `handle`, held; returns the
+/// snapshot entry's id with `f`'s result. Reads `current` again when the
+/// entry it named was retired meanwhile.
+fn with_current<R>(
+    handle: u64,
+    mut f: impl FnMut(&Snapshot) -> Result<R, Status>,
+) -> Result<(u64, R), Status> {
+    let record = record_of(handle).ok_or(Status::InvalidSignal)?;
+    let core = snapshots().ok_or(Status::InvalidSignal)?;
+    loop {
+        let id = record.current.load(Ordering::Acquire);
+        if id == 0 {
+            return Err(Status::InvalidSignal);
+        }
+        match with_snapshot(core, handle, id, &mut f) {
+            Some(result) => return result.map(|r| (id, r)),
+            None => moved_on(record, id)?,
+        }
+    }
+}
+
 /// Replaces the snapshot of signal `handle` with `change` of it: copy on
 /// write, one CAS on `current`, then the old snapshot entry is unregistered
 /// (its copy is freed once no emit holds it). Retried when another change
@@ -268,11 +289,7 @@ fn change(
     let record = record_of(handle).ok_or(Status::InvalidSignal)?;
     let core = snapshots().ok_or(Status::InvalidSignal)?;
     loop {
-        let id = record.current.load(Ordering::Acquire);
-        if id == 0 {
-            return Err(Status::InvalidSignal);
-        }
-        let made = with_snapshot(core, handle, id, |old| {
+        let (id, made) = with_current(handle, |old| {
             let (subscribers, index) = change(old)?;
             Ok(Snapshot {
                 signal: handle,
@@ -281,12 +298,8 @@ fn change(
                 sites: subscribers.iter().map(|s| s.site).collect(),
                 ids: subscribers.iter().map(|s| s.id).collect(),
             })
-        });
-        let Some(made) = made else {
-            moved_on(record, id)?;
-            continue;
-        };
-        let fresh = publish(core, made?)?;
+        })?;
+        let fresh = publish(core, made)?;
         match record
             .current
             .compare_exchange(id, fresh, Ordering::AcqRel, Ordering::Acquire)
@@ -381,22 +394,11 @@ pub(crate) fn destroy(handle: u64) -> Result<(), Status> {
 
 /// How many live subscribers the signal has now.
 pub(crate) fn count(handle: u64) -> Result<usize, Status> {
-    let record = record_of(handle).ok_or(Status::InvalidSignal)?;
-    let core = snapshots().ok_or(Status::InvalidSignal)?;
-    loop {
-        let id = record.current.load(Ordering::Acquire);
-        if id == 0 {
-            return Err(Status::InvalidSignal);
-        }
-        let counted = with_snapshot(core, handle, id, |s| {
-            let reg = registry::pin(s.registry)?;
-            Ok(s.ids.iter().filter(|&&id| reg.resolve(id).is_ok()).count())
-        });
-        match counted {
-            Some(result) => return result,
-            None => moved_on(record, id)?,
-        }
-    }
+    let (_, n) = with_current(handle, |s| {
+        let reg = registry::pin(s.registry)?;
+        Ok(s.ids.iter().filter(|&&id| reg.resolve(id).is_ok()).count())
+    })?;
+    Ok(n)
 }
 
 /// The snapshot registry's counts (for tests: every snapshot made is
