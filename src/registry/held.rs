@@ -168,33 +168,27 @@ impl Held<'_> {
     ) -> usize {
         match self.cell {
             Some((record, held_at)) if held_at + 1 < CELLS => {
+                macro_rules! each_in_cell {
+                    ($compiler_only:literal) => {
+                        // SAFETY: the caller's promises.
+                        unsafe {
+                            each_in_cell::<$compiler_only>(
+                                record,
+                                held_at + 1,
+                                sites,
+                                index,
+                                handle,
+                                (args, nargs),
+                                failed,
+                            )
+                        }
+                    };
+                }
                 // The barrier's kind is the process's, decided once.
                 if barrier::light_is_compiler_only() {
-                    // SAFETY: the caller's promises.
-                    unsafe {
-                        each_in_cell::<true>(
-                            record,
-                            held_at + 1,
-                            sites,
-                            index,
-                            handle,
-                            (args, nargs),
-                            failed,
-                        )
-                    }
+                    each_in_cell!(true)
                 } else {
-                    // SAFETY: the caller's promises.
-                    unsafe {
-                        each_in_cell::<false>(
-                            record,
-                            held_at + 1,
-                            sites,
-                            index,
-                            handle,
-                            (args, nargs),
-                            failed,
-                        )
-                    }
+                    each_in_cell!(false)
                 }
             }
             // SAFETY: the caller's promises.
