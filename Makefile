@@ -44,6 +44,7 @@ include mk/c.mk
 include mk/cpp.mk
 include mk/python.mk
 include mk/bench.mk
+include mk/signal_bench.mk
 include mk/rendezvous.mk
 include mk/install.mk
 include mk/adopters.mk

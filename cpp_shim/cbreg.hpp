@@ -59,6 +59,7 @@ enum class status : std::uint32_t {
     no_memory = CBREG_STATUS_NO_MEMORY,
     internal = CBREG_STATUS_INTERNAL,
     full = CBREG_STATUS_FULL,
+    invalid_signal = CBREG_STATUS_INVALID_SIGNAL,
 };
 
 // The core's description of `s` (static storage).
@@ -839,6 +840,128 @@ private:
     }
     cbreg_target t_{0};
     bool owned_ = false;
+};
+
+// ---- signals ----
+
+// One subscription to a signal, owned: disconnects on destruction (as
+// boost::signals2::scoped_connection), which unregisters the subscriber's
+// entry; no emit calls it after that, one running on another thread
+// included. Move-only; release() keeps the subscription and returns its id.
+class [[nodiscard]] connection {
+public:
+    connection() noexcept = default;
+    // Adopts subscription `id` of `sig`.
+    connection(cbreg_signal sig, std::uint64_t id) noexcept : sig_(sig), id_(id) {}
+    connection(connection&& o) noexcept : sig_(o.sig_), id_(std::exchange(o.id_, 0)) {}
+    connection& operator=(connection&& o) noexcept {
+        if (this != &o) {
+            disconnect();
+            sig_ = o.sig_;
+            id_ = std::exchange(o.id_, 0);
+        }
+        return *this;
+    }
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    ~connection() { disconnect(); }
+
+    std::uint64_t id() const noexcept { return id_; }
+    explicit operator bool() const noexcept { return id_ != 0; }
+
+    // Unsubscribes now (status ignored: NOT_FOUND once a one-shot ran) and
+    // becomes empty.
+    void disconnect() noexcept {
+        if (id_ != 0) (void)cbreg_signal_unsubscribe(sig_, std::exchange(id_, 0));
+    }
+    // As disconnect, returning the core's status.
+    status unsubscribe() noexcept {
+        return detail::from_c(cbreg_signal_unsubscribe(sig_, std::exchange(id_, 0)));
+    }
+    // Keeps the subscription; returns its id.
+    [[nodiscard]] std::uint64_t release() noexcept { return std::exchange(id_, 0); }
+
+private:
+    cbreg_signal sig_{0};
+    std::uint64_t id_ = 0;
+};
+
+// A signal: emit calls every subscriber once, in subscription order, from
+// any thread, without a lock or an allocation. Subscribers are entries of
+// the registry the signal was made over. Freed on destruction (every
+// subscriber is unregistered). Move-only.
+class signal {
+public:
+    // Throws error on failure.
+    explicit signal(const registry& reg = registry::global()) : reg_(reg.handle()) {
+        detail::throw_unless_ok(detail::from_c(cbreg_signal_new(reg_, &sig_)));
+    }
+    signal(signal&& o) noexcept : sig_(std::exchange(o.sig_, cbreg_signal{0})), reg_(o.reg_) {}
+    signal& operator=(signal&& o) noexcept {
+        if (this != &o) {
+            (void)cbreg_signal_free(sig_);
+            sig_ = std::exchange(o.sig_, cbreg_signal{0});
+            reg_ = o.reg_;
+        }
+        return *this;
+    }
+    signal(const signal&) = delete;
+    signal& operator=(const signal&) = delete;
+    ~signal() { (void)cbreg_signal_free(sig_); }
+
+    cbreg_signal handle() const noexcept { return sig_; }
+
+    // Subscribes any callable registry::subscribe takes (flags: persistent
+    // or once). Throws error with the core's status.
+    template <class F>
+    connection connect(F&& f, std::uint32_t flags = persistent) const {
+        subscription entry = registry::borrow(reg_).subscribe(std::forward<F>(f), flags);
+        detail::throw_unless_ok(detail::from_c(cbreg_signal_subscribe(sig_, entry.id())));
+        return connection(sig_, entry.release());
+    }
+    // Subscribes an existing entry of the signal's registry; throws error
+    // on failure (the entry then stays registered).
+    connection connect_id(std::uint64_t id) const {
+        detail::throw_unless_ok(detail::from_c(cbreg_signal_subscribe(sig_, id)));
+        return connection(sig_, id);
+    }
+
+    // cbreg_signal_emit as is: ok, or the first failure's status (the
+    // others still ran); `report` (may be null) gets the counts.
+    status emit_raw(const cbreg_value* argv, std::size_t n,
+                    cbreg_emit_report* report = nullptr) const {
+        return detail::from_c(cbreg_signal_emit(sig_, argv, n, report));
+    }
+    // Emits with arguments converted by value::from (on the stack).
+    template <class... A>
+    status operator()(const A&... a) const {
+        return emit_with(nullptr, a...);
+    }
+    // As operator(), filling `report`.
+    template <class... A>
+    status emit_into(cbreg_emit_report& report, const A&... a) const {
+        return emit_with(&report, a...);
+    }
+    // Live subscribers now (0 for a freed signal).
+    std::size_t size() const noexcept {
+        std::size_t n = 0;
+        (void)cbreg_signal_count(sig_, &n);
+        return n;
+    }
+
+private:
+    template <class... A>
+    status emit_with(cbreg_emit_report* report, const A&... a) const {
+        if constexpr (sizeof...(A) == 0) {
+            return emit_raw(nullptr, 0, report);
+        } else {
+            const cbreg_value argv[] = {value::from(a)...};
+            return emit_raw(argv, sizeof...(A), report);
+        }
+    }
+
+    cbreg_signal sig_{0};
+    cbreg_registry reg_{0};
 };
 
 // Marks the calling thread real-time for the scope's lifetime: the core then

@@ -82,6 +82,8 @@ enum cbreg_status
   // for this event (or, on a thread marked real-time, no queue was
   // reserved for it): nothing was queued, and the refusal is counted.
   CBREG_STATUS_FULL = 9,
+  // The signal handle is unknown or the signal was freed.
+  CBREG_STATUS_INVALID_SIGNAL = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -271,6 +273,28 @@ typedef struct cbreg_post_stats {
   // Wakes sent by senders (system calls).
   uint64_t wakes;
 } cbreg_post_stats;
+
+// A signal handle: generation-checked like a registry handle, so a handle
+// whose signal was freed gets `CBREG_STATUS_INVALID_SIGNAL`, never a newer
+// signal. `handle` 0 is never valid.
+typedef struct cbreg_signal {
+  uint64_t handle;
+} cbreg_signal;
+
+// What one emit did (`cbreg_emit_report`): how many subscribers were
+// called, how many of those failed, and the first failure.
+typedef struct cbreg_emit_report {
+  // Subscribers whose callback ran (failed ones included).
+  size_t called;
+  // Callbacks that reported failure.
+  size_t failed;
+  // The first failure's status (`CBREG_STATUS_CALLBACK_FAILED`, or
+  // `CBREG_STATUS_CLOSED` from a finalizing runtime); `CBREG_STATUS_OK`
+  // when none failed.
+  uint32_t first_status;
+  // The code the first failing callback returned (0 when none failed).
+  uint32_t first_code;
+} cbreg_emit_report;
 
 
 
@@ -677,6 +701,64 @@ cbreg_status cbreg_py_install_atexit(void);
 // exit hook ran). Call it with the GIL held.
 bool cbreg_py_is_closed(void);
 #endif
+
+// Creates a signal whose subscribers are entries of registry `reg`, and
+// writes its handle to `*out`. `INVALID_REGISTRY` for a bad `reg`;
+// `NO_MEMORY` when the table of signals is full.
+//
+// # Safety
+// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for a handle.
+cbreg_status cbreg_signal_new(struct cbreg_registry reg, struct cbreg_signal *out);
+
+// Frees a signal: every later call with the handle gets `INVALID_SIGNAL`,
+// and every subscriber is unregistered (each release runs exactly once, as
+// for `cbreg_unregister`). Returns at once: an emit already running on
+// another thread may still finish its calls, as an invocation in flight
+// finishes after `cbreg_unregister`; `cbreg_unregister_wait` on an id
+// waits for that.
+cbreg_status cbreg_signal_free(struct cbreg_signal sig);
+
+// Subscribes entry `id` of the signal's registry: every emit from then on
+// calls it, after the subscribers before it. The subscription is the
+// entry: `cbreg_signal_unsubscribe` unregisters it, and once it is
+// unregistered any other way (a one-shot that ran, `cbreg_unregister`,
+// `cbreg_clear`) it is no longer called. If this fails the entry stays
+// registered and the caller still owns it. `NOT_FOUND` unless the entry
+// is live; `INVALID_ARGUMENT` if it is a subscriber already;
+// `INVALID_SIGNAL`, `INVALID_REGISTRY` (the registry was freed),
+// `NO_MEMORY`.
+cbreg_status cbreg_signal_subscribe(struct cbreg_signal sig, uint64_t id);
+
+// Ends subscription `id`: takes it off the list and unregisters the
+// entry; no emit calls it after this returns, one running on another
+// thread included (the entry's release runs as for `cbreg_unregister`).
+// Safe from inside any callback, the subscriber's own included.
+// `NOT_FOUND` if `id` is not a live subscriber of the signal.
+cbreg_status cbreg_signal_unsubscribe(struct cbreg_signal sig, uint64_t id);
+
+// Writes the number of live subscribers to `*out`.
+//
+// # Safety
+// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for a size.
+cbreg_status cbreg_signal_count(struct cbreg_signal sig, size_t *out);
+
+// Invokes every live subscriber once with the same arguments, in
+// subscription order, from any thread (real-time ones included): no lock,
+// no allocation. A subscriber added during the emit (by a callback or
+// another thread) is not called by it; one unsubscribed during it is not
+// called after the unsubscribe returns. A failing subscriber does not stop
+// the others: the result is `CBREG_STATUS_OK` if none failed, otherwise
+// the first failure's status, and `*report` (if not NULL) gets how many
+// were called, how many failed and the first failure's own code. Return
+// values are discarded. Arguments are checked as for `cbreg_invoke`.
+//
+// # Safety
+// `args` points to `nargs` values (or `nargs` is 0), valid for the call as
+// for `cbreg_invoke`; `report` is NULL or points to storage for a report.
+cbreg_status cbreg_signal_emit(struct cbreg_signal sig,
+                               const struct cbreg_value *args,
+                               size_t nargs,
+                               struct cbreg_emit_report *report);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -57,6 +57,14 @@ impl Registry {
         })
     }
 
+    /// The registry `handle` names, not freed when dropped.
+    pub(crate) fn borrowed(handle: u64) -> Registry {
+        Registry {
+            handle: RegistryHandle { handle },
+            owned: false,
+        }
+    }
+
     /// The handle C code uses for this registry (`cbreg_registry.handle`).
     pub fn handle(&self) -> u64 {
         self.handle.handle

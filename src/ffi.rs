@@ -14,6 +14,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::registry::{self, CallFn, Pinned, ReleaseFn, Stats};
 use crate::{value, Status, Value};
 
+pub use crate::signal::ffi::*;
+pub use crate::signal::EmitReport;
+
 /// A registry handle. Handles are values, not pointers: a handle whose
 /// registry was destroyed is detected and gets `CBREG_STATUS_INVALID_REGISTRY`.
 /// `handle` 0 is never valid (a zeroed handle means "no registry").

@@ -36,6 +36,7 @@ pub mod post;
 pub mod python;
 mod registry;
 mod rendezvous;
+mod signal;
 mod status;
 mod sync;
 mod tls_word;
@@ -51,11 +52,20 @@ pub mod testing {
     pub fn heavy_barriers() -> u64 {
         crate::sync::barrier::HEAVY_RUNS.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// The counts of the private registry that holds signals' subscriber
+    /// lists: every list made is registered once and released once.
+    pub fn signal_snapshots() -> crate::Stats {
+        crate::signal::snapshot_stats()
+    }
 }
 
 pub use api::{set_thread_realtime, Callback, Id, Registry, Site, Subscription};
 pub use arg::Arg;
 pub use post::{PostConfig, PostFlags, PostStats, Pump, Target};
+pub use signal::api::{Connection, Signal};
+pub use signal::ffi::SignalHandle;
+pub use signal::EmitReport;
 pub use registry::{CallFn, ReleaseFn, Stats, ENTRY_BYTES};
 pub use status::{last_callback_code, Status};
 pub use value::{Payload, Tag, Value, ValueDropFn};

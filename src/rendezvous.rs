@@ -30,7 +30,7 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use crate::ffi::{self, RegistryHandle, Site};
+use crate::ffi::{self, EmitReport, RegistryHandle, SignalHandle, Site};
 use crate::post::abi::{self as post, TargetHandle};
 use crate::post::{PostConfig, PostStats};
 use crate::registry::{CallFn, ReleaseFn, Stats};
@@ -38,7 +38,7 @@ use crate::{Status, Value};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"cbregApi");
 /// Version of the `Api` layout; fields are only ever appended.
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 
 /// The C ABI of the owning copy. `#[repr(C)]`, append-only: a copy checks
 /// `size` before it uses a field.
@@ -95,6 +95,18 @@ pub struct Api {
     pub(crate) pump_drain: unsafe extern "C-unwind" fn(TargetHandle, usize, *mut usize) -> Status,
     pub(crate) post_stats_get: unsafe extern "C" fn(TargetHandle, *mut PostStats) -> Status,
     pub(crate) post_stats_total: unsafe extern "C" fn(*mut PostStats) -> Status,
+    // Version 4.
+    pub(crate) signal_new: unsafe extern "C" fn(RegistryHandle, *mut SignalHandle) -> Status,
+    pub(crate) signal_free: extern "C" fn(SignalHandle) -> Status,
+    pub(crate) signal_subscribe: extern "C" fn(SignalHandle, u64) -> Status,
+    pub(crate) signal_unsubscribe: extern "C" fn(SignalHandle, u64) -> Status,
+    pub(crate) signal_count: unsafe extern "C" fn(SignalHandle, *mut usize) -> Status,
+    pub(crate) signal_emit: unsafe extern "C-unwind" fn(
+        SignalHandle,
+        *const Value,
+        usize,
+        *mut EmitReport,
+    ) -> Status,
 }
 
 static OWN: Api = Api {
@@ -131,6 +143,12 @@ static OWN: Api = Api {
     pump_drain: post::cbreg_pump_drain,
     post_stats_get: post::cbreg_post_stats_get,
     post_stats_total: post::cbreg_post_stats_total,
+    signal_new: ffi::cbreg_signal_new,
+    signal_free: ffi::cbreg_signal_free,
+    signal_subscribe: ffi::cbreg_signal_subscribe,
+    signal_unsubscribe: ffi::cbreg_signal_unsubscribe,
+    signal_count: ffi::cbreg_signal_count,
+    signal_emit: ffi::cbreg_signal_emit,
 };
 
 /// Where this copy's calls go: null until decided, `&OWN` when this copy

@@ -32,10 +32,12 @@ pub enum Status {
     /// for this event (or, on a thread marked real-time, no queue was
     /// reserved for it): nothing was queued, and the refusal is counted.
     Full = 9,
+    /// The signal handle is unknown or the signal was freed.
+    InvalidSignal = 10,
 }
 
 /// Every status, in code order.
-pub(crate) const ALL_STATUSES: [Status; 10] = [
+pub(crate) const ALL_STATUSES: [Status; 11] = [
     Status::Ok,
     Status::NotFound,
     Status::Closed,
@@ -46,6 +48,7 @@ pub(crate) const ALL_STATUSES: [Status; 10] = [
     Status::NoMemory,
     Status::Internal,
     Status::Full,
+    Status::InvalidSignal,
 ];
 
 impl Status {
@@ -75,6 +78,7 @@ impl Status {
             Status::NoMemory => "out of memory or capacity\0",
             Status::Internal => "internal error\0",
             Status::Full => "queue full\0",
+            Status::InvalidSignal => "invalid signal\0",
         }
     }
 

@@ -1,5 +1,6 @@
-//! Loom models of the invoke / unregister / clear / collect protocol, run on
-//! the real registry code (`RUSTFLAGS="--cfg loom"`, see `make loom`).
+//! Loom models of the invoke / unregister / clear / collect protocol and of
+//! signals, run on the real registry code (`RUSTFLAGS="--cfg loom"`, see
+//! `make loom`).
 //! Each asserts that the release ran exactly once, never while an
 //! invocation of the entry was running, and that no invocation starts
 //! after unregister returned.
@@ -9,7 +10,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
 
-use cbreg::{Arg, Registry, Status, Value};
+use cbreg::{Arg, Registry, Signal, Status, Value};
 
 /// What an entry observes: invocations inside it, releases, and releases
 /// that ran while an invocation was inside.
@@ -372,5 +373,133 @@ fn site_racing_unregister_slot_reuse_and_free_never_runs_another_entry() {
         assert_eq!(cbreg_registry_free(handle), Status::Ok);
         assert_eq!(site.call(&[]), Status::InvalidRegistry);
         assert_eq!(newer.releases.load(SeqCst), 1);
+    });
+}
+
+// ---- signals ----
+//
+// Subscribers are entries of the default registry (the model's table has
+// room for one registry more, which signals take for their lists). Each
+// model also checks that every subscriber list made was released once.
+
+/// A signal of the default registry, with one subscriber reporting to the
+/// returned probe; the subscriber's id.
+fn signal_setup(once: bool) -> (Arc<Signal>, Arc<Probe>, u64) {
+    let reg = Registry::global();
+    let sig = Arc::new(Signal::new(&reg).unwrap());
+    let probe = Arc::new(Probe::default());
+    let id = entry(&reg, &probe, once);
+    sig.subscribe_id(id).unwrap().detach();
+    (sig, probe, id)
+}
+
+/// After the signal is gone: every subscriber list was released once.
+fn check_lists() {
+    Registry::global().collect();
+    let lists = cbreg::testing::signal_snapshots();
+    assert_eq!(
+        lists.released, lists.registered,
+        "lists not released once: {lists:?}"
+    );
+}
+
+fn emit(sig: &Signal) -> usize {
+    sig.emit(&[]).unwrap().called
+}
+
+/// An emit racing the removal of its one subscriber (`remove`, which must
+/// succeed): once the removal returned, no emit calls it.
+fn emit_racing_removal(remove: fn(&Signal, u64) -> Status) {
+    model(move || {
+        let (sig, probe, id) = signal_setup(false);
+        let s = sig.clone();
+        let emitter = spawn_prepared(move || emit(&s));
+        assert_eq!(remove(&sig, id), Status::Ok);
+        assert_eq!(emit(&sig), 0, "called after its removal returned");
+        let called = emitter.join().unwrap();
+        assert_eq!(probe.calls.load(SeqCst), called);
+        Registry::global().collect();
+        check(&probe);
+        drop(sig);
+        check_lists();
+    });
+}
+
+#[test]
+fn emit_racing_unsubscribe() {
+    emit_racing_removal(|sig, id| {
+        let handle = cbreg::SignalHandle {
+            handle: sig.handle(),
+        };
+        cbreg::ffi::cbreg_signal_unsubscribe(handle, id)
+    });
+}
+
+/// Unregistered through the registry, the entry stays on the list: each
+/// emit's own check of it keeps it from being called.
+#[test]
+fn emit_racing_unregister_of_a_subscriber() {
+    emit_racing_removal(|_, id| Registry::global().unregister(id));
+}
+
+/// A subscriber added during an emit is called by it only if the emit
+/// started after the change, and then after the older one.
+#[test]
+fn emit_racing_subscribe() {
+    model(|| {
+        let (sig, first, _) = signal_setup(false);
+        let s = sig.clone();
+        let emitter = spawn_prepared(move || emit(&s));
+        let second = Arc::new(Probe::default());
+        let id = entry(&Registry::global(), &second, false);
+        sig.subscribe_id(id).unwrap().detach();
+        let called = emitter.join().unwrap();
+        assert_eq!(first.calls.load(SeqCst), 1);
+        assert_eq!(second.calls.load(SeqCst), called - 1);
+        drop(sig);
+        Registry::global().collect();
+        check(&first);
+        check(&second);
+        check_lists();
+    });
+}
+
+#[test]
+fn two_emits_racing_on_a_one_shot_subscriber() {
+    model(|| {
+        let (sig, probe, _) = signal_setup(true);
+        let s = sig.clone();
+        let other = spawn_prepared(move || emit(&s));
+        let mine = emit(&sig);
+        let theirs = other.join().unwrap();
+        assert_eq!(mine + theirs, 1, "a one-shot ran {} times", mine + theirs);
+        assert_eq!(probe.calls.load(SeqCst), 1);
+        drop(sig);
+        Registry::global().collect();
+        check(&probe);
+        check_lists();
+    });
+}
+
+#[test]
+fn emit_racing_free() {
+    use cbreg::ffi::cbreg_signal_emit;
+    model(|| {
+        let (sig, probe, _) = signal_setup(false);
+        let handle = cbreg::SignalHandle {
+            handle: sig.handle(),
+        };
+        // SAFETY (both): no arguments; no report.
+        let emitter = spawn_prepared(move || unsafe {
+            cbreg_signal_emit(handle, std::ptr::null(), 0, std::ptr::null_mut())
+        });
+        drop(Arc::try_unwrap(sig).unwrap());
+        let after = unsafe { cbreg_signal_emit(handle, std::ptr::null(), 0, std::ptr::null_mut()) };
+        assert_eq!(after, Status::InvalidSignal);
+        let s = emitter.join().unwrap();
+        assert!(s == Status::Ok || s == Status::InvalidSignal, "{s:?}");
+        Registry::global().collect();
+        check(&probe);
+        check_lists();
     });
 }

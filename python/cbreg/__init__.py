@@ -44,13 +44,13 @@ from . import _core
 # frame between (their docs are in _core).
 from ._core import Subscription, invoke
 from ._errors import (CallbackFailed, Closed, Error, InternalError, InvalidArgument,
-                      InvalidRegistry, NoMemory, NotFound, WouldDeadlock)
+                      InvalidRegistry, InvalidSignal, NoMemory, NotFound, WouldDeadlock)
 
 __all__ = [
     "register", "invoke", "unregister", "clear", "close", "collect", "stats", "is_closed",
     "Subscription", "Stats", "get_include", "get_library", "get_cmake_dir", "get_static_library",
     "Error", "NotFound", "Closed", "InvalidArgument", "InvalidRegistry", "CallbackFailed",
-    "WouldDeadlock", "NoMemory", "InternalError",
+    "WouldDeadlock", "NoMemory", "InternalError", "InvalidSignal",
 ]
 
 __version__ = "0.1.0"

@@ -57,6 +57,13 @@ class InternalError(Error):
     status = 8
 
 
-# Index = status code; OK (0) has no exception.
+class InvalidSignal(Error):
+    """The signal handle is unknown or the signal was freed."""
+
+    status = 10
+
+
+# Index = status code; OK (0) has no exception. FULL (9) comes only from
+# cbreg_post, which the Python API does not call: plain Error.
 BY_STATUS = (Error, NotFound, Closed, InvalidArgument, InvalidRegistry,
-             CallbackFailed, WouldDeadlock, NoMemory, InternalError)
+             CallbackFailed, WouldDeadlock, NoMemory, InternalError, Error, InvalidSignal)

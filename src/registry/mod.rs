@@ -3,6 +3,8 @@
 //!
 //! - `slots.rs`: slot storage, the state word and the free list;
 //! - `invoke.rs`: the invoke protocol (the hot path);
+//! - `held.rs`: an entry held across many calls (a signal's subscriber
+//!   list), and call sites invoked meanwhile;
 //! - `reclaim.rs`: retirement, the pending list, the collector, `clear` and
 //!   the one wait (`unregister_wait`);
 //! - `table.rs`: the table of registries that handles name, their lifecycle
@@ -24,6 +26,7 @@ use crate::Status;
 mod fork;
 #[cfg(test)]
 mod core_tests;
+mod held;
 mod invoke;
 mod reclaim;
 mod reclaimer;
@@ -31,6 +34,7 @@ mod slots;
 mod stats;
 mod table;
 
+pub(crate) use held::{Held, HeldSite};
 pub(crate) use invoke::invoke_site;
 pub(crate) use reclaimer::set_thread_realtime;
 use slots::{key, FreeList, Segments, Slot, LIVE, ONCE};

@@ -199,13 +199,13 @@ static void status_str_describes_every_code(void) {
     CHECK(strcmp(cbreg_status_str(CBREG_STATUS_OK), "ok") == 0);
     CHECK(strcmp(cbreg_status_str(CBREG_STATUS_NOT_FOUND), "not found") == 0);
     CHECK(strcmp(cbreg_status_str(CBREG_STATUS_WOULD_DEADLOCK), "would deadlock") == 0);
-    for (i = CBREG_STATUS_OK; i <= CBREG_STATUS_FULL; ++i) {
+    for (i = CBREG_STATUS_OK; i <= CBREG_STATUS_INVALID_SIGNAL; ++i) {
         const char *s = cbreg_status_str(i);
         CHECK(s != NULL && s[0] != '\0');
         CHECK(s != NULL && strcmp(s, "unknown status") != 0);
         for (j = 0; j < i; ++j) CHECK(strcmp(s, cbreg_status_str(j)) != 0);
     }
-    CHECK(strcmp(cbreg_status_str(CBREG_STATUS_FULL + 1), "unknown status") == 0);
+    CHECK(strcmp(cbreg_status_str(CBREG_STATUS_INVALID_SIGNAL + 1), "unknown status") == 0);
     CHECK(strcmp(cbreg_status_str(UINT32_MAX), "unknown status") == 0);
 }
 
@@ -1241,6 +1241,39 @@ static void post_is_delivered_by_the_pump_and_by_the_dispatcher(void) {
 
 /* ---- the runner ---- */
 
+static void signal_emits_each_subscriber_and_a_freed_signal_is_invalid(void) {
+    cbreg_registry reg = new_registry();
+    cbreg_signal sig, newer;
+    cbreg_emit_report report;
+    probe a, b;
+    uint64_t ida, idb;
+    probe_init(&a);
+    probe_init(&b);
+    b.code = 42;
+    ida = register_probe(reg, &a, 0);
+    idb = register_probe(reg, &b, 0);
+    CHECK_STATUS(cbreg_signal_new(reg, &sig), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_signal_subscribe(sig, ida), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_signal_subscribe(sig, idb), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_signal_subscribe(sig, idb), CBREG_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(cbreg_signal_emit(sig, NULL, 0, &report), CBREG_STATUS_CALLBACK_FAILED);
+    CHECK(report.called == 2 && report.failed == 1 && report.first_code == 42);
+    CHECK(a.calls == 1 && b.calls == 1);
+    CHECK_STATUS(cbreg_signal_unsubscribe(sig, idb), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_collect(reg, NULL), CBREG_STATUS_OK); /* a batched release runs */
+    check_released_once_cleanly(&b);
+    CHECK_STATUS(cbreg_signal_emit(sig, NULL, 0, NULL), CBREG_STATUS_OK);
+    CHECK(a.calls == 2 && b.calls == 1);
+    CHECK_STATUS(cbreg_signal_free(sig), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_collect(reg, NULL), CBREG_STATUS_OK);
+    check_released_once_cleanly(&a);
+    CHECK_STATUS(cbreg_signal_new(reg, &newer), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_signal_emit(sig, NULL, 0, NULL), CBREG_STATUS_INVALID_SIGNAL);
+    CHECK_STATUS(cbreg_signal_free(sig), CBREG_STATUS_INVALID_SIGNAL);
+    CHECK_STATUS(cbreg_signal_free(newer), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_registry_free(reg), CBREG_STATUS_OK);
+}
+
 typedef struct test_case {
     const char *name;
     void (*run)(void);
@@ -1275,6 +1308,7 @@ static const test_case k_tests[] = {
     TEST(destroyed_registry_handle_is_invalid_registry),
     TEST(zeroed_handle_is_invalid_registry),
     TEST(concurrent_invoke_while_clear_releases_once_never_inside),
+    TEST(signal_emits_each_subscriber_and_a_freed_signal_is_invalid),
 };
 
 int main(void) {

@@ -468,6 +468,56 @@ void post_is_delivered_by_a_pump_the_host_drains() {
     CHECK(moved.drain() == 1 && seen.size() == 3);
 }
 
+void signal_emits_in_order_and_a_connection_disconnects_on_destruction() {
+    cbreg::registry reg;
+    cbreg::signal tick(reg);
+    std::vector<int> order;
+    std::atomic<int> drops{0};
+    auto a = tick.connect([&order](cbreg::args a) {
+        CHECK(a.get<double>(0) == 440.0);
+        order.push_back(1);
+    });
+    {
+        auto b = tick.connect([&order, d = drop_counter(drops)] { order.push_back(2); });
+        auto c = tick.connect([&order] { order.push_back(3); }, cbreg::once);
+        cbreg_emit_report report{};
+        CHECK_STATUS(tick.emit_into(report, 440.0), status::ok);
+        CHECK(report.called == 3 && report.failed == 0);
+        CHECK((order == std::vector<int>{1, 2, 3}));
+        CHECK(tick.size() == 2);  // the one-shot ran
+        CHECK(drops == 0);
+    }
+    CHECK_STATUS(reg.collect(), status::ok);  // a batched release runs
+    CHECK(drops == 1);                        // b disconnected: its entry released
+    order.clear();
+    CHECK_STATUS(tick(440.0), status::ok);
+    CHECK((order == std::vector<int>{1}));
+    cbreg::connection moved = std::move(a);
+    CHECK(!a && moved);
+    moved.disconnect();
+    CHECK(tick.size() == 0);
+}
+
+void signal_counts_failures_and_a_freed_signal_reports_invalid_signal() {
+    cbreg::registry reg;
+    std::atomic<int> after{0};
+    cbreg::signal sig(reg);
+    auto a = sig.connect([]() -> cbreg::status { return status::not_found; });
+    auto b = sig.connect([]() { throw std::runtime_error("subscriber"); });
+    auto c = sig.connect([&after] { ++after; });
+    cbreg_emit_report report{};
+    CHECK_STATUS(sig.emit_into(report), status::callback_failed);
+    CHECK(report.called == 3 && report.failed == 2 && after == 1);
+    CHECK(report.first_code == CBREG_STATUS_NOT_FOUND);
+    const cbreg_signal old = sig.handle();
+    cbreg::signal other = std::move(sig);
+    CHECK_STATUS(sig(), status::invalid_signal);  // moved from
+    other = cbreg::signal(reg);                   // frees the first
+    CHECK_STATUS(cbreg::status(cbreg_signal_emit(old, nullptr, 0, nullptr)), status::invalid_signal);
+    CHECK(after == 1);
+    CHECK(other.size() == 0);
+}
+
 struct test_case {
     const char* name;
     void (*run)();
@@ -494,6 +544,8 @@ const test_case k_tests[] = {
     TEST(core_decides_bad_input),
     TEST(global_view_shares_the_default_registry_and_never_destroys_it),
     TEST(post_is_delivered_by_a_pump_the_host_drains),
+    TEST(signal_emits_in_order_and_a_connection_disconnects_on_destruction),
+    TEST(signal_counts_failures_and_a_freed_signal_reports_invalid_signal),
 };
 
 }  // namespace

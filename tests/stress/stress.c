@@ -353,6 +353,138 @@ static void *forker_main(void *arg) {
     return NULL;
 }
 
+/* ---- signals: emit while other threads subscribe and unsubscribe ---- */
+
+/* Two emitters (one real-time) emit on one signal while a changer thread
+ * subscribes and unsubscribes entries (persistent and one-shot; some
+ * unsubscribe themselves from inside their call, some are unregistered
+ * through the registry) in a loop. Checked: no call on a released entry,
+ * no release while a call is inside or on the real-time thread, every
+ * subscriber released exactly once by the end, every emit OK. */
+
+enum { SIG_SUBS = 512 };
+
+typedef struct {
+    int state;
+    unsigned canary;
+    int inside;
+    int self_removing;
+    uint64_t id;
+} sig_sub;
+
+static cbreg_registry g_sig_reg;
+static cbreg_signal g_sig;
+static sig_sub g_sig_subs[SIG_SUBS];
+static unsigned long g_sig_emits, g_sig_calls, g_sig_registered, g_sig_released;
+
+static uint32_t sig_on_call(void *ctx, const cbreg_value *args, size_t nargs, cbreg_value *ret) {
+    sig_sub *e = ctx;
+    (void)ret;
+    if (LOAD(&e->canary) != CANARY_ALIVE) violation("signal: call on a released subscriber (id %#llx)%llu", e->id, 0);
+    ADD(&e->inside, 1);
+    ADD(&g_sig_calls, 1);
+    if (nargs != 1 || args[0].tag != CBREG_TAG_F64) violation("signal: arguments changed (nargs %llu)%llu", nargs, 0);
+    if (LOAD(&e->self_removing) && (rnd() & 7) == 0) {
+        cbreg_status s = cbreg_signal_unsubscribe(g_sig, LOAD(&e->id));
+        if (!status_in(s, BIT(CBREG_STATUS_OK) | BIT(CBREG_STATUS_NOT_FOUND)))
+            violation("signal: unsubscribe inside its call gave %llu (id %#llx)", s, e->id);
+    }
+    ADD(&e->inside, -1);
+    return CBREG_STATUS_OK;
+}
+
+static void sig_on_release(void *ctx) {
+    sig_sub *e = ctx;
+    int expect = REGISTERED;
+    if (t_realtime) violation("signal: release ran on a real-time thread (id %#llx)%llu", e->id, 0);
+    if (LOAD(&e->inside) != 0) violation("signal: release while %llu call(s) inside (id %#llx)", LOAD(&e->inside), e->id);
+    STORE(&e->canary, CANARY_DEAD);
+    if (!CAS(&e->state, &expect, RELEASED)) violation("signal: second release (id %#llx, state %llu)", e->id, expect);
+    ADD(&g_sig_released, 1);
+}
+
+static void *signal_emitter_main(void *arg) {
+    cbreg_value x = {0};
+    t_rng = 0x9e3779b97f4a7c15ull ^ (uintptr_t)arg;
+    if (arg != NULL) {
+        cbreg_thread_set_realtime(true);
+        t_realtime = 1;
+    }
+    x.tag = CBREG_TAG_F64;
+    x.as.f64 = 440.0;
+    while (!LOAD(&g_stop)) {
+        cbreg_emit_report report;
+        cbreg_status s = cbreg_signal_emit(g_sig, &x, 1, &report);
+        if (s != CBREG_STATUS_OK || report.failed != 0)
+            violation("signal: emit gave %llu, %llu failed", s, (unsigned long long)report.failed);
+        ADD(&g_sig_emits, 1);
+    }
+    return NULL;
+}
+
+static void *signal_changer_main(void *arg) {
+    (void)arg;
+    t_rng = 0x2545f4914f6cdd1dull;
+    while (!LOAD(&g_stop)) {
+        sig_sub *e = &g_sig_subs[rnd() % SIG_SUBS];
+        int state = LOAD(&e->state);
+        if (state == FREE || state == RELEASED) {
+            uint64_t id = 0;
+            uint32_t flags = (rnd() & 3) == 0 ? CBREG_ONCE : 0;
+            cbreg_status s;
+            STORE(&e->state, REGISTERING);
+            STORE(&e->canary, CANARY_ALIVE);
+            STORE(&e->self_removing, (int)((rnd() & 3) == 0));
+            s = cbreg_register(g_sig_reg, sig_on_call, e, sig_on_release, flags, &id);
+            if (s != CBREG_STATUS_OK) {
+                violation("signal: register gave %llu%llu", s, 0);
+                STORE(&e->state, FREE);
+                continue;
+            }
+            STORE(&e->id, id);
+            STORE(&e->state, REGISTERED);
+            ADD(&g_sig_registered, 1);
+            s = cbreg_signal_subscribe(g_sig, id);
+            /* NOT_FOUND: a one-shot another emit cannot have run yet is
+             * still live, so only OK is right here. */
+            if (s != CBREG_STATUS_OK) violation("signal: subscribe gave %llu (id %#llx)", s, id);
+        } else if (state == REGISTERED) {
+            cbreg_status s = (rnd() & 3) == 0 ? cbreg_unregister(g_sig_reg, LOAD(&e->id))
+                                               : cbreg_signal_unsubscribe(g_sig, LOAD(&e->id));
+            if (!status_in(s, BIT(CBREG_STATUS_OK) | BIT(CBREG_STATUS_NOT_FOUND)))
+                violation("signal: unsubscribe gave %llu (id %#llx)", s, e->id);
+            if ((rnd() & 15) == 0) cbreg_collect(g_sig_reg, NULL);
+        }
+    }
+    return NULL;
+}
+
+/* Starts the signal threads (three, in `threads`). */
+static void signal_stress_start(pthread_t threads[3]) {
+    if (cbreg_registry_new(&g_sig_reg) != CBREG_STATUS_OK || cbreg_signal_new(g_sig_reg, &g_sig) != CBREG_STATUS_OK) {
+        violation("signal: set-up failed%llu%llu", 0, 0);
+        return;
+    }
+    pthread_create(&threads[0], NULL, signal_emitter_main, NULL);
+    pthread_create(&threads[1], NULL, signal_emitter_main, (void *)1);
+    pthread_create(&threads[2], NULL, signal_changer_main, NULL);
+}
+
+/* Joins them, frees the signal and its registry (which waits for every
+ * release), then checks the accounting. */
+static void signal_stress_finish(pthread_t threads[3]) {
+    int i;
+    for (i = 0; i < 3; ++i) pthread_join(threads[i], NULL);
+    if (cbreg_signal_free(g_sig) != CBREG_STATUS_OK) violation("signal: free failed%llu%llu", 0, 0);
+    if (cbreg_registry_free(g_sig_reg) != CBREG_STATUS_OK) violation("signal: registry_free failed%llu%llu", 0, 0);
+    for (i = 0; i < SIG_SUBS; ++i)
+        if (LOAD(&g_sig_subs[i].state) == REGISTERED || LOAD(&g_sig_subs[i].state) == REGISTERING)
+            violation("signal: subscriber never released (id %#llx)%llu", g_sig_subs[i].id, 0);
+    if (LOAD(&g_sig_registered) != LOAD(&g_sig_released))
+        violation("signal: registered %llu subscribers, %llu releases ran", LOAD(&g_sig_registered), LOAD(&g_sig_released));
+    printf("stress: signal emits %lu, calls %lu, subscribers %lu\n", g_sig_emits, g_sig_calls, g_sig_registered);
+}
+
 /* ---- main ---- */
 
 static double g_start;
@@ -372,7 +504,7 @@ static void on_watchdog(int sig) {
 int main(int argc, char **argv) {
     int seconds = argc > 1 ? atoi(argv[1]) : 30;
     int nworkers = argc > 2 ? atoi(argv[2]) : 32;
-    pthread_t workers[MAX_WORKERS], reaper, burster, forker;
+    pthread_t workers[MAX_WORKERS], reaper, burster, forker, signal_threads[3];
     worker *ws;
     int i, k;
     unsigned long unreleased = 0;
@@ -399,6 +531,7 @@ int main(int argc, char **argv) {
     pthread_create(&reaper, NULL, reaper_main, NULL);
     pthread_create(&burster, NULL, burster_main, NULL);
     pthread_create(&forker, NULL, forker_main, NULL);
+    signal_stress_start(signal_threads);
 
     while (now_s() - g_start < seconds) sleep_ms(100);
     STORE(&g_stop, 1);
@@ -406,6 +539,7 @@ int main(int argc, char **argv) {
     pthread_join(reaper, NULL);
     pthread_join(burster, NULL);
     pthread_join(forker, NULL);
+    signal_stress_finish(signal_threads);
 
     /* Tear down: every release must have run exactly once after this. */
     for (k = 1; k < REGISTRIES; ++k) {

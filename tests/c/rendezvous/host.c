@@ -19,6 +19,9 @@ typedef uint32_t (*invoke_fn)(uint64_t);
 typedef uint64_t (*live_fn)(void);
 typedef uint32_t (*resolve_fn)(uint64_t, cbreg_site *);
 typedef uint32_t (*site_invoke_fn)(const cbreg_site *);
+typedef uint32_t (*signal_new_fn)(cbreg_signal *);
+typedef uint32_t (*signal_subscribe_fn)(cbreg_signal, uint64_t);
+typedef uint32_t (*signal_emit_fn)(cbreg_signal, size_t *);
 
 typedef struct plugin {
     register_fn reg;
@@ -27,6 +30,9 @@ typedef struct plugin {
     live_fn live;
     resolve_fn resolve;
     site_invoke_fn site_invoke;
+    signal_new_fn signal_new;
+    signal_subscribe_fn signal_subscribe;
+    signal_emit_fn signal_emit;
 } plugin;
 
 static int load(const char *path, plugin *p) {
@@ -41,7 +47,11 @@ static int load(const char *path, plugin *p) {
     p->live = (live_fn)dlsym(h, "plugin_live");
     p->resolve = (resolve_fn)dlsym(h, "plugin_resolve");
     p->site_invoke = (site_invoke_fn)dlsym(h, "plugin_site_invoke");
-    return p->reg && p->invoke && p->unregister && p->live && p->resolve && p->site_invoke;
+    p->signal_new = (signal_new_fn)dlsym(h, "plugin_signal_new");
+    p->signal_subscribe = (signal_subscribe_fn)dlsym(h, "plugin_signal_subscribe");
+    p->signal_emit = (signal_emit_fn)dlsym(h, "plugin_signal_emit");
+    return p->reg && p->invoke && p->unregister && p->live && p->resolve && p->site_invoke &&
+           p->signal_new && p->signal_subscribe && p->signal_emit;
 }
 
 static int failures;
@@ -59,6 +69,8 @@ int main(int argc, char **argv) {
     int shared;
     uint64_t id;
     cbreg_site site_a, site_b;
+    cbreg_signal sig;
+    size_t called = 0;
     if (argc != 4) {
         fprintf(stderr, "usage: host PLUGIN_A PLUGIN_B shared|private\n");
         return 2;
@@ -86,6 +98,13 @@ int main(int argc, char **argv) {
         CHECK(b.site_invoke(&site_a) == CBREG_STATUS_NOT_FOUND);
         CHECK(a.site_invoke(&site_b) == CBREG_STATUS_NOT_FOUND);
         CHECK(a.live() == b.live());
+        /* A signal made through A, subscribed to and emitted through B. */
+        id = a.reg(&counter);
+        CHECK(a.signal_new(&sig) == CBREG_STATUS_OK);
+        CHECK(b.signal_subscribe(sig, id) == CBREG_STATUS_OK);
+        CHECK(b.signal_emit(sig, &called) == CBREG_STATUS_OK && called == 1);
+        CHECK(a.signal_emit(sig, &called) == CBREG_STATUS_OK && called == 1);
+        CHECK(counter == 5);
     } else {
         CHECK(b.invoke(id) == CBREG_STATUS_NOT_FOUND); /* never another entry */
         CHECK(b.resolve(id, &site_b) == CBREG_STATUS_NOT_FOUND);
@@ -95,6 +114,13 @@ int main(int argc, char **argv) {
         CHECK(a.invoke(id) == CBREG_STATUS_OK);
         CHECK(a.site_invoke(&site_a) == CBREG_STATUS_OK);
         CHECK(counter == 2);
+        /* A's signal means nothing to B's copy. */
+        CHECK(a.signal_new(&sig) == CBREG_STATUS_OK);
+        CHECK(b.signal_subscribe(sig, id) == CBREG_STATUS_INVALID_SIGNAL);
+        CHECK(b.signal_emit(sig, &called) == CBREG_STATUS_INVALID_SIGNAL && called == 0);
+        CHECK(a.signal_subscribe(sig, id) == CBREG_STATUS_OK);
+        CHECK(a.signal_emit(sig, &called) == CBREG_STATUS_OK && called == 1);
+        CHECK(counter == 3);
     }
     printf("rendezvous %s: %s\n", argv[3], failures ? "FAILED" : "passed");
     return failures ? 1 : 0;

@@ -40,3 +40,20 @@ cbreg_status plugin_resolve(uint64_t id, cbreg_site *out) {
 cbreg_status plugin_site_invoke(const cbreg_site *site) {
     return cbreg_site_invoke(site, NULL, 0, NULL);
 }
+
+/* Signals: made, subscribed to and emitted through any copy. */
+cbreg_status plugin_signal_new(cbreg_signal *out) {
+    return cbreg_signal_new(cbreg_default(), out);
+}
+
+cbreg_status plugin_signal_subscribe(cbreg_signal sig, uint64_t id) {
+    return cbreg_signal_subscribe(sig, id);
+}
+
+/* Emits with no arguments; the subscribers called go to `*called`. */
+cbreg_status plugin_signal_emit(cbreg_signal sig, size_t *called) {
+    cbreg_emit_report report = {0, 0, 0, 0};
+    cbreg_status s = cbreg_signal_emit(sig, NULL, 0, &report);
+    *called = report.called;
+    return s;
+}
