@@ -240,7 +240,7 @@ unsafe extern "C-unwind" fn call_closure(
         unsafe { std::slice::from_raw_parts(args, nargs) }
     };
     // SAFETY: `cbreg_invoke`, the only way in, checked that every value is
-    // well formed before any callback ran (`ffi::args_of`), and its caller
+    // well formed before any callback ran (`value::checked_args`), and its caller
     // promises the memory is valid for the call: `Arg`'s invariant.
     let args = unsafe { Arg::from_values(args) };
     let mut scratch = Value::none();

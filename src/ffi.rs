@@ -1,9 +1,27 @@
-//! The C ABI. Every exported function has one shape: `forward!` (a copy of
-//! cbreg that does not own the process's registries passes the call to the
-//! copy that does, see `rendezvous.rs`), `boundary` (a panic becomes
-//! `CBREG_STATUS_INTERNAL`), argument checks through the helpers below,
-//! then a call into the safe core. Nothing unwinds across the ABI but a
-//! forced unwind that a callback starts (see `cbreg_invoke`).
+//! The C ABI: every exported function, and the one boundary they share.
+//!
+//! Each export states its boundary policy where it is declared, as the
+//! first and only statement of its body:
+//! - `boundary! { forward f(args); status { .. } }`: a copy of cbreg that
+//!   does not own the process's registries passes the call to the copy that
+//!   does (`forward!`, see `rendezvous.rs`); otherwise the body runs with a
+//!   panic caught, and a panic becomes `CBREG_STATUS_INTERNAL`. `value`
+//!   instead of `status` for a body that returns its result directly: a
+//!   panic becomes that type's `Fallback` (as rustls-ffi's `PanicOrDefault`);
+//!   `local` instead of `forward ..` for a function that touches nothing a
+//!   copy owns.
+//! - `unwinds_through! { "why", { .. } }`: the two invoke exports only. A
+//!   callback may end its thread with a forced unwind (`pthread_exit`, as
+//!   CPython does to a thread that takes the GIL back during finalization),
+//!   which must pass through invoke: `catch_unwind` would turn it into an
+//!   abort. So these two are `extern "C-unwind"` and hold no catch frame;
+//!   nothing on their path panics (the lookups return statuses, callbacks
+//!   made by the Rust API catch their own panics), and guards undo what the
+//!   unwind passes (docs/protocol.md, section 2).
+//!
+//! Every other export is `extern "C"`: nothing unwinds out of it. Argument
+//! checks go through the helpers below (`required`, `put`, and
+//! `value::checked_args`), then a call into the safe core.
 //!
 //! The doc comments here are the C reference: cbindgen copies them into
 //! `include/cbreg.h`.
@@ -13,6 +31,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::registry::{self, CallFn, Pinned, ReleaseFn, Stats};
 use crate::{value, Status, Value};
+
+pub use crate::value::CBREG_MAX_ARGS;
 
 /// A registry handle. Handles are values, not pointers: a handle whose
 /// registry was destroyed is detected and gets `CBREG_STATUS_INVALID_REGISTRY`.
@@ -35,26 +55,90 @@ pub const CBREG_ONCE: u32 = 1;
 pub const CBREG_PROMPT: u32 = 4;
 const KNOWN_FLAGS: u32 = CBREG_ONCE | CBREG_PROMPT;
 
+/// What an export returns when its body panicked (or, in `rendezvous.rs`,
+/// when a copy refuses a call it cannot forward): the answer that promises
+/// least.
+pub(crate) trait Fallback {
+    const FALLBACK: Self;
+}
+
+impl Fallback for Status {
+    const FALLBACK: Status = Status::Internal;
+}
+impl Fallback for bool {
+    const FALLBACK: bool = false;
+}
+impl Fallback for u32 {
+    const FALLBACK: u32 = 0;
+}
+impl Fallback for usize {
+    const FALLBACK: usize = 0;
+}
+impl Fallback for () {
+    const FALLBACK: () = ();
+}
+impl Fallback for *const c_char {
+    const FALLBACK: *const c_char = b"internal error\0".as_ptr().cast();
+}
+/// The default registry's handle: a registry it could not make now is made
+/// by the next call that uses it.
+impl Fallback for RegistryHandle {
+    const FALLBACK: RegistryHandle = RegistryHandle {
+        handle: registry::DEFAULT_HANDLE,
+    };
+}
+
 /// Passes the call to the owning copy's `Api` when this copy is not it.
 macro_rules! forward {
     ($f:ident($($a:expr),*)) => {
-        if let Some(api) = crate::rendezvous::remote() {
-            // SAFETY: the owner's function for this one, with the arguments
-            // (and so the promises) of our caller.
-            #[allow(unused_unsafe)]
+        if let Some(api) = $crate::rendezvous::remote() {
+            // SAFETY: the owner's function for this very export (the table
+            // is generated from one list, checked against these
+            // signatures), with this call's arguments, so with the promises
+            // our caller made for them.
             return unsafe { (api.$f)($($a),*) };
         }
     };
 }
+pub(crate) use forward;
 
-/// The panic boundary every exported function runs its body in.
+/// The boundary of every export but the two invokes (see the module doc).
+macro_rules! boundary {
+    (forward $f:ident($($a:expr),*); $kind:ident $body:block) => {{
+        $crate::ffi::forward!($f($($a),*));
+        $crate::ffi::boundary!(local; $kind $body)
+    }};
+    (local; status $body:block) => {
+        $crate::ffi::catch_status(|| $body)
+    };
+    (local; value $body:block) => {
+        $crate::ffi::catch_value(|| $body)
+    };
+}
+pub(crate) use boundary;
+
+/// The invoke exports' policy: no catch frame, for the reason given.
+macro_rules! unwinds_through {
+    ($why:literal, $body:block) => {
+        $body
+    };
+}
+
+/// Runs `body` with a panic caught: `Ok` is `CBREG_STATUS_OK`, an error
+/// its status, a panic `CBREG_STATUS_INTERNAL`.
 #[inline(always)]
-pub(crate) fn boundary(body: impl FnOnce() -> Result<(), Status>) -> Status {
+pub(crate) fn catch_status(body: impl FnOnce() -> Result<(), Status>) -> Status {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => Status::Ok,
         Ok(Err(e)) => e,
-        Err(_) => Status::Internal,
+        Err(_) => Status::FALLBACK,
     }
+}
+
+/// Runs `body` with a panic caught; a panic gives `R`'s fallback.
+#[inline(always)]
+pub(crate) fn catch_value<R: Fallback>(body: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(R::FALLBACK)
 }
 
 /// The registry a handle names, pinned for the duration of the call (a
@@ -66,61 +150,54 @@ pub(crate) fn core_of(reg: RegistryHandle) -> Result<Pinned, Status> {
 }
 
 /// Writes through an optional out-pointer.
-fn put<T>(out: *mut T, value: T) {
+///
+/// # Safety
+/// `out` is NULL or valid for a write of a `T`.
+#[inline(always)]
+unsafe fn put<T>(out: *mut T, value: T) {
     if !out.is_null() {
-        // SAFETY: the caller passed a valid pointer or NULL.
+        // SAFETY: non-null, so valid for the write (the caller's promise).
         unsafe { out.write(value) };
     }
 }
 
-/// A required out-pointer.
-fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
-    // SAFETY: non-null pointers from C are taken to be valid and aligned.
+/// A required out-pointer: `INVALID_ARGUMENT` for NULL.
+///
+/// # Safety
+/// `out` is NULL or points to a `T` that nothing else reads or writes for
+/// `'a`.
+unsafe fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
+    // SAFETY: non-null pointers are valid and unaliased (the caller's
+    // promise); `as_mut` turns NULL into `None`.
     unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)
-}
-
-/// The most arguments one invoke may carry; more is `INVALID_ARGUMENT`.
-pub const CBREG_MAX_ARGS: usize = 64;
-
-/// The argument vector, checked: NULL only when empty, at most
-/// `CBREG_MAX_ARGS`, known tags, BOOL bytes 0 or 1.
-#[inline(always)]
-pub(crate) fn args_of<'a>(args: *const Value, nargs: usize) -> Result<&'a [Value], Status> {
-    if nargs == 0 {
-        return Ok(&[]);
-    }
-    if args.is_null() || nargs > CBREG_MAX_ARGS {
-        return Err(Status::InvalidArgument);
-    }
-    // SAFETY: non-null, and the caller promises `nargs` values.
-    let args = unsafe { std::slice::from_raw_parts(args, nargs) };
-    if crate::value::args_acceptable(args) {
-        Ok(args)
-    } else {
-        Err(Status::InvalidArgument)
-    }
 }
 
 /// A static, NUL-terminated description of `status` ("unknown status" for
 /// codes cbreg does not define).
 #[no_mangle]
 pub extern "C" fn cbreg_status_str(status: u32) -> *const c_char {
-    match crate::status::ALL_STATUSES.get(status as usize) {
-        Some(s) => s.message_ptr(),
-        None => "unknown status\0".as_ptr().cast(),
-    }
+    boundary! { local; value {
+        match crate::status::ALL_STATUSES.get(status as usize) {
+            Some(s) => s.message_ptr(),
+            None => "unknown status\0".as_ptr().cast(),
+        }
+    }}
 }
 
 /// The process-wide default registry, shared by every library and language
 /// in the process. It is never destroyed.
 #[no_mangle]
 pub extern "C" fn cbreg_default() -> RegistryHandle {
-    if crate::rendezvous::remote().is_none() {
-        let _ = catch_unwind(registry::default_core);
-    }
-    RegistryHandle {
-        handle: registry::DEFAULT_HANDLE,
-    }
+    // Local: the handle is the same in every copy; the owner makes the
+    // registry itself at its first use.
+    boundary! { local; value {
+        if crate::rendezvous::remote().is_none() {
+            registry::default_core();
+        }
+        RegistryHandle {
+            handle: registry::DEFAULT_HANDLE,
+        }
+    }}
 }
 
 /// Creates a registry of its own and writes its handle to `*out`.
@@ -129,13 +206,13 @@ pub extern "C" fn cbreg_default() -> RegistryHandle {
 /// `out` is NULL or points to storage for a handle.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_registry_new(out: *mut RegistryHandle) -> Status {
-    forward!(registry_new(out));
-    boundary(|| {
-        let out = required(out)?;
+    boundary! { forward registry_new(out); status {
+        // SAFETY: `out` is NULL or storage for a handle (the caller's promise).
+        let out = unsafe { required(out) }?;
         let handle = registry::create()?;
         *out = RegistryHandle { handle };
         Ok(())
-    })
+    }}
 }
 
 /// Destroys a registry made by `cbreg_registry_new`: closes it, waits for
@@ -144,8 +221,9 @@ pub unsafe extern "C" fn cbreg_registry_new(out: *mut RegistryHandle) -> Status 
 /// `INVALID_ARGUMENT` for the default registry.
 #[no_mangle]
 pub extern "C" fn cbreg_registry_free(reg: RegistryHandle) -> Status {
-    forward!(registry_free(reg));
-    boundary(|| registry::destroy(reg.handle).ok())
+    boundary! { forward registry_free(reg); status {
+        registry::destroy(reg.handle).ok()
+    }}
 }
 
 /// Registers an entry and writes its id (nonzero, never reused) to `*out_id`.
@@ -169,10 +247,10 @@ pub unsafe extern "C" fn cbreg_register(
     flags: u32,
     out_id: *mut u64,
 ) -> Status {
-    forward!(register(reg, call, ctx, release, flags, out_id));
-    boundary(|| {
+    boundary! { forward register(reg, call, ctx, release, flags, out_id); status {
         let core = core_of(reg)?;
-        let out_id = required(out_id)?;
+        // SAFETY: `out_id` is NULL or storage for an id (the caller's promise).
+        let out_id = unsafe { required(out_id) }?;
         if flags & !KNOWN_FLAGS != 0 {
             return Err(Status::InvalidArgument);
         }
@@ -184,7 +262,7 @@ pub unsafe extern "C" fn cbreg_register(
             flags & CBREG_PROMPT != 0,
         )?;
         Ok(())
-    })
+    }}
 }
 
 /// Invokes entry `id` with `nargs` values at `args` (NULL when `nargs` is 0).
@@ -206,33 +284,39 @@ pub unsafe extern "C-unwind" fn cbreg_invoke(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
-    // No `catch_unwind` here: the callback must be able to end its thread
-    // with a forced unwind (`pthread_exit`), which `catch_unwind` would
-    // stop (an abort). Nothing on this path panics: the lookups return
-    // statuses, and callbacks made by the Rust API catch their own panics.
-    put(ret, Value::none());
-    // A copy that forwards has no core installed: it takes the checked path.
-    let Some(core) = registry::installed(reg.handle) else {
-        return invoke_checked(reg, id, args, nargs, ret);
-    };
-    if nargs != 1 {
-        return invoke_several(core, reg, id, args, nargs, ret);
-    }
-    if args.is_null() {
-        return Status::InvalidArgument;
-    }
-    // SAFETY: the C caller's promise for `args`: one value.
-    if !value::plainly_acceptable(unsafe { &*args }) {
-        return invoke_several(core, reg, id, args, nargs, ret);
-    }
-    // SAFETY: checked just now. Each other case leaves by a tail call, so
-    // this path saves only what lives across the callback.
-    unsafe { core.invoke(reg.handle, id, args, nargs, ret) }
+    unwinds_through! { "a callback may end its thread with a forced unwind", {
+        // SAFETY: `ret` is NULL or storage for a value (the caller's promise).
+        unsafe { put(ret, Value::none()) };
+        // A copy that forwards has no core installed: it takes the checked path.
+        let Some(core) = registry::installed(reg.handle) else {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { invoke_checked(reg, id, args, nargs, ret) };
+        };
+        if nargs != 1 {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { invoke_several(core, reg, id, args, nargs, ret) };
+        }
+        if args.is_null() {
+            return Status::InvalidArgument;
+        }
+        // SAFETY: non-null, and the caller promises one value there.
+        if !value::plainly_acceptable(unsafe { &*args }) {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { invoke_several(core, reg, id, args, nargs, ret) };
+        }
+        // SAFETY: one value, checked just now; `ret` as promised. Each other
+        // case leaves by a tail call, so this path saves only what lives
+        // across the callback.
+        unsafe { core.invoke(reg.handle, id, args, nargs, ret) }
+    }}
 }
 
 /// `cbreg_invoke` with other than one scalar argument.
+///
+/// # Safety
+/// `cbreg_invoke`'s contract for `args`, `nargs` and `ret`.
 #[inline(never)]
-fn invoke_several(
+unsafe fn invoke_several(
     core: &registry::Core,
     reg: RegistryHandle,
     id: u64,
@@ -240,21 +324,25 @@ fn invoke_several(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
-    // SAFETY: the C caller's promise for `args`.
+    // SAFETY: `args` points to `nargs` values (our caller's promise).
     if unsafe { value::args_plainly_acceptable(args, nargs) } {
-        // SAFETY: checked just now.
+        // SAFETY: the arguments checked just now; `ret` as promised.
         unsafe { core.invoke(reg.handle, id, args, nargs, ret) }
     } else {
-        invoke_checked(reg, id, args, nargs, ret)
+        // SAFETY: our caller's promises, passed on.
+        unsafe { invoke_checked(reg, id, args, nargs, ret) }
     }
 }
 
 /// `cbreg_invoke` for everything its first test does not settle:
 /// forwarding, the default registry's first use, a bad handle, and argument
 /// vectors that need the full check.
+///
+/// # Safety
+/// `cbreg_invoke`'s contract for `args`, `nargs` and `ret`.
 #[cold]
 #[inline(never)]
-fn invoke_checked(
+unsafe fn invoke_checked(
     reg: RegistryHandle,
     id: u64,
     args: *const Value,
@@ -267,12 +355,16 @@ fn invoke_checked(
         // (and so its promises).
         return unsafe { (api.invoke)(reg, id, args, nargs, ret) };
     }
-    invoke_here_checked(reg, id, args, nargs, ret)
+    // SAFETY: our caller's promises, passed on.
+    unsafe { invoke_here_checked(reg, id, args, nargs, ret) }
 }
 
 /// `invoke_checked` once forwarding is ruled out, or not yet decided.
+///
+/// # Safety
+/// `cbreg_invoke`'s contract for `args`, `nargs` and `ret`.
 #[inline(never)]
-fn invoke_here_checked(
+unsafe fn invoke_here_checked(
     reg: RegistryHandle,
     id: u64,
     args: *const Value,
@@ -284,8 +376,10 @@ fn invoke_here_checked(
         Ok(core) => core,
         Err(e) => return e,
     };
-    match args_of(args, nargs) {
-        // SAFETY: checked in full.
+    // SAFETY: `args` points to `nargs` values, or `nargs` is 0 (our
+    // caller's promise; NULL with a nonzero count is reported).
+    match unsafe { value::checked_args(args, nargs) } {
+        // SAFETY: checked in full; `ret` as promised.
         Ok(args) => unsafe { core.invoke(reg.handle, id, args.as_ptr(), args.len(), ret) },
         Err(e) => e,
     }
@@ -337,9 +431,9 @@ pub unsafe extern "C" fn cbreg_site_resolve(
     id: u64,
     out: *mut Site,
 ) -> Status {
-    forward!(site_resolve(reg, id, out));
-    boundary(|| {
-        let out = required(out)?;
+    boundary! { forward site_resolve(reg, id, out); status {
+        // SAFETY: `out` is NULL or storage for a site (the caller's promise).
+        let out = unsafe { required(out) }?;
         let core = core_of(reg)?;
         let (slot, live, index) = core.resolve(id)?;
         *out = Site {
@@ -350,7 +444,7 @@ pub unsafe extern "C" fn cbreg_site_resolve(
             owner: crate::rendezvous::own_marker(),
         };
         Ok(())
-    })
+    }}
 }
 
 /// Invokes the entry a call site names, as `cbreg_invoke` would: the same
@@ -367,31 +461,38 @@ pub unsafe extern "C-unwind" fn cbreg_site_invoke(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
-    // No `catch_unwind`: as for `cbreg_invoke`. Every path sets `*ret` to
-    // none before anything else can return: here just before the call, so
-    // the checks keep the argument registers where the callback wants them.
-    // SAFETY: the caller's promise: NULL or a site.
-    let s = match unsafe { site.as_ref() } {
-        // A site this copy resolved (so its slot is ours): anything else
-        // (NULL, a zeroed site, or this copy forwards) takes the checked path.
-        Some(s) if s.owner == crate::rendezvous::own_marker() => s,
-        _ => return site_invoke_checked(site, args, nargs, ret),
-    };
-    // Three tests, not one: a combined condition takes a register the
-    // callback's arguments are in.
-    if nargs != 1 {
-        return site_invoke_several(s, args, nargs, ret);
-    }
-    if args.is_null() {
-        return site_invoke_several(s, args, nargs, ret);
-    }
-    // SAFETY: the C caller's promise for `args`: one value.
-    if !value::plainly_acceptable(unsafe { &*args }) {
-        return site_invoke_several(s, args, nargs, ret);
-    }
-    put(ret, Value::none());
-    // SAFETY: resolved by this copy; the arguments checked just now.
-    unsafe { invoke_through(s, args, nargs, ret) }
+    unwinds_through! { "a callback may end its thread with a forced unwind", {
+        // Every path sets `*ret` to none before anything else can return:
+        // here just before the call, so the checks keep the argument
+        // registers where the callback wants them.
+        // SAFETY: `site` is NULL or points to a site (the caller's promise).
+        let s = match unsafe { site.as_ref() } {
+            // A site this copy resolved (so its slot is ours): anything else
+            // (NULL, a zeroed site, or this copy forwards) takes the checked path.
+            Some(s) if s.owner == crate::rendezvous::own_marker() => s,
+            // SAFETY: our caller's promises, passed on.
+            _ => return unsafe { site_invoke_checked(site, args, nargs, ret) },
+        };
+        // Three tests, not one: a combined condition takes a register the
+        // callback's arguments are in.
+        if nargs != 1 {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { site_invoke_several(s, args, nargs, ret) };
+        }
+        if args.is_null() {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { site_invoke_several(s, args, nargs, ret) };
+        }
+        // SAFETY: non-null, and the caller promises one value there.
+        if !value::plainly_acceptable(unsafe { &*args }) {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { site_invoke_several(s, args, nargs, ret) };
+        }
+        // SAFETY: `ret` is NULL or storage for a value (the caller's promise).
+        unsafe { put(ret, Value::none()) };
+        // SAFETY: resolved by this copy; the arguments checked just now.
+        unsafe { invoke_through(s, args, nargs, ret) }
+    }}
 }
 
 /// Invokes through a site this copy resolved.
@@ -416,6 +517,10 @@ unsafe fn invoke_through(site: &Site, args: *const Value, nargs: usize, ret: *mu
 }
 
 /// `cbreg_site_invoke` with other than one scalar argument.
+///
+/// # Safety
+/// `site` was resolved by this copy; `cbreg_invoke`'s contract for `args`,
+/// `nargs` and `ret`.
 #[inline(never)]
 unsafe fn site_invoke_several(
     site: &Site,
@@ -423,14 +528,18 @@ unsafe fn site_invoke_several(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
-    put(ret, Value::none());
-    // SAFETY: the C caller's promise for `args`.
+    // SAFETY: `ret` is NULL or storage for a value (our caller's promise).
+    unsafe { put(ret, Value::none()) };
+    // SAFETY: `args` points to `nargs` values, or `nargs` is 0 (our
+    // caller's promise).
     let plain = unsafe { value::args_plainly_acceptable(args, nargs) };
     let args = if plain {
-        // SAFETY: as above; `nargs` is in range.
-        unsafe { std::slice::from_raw_parts(args, nargs) }
+        // SAFETY: as above, and `args` is non-null when `nargs` is not 0
+        // (checked just now).
+        unsafe { value::args_unchecked(args, nargs) }
     } else {
-        match args_of(args, nargs) {
+        // SAFETY: as above; NULL with a nonzero count is reported.
+        match unsafe { value::checked_args(args, nargs) } {
             Ok(args) => args,
             Err(e) => return e,
         }
@@ -440,6 +549,9 @@ unsafe fn site_invoke_several(
 }
 
 /// `cbreg_site_invoke` for a site this copy did not resolve.
+///
+/// # Safety
+/// `cbreg_site_invoke`'s contract.
 #[cold]
 #[inline(never)]
 unsafe fn site_invoke_checked(
@@ -448,7 +560,8 @@ unsafe fn site_invoke_checked(
     nargs: usize,
     ret: *mut Value,
 ) -> Status {
-    put(ret, Value::none());
+    // SAFETY: `ret` is NULL or storage for a value (our caller's promise).
+    unsafe { put(ret, Value::none()) };
     if site.is_null() {
         return Status::InvalidArgument;
     }
@@ -466,8 +579,9 @@ unsafe fn site_invoke_checked(
 /// after the release.
 #[no_mangle]
 pub extern "C" fn cbreg_unregister(reg: RegistryHandle, id: u64) -> Status {
-    forward!(unregister(reg, id));
-    boundary(|| core_of(reg)?.unregister(id).ok())
+    boundary! { forward unregister(reg, id); status {
+        core_of(reg)?.unregister(id).ok()
+    }}
 }
 
 /// Unregisters `id`, waits until invocations in flight have returned, and
@@ -476,8 +590,9 @@ pub extern "C" fn cbreg_unregister(reg: RegistryHandle, id: u64) -> Status {
 /// changes nothing.
 #[no_mangle]
 pub extern "C" fn cbreg_unregister_wait(reg: RegistryHandle, id: u64) -> Status {
-    forward!(unregister_wait(reg, id));
-    boundary(|| core_of(reg)?.unregister_wait(id).ok())
+    boundary! { forward unregister_wait(reg, id); status {
+        core_of(reg)?.unregister_wait(id).ok()
+    }}
 }
 
 /// Unregisters every entry; writes how many to `*out_count` (may be NULL).
@@ -486,11 +601,12 @@ pub extern "C" fn cbreg_unregister_wait(reg: RegistryHandle, id: u64) -> Status 
 /// `out_count` is NULL or points to storage for a count.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_clear(reg: RegistryHandle, out_count: *mut usize) -> Status {
-    forward!(clear(reg, out_count));
-    boundary(|| {
-        put(out_count, core_of(reg)?.clear());
+    boundary! { forward clear(reg, out_count); status {
+        let count = core_of(reg)?.clear();
+        // SAFETY: NULL or storage for a count (the caller's promise).
+        unsafe { put(out_count, count) };
         Ok(())
-    })
+    }}
 }
 
 /// Clears, then refuses new registrations with `CLOSED`. Invoking what is
@@ -500,11 +616,12 @@ pub unsafe extern "C" fn cbreg_clear(reg: RegistryHandle, out_count: *mut usize)
 /// `out_count` is NULL or points to storage for a count.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_close(reg: RegistryHandle, out_count: *mut usize) -> Status {
-    forward!(close(reg, out_count));
-    boundary(|| {
-        put(out_count, core_of(reg)?.close());
+    boundary! { forward close(reg, out_count); status {
+        let count = core_of(reg)?.close();
+        // SAFETY: NULL or storage for a count (the caller's promise).
+        unsafe { put(out_count, count) };
         Ok(())
-    })
+    }}
 }
 
 /// Writes whether the registry is closed (`cbreg_close` ran) to `*out`.
@@ -513,12 +630,12 @@ pub unsafe extern "C" fn cbreg_close(reg: RegistryHandle, out_count: *mut usize)
 /// `out` is NULL or points to storage for a bool.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_registry_is_closed(reg: RegistryHandle, out: *mut bool) -> Status {
-    forward!(registry_is_closed(reg, out));
-    boundary(|| {
+    boundary! { forward registry_is_closed(reg, out); status {
         let core = core_of(reg)?;
-        *required(out)? = core.is_closed();
+        // SAFETY: NULL or storage for a bool (the caller's promise).
+        *unsafe { required(out) }? = core.is_closed();
         Ok(())
-    })
+    }}
 }
 
 /// Runs deferred releases whose invocations have all returned (batched
@@ -532,8 +649,7 @@ pub unsafe extern "C" fn cbreg_registry_is_closed(reg: RegistryHandle, out: *mut
 /// `out_released` is NULL or points to storage for a count.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut usize) -> Status {
-    forward!(collect(reg, out_released));
-    boundary(|| {
+    boundary! { forward collect(reg, out_released); status {
         let core = core_of(reg)?;
         let (released, led) = core.collect_leading();
         let core: &'static registry::Core = Pinned::into_core(core);
@@ -543,9 +659,10 @@ pub unsafe extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut u
             // that collection may be waiting for it).
             core.wait_for_collector();
         }
-        put(out_released, released);
+        // SAFETY: NULL or storage for a count (the caller's promise).
+        unsafe { put(out_released, released) };
         Ok(())
-    })
+    }}
 }
 
 /// Writes the registry's counters to `*out`.
@@ -554,20 +671,21 @@ pub unsafe extern "C" fn cbreg_collect(reg: RegistryHandle, out_released: *mut u
 /// `out` is NULL or points to storage for the stats.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_stats_get(reg: RegistryHandle, out: *mut Stats) -> Status {
-    forward!(stats_get(reg, out));
-    boundary(|| {
+    boundary! { forward stats_get(reg, out); status {
         let core = core_of(reg)?;
-        *required(out)? = core.stats();
+        // SAFETY: NULL or storage for the stats (the caller's promise).
+        *unsafe { required(out) }? = core.stats();
         Ok(())
-    })
+    }}
 }
 
 /// The code returned by the last callback that failed on this thread (the
 /// code behind a `CBREG_STATUS_CALLBACK_FAILED`); 0 if none has failed.
 #[no_mangle]
 pub extern "C" fn cbreg_last_callback_code() -> u32 {
-    forward!(last_callback_code());
-    crate::status::last_callback_code_here()
+    boundary! { forward last_callback_code(); value {
+        crate::status::last_callback_code_here()
+    }}
 }
 
 /// Marks the calling thread real-time (`on` true) or not. cbreg never runs
@@ -576,18 +694,18 @@ pub extern "C" fn cbreg_last_callback_code() -> u32 {
 /// first invoke takes the fast path (call it when an audio thread starts).
 #[no_mangle]
 pub extern "C" fn cbreg_thread_set_realtime(on: bool) -> Status {
-    forward!(thread_set_realtime(on));
-    boundary(|| {
+    boundary! { forward thread_set_realtime(on); status {
         crate::hazard::set_realtime(on);
         Ok(())
-    })
+    }}
 }
 
 /// Whether the calling thread is marked real-time.
 #[no_mangle]
 pub extern "C" fn cbreg_thread_is_realtime() -> bool {
-    forward!(thread_is_realtime());
-    crate::hazard::is_realtime()
+    boundary! { forward thread_is_realtime(); value {
+        crate::hazard::is_realtime()
+    }}
 }
 
 /// For release functions of foreign runtimes: call it from inside a release
@@ -595,8 +713,9 @@ pub extern "C" fn cbreg_thread_is_realtime() -> bool {
 /// finalizing. The entry is then counted as leaked instead of released.
 #[no_mangle]
 pub extern "C" fn cbreg_release_mark_leaked() {
-    forward!(release_mark_leaked());
-    registry::mark_release_leaked();
+    boundary! { forward release_mark_leaked(); value {
+        registry::mark_release_leaked();
+    }}
 }
 
 /// Frees what a returned value owns (calls its `drop` with its `owner`, if
@@ -607,9 +726,13 @@ pub extern "C" fn cbreg_release_mark_leaked() {
 /// the callback that produced it set.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_value_drop(value: *mut Value) {
-    // SAFETY: the caller passed a valid value or NULL, whose `drop` and
-    // `owner` came from the callback that produced it.
-    if let Some(v) = unsafe { value.as_mut() } {
-        let _ = catch_unwind(AssertUnwindSafe(|| unsafe { v.drop_owned() }));
-    }
+    // Local: the value's own `drop` frees it, whichever copy made it.
+    boundary! { local; value {
+        // SAFETY: `value` is NULL or points to a value (the caller's promise).
+        if let Some(v) = unsafe { value.as_mut() } {
+            // SAFETY: its `drop` and `owner` are what its producer set (the
+            // caller's promise).
+            unsafe { v.drop_owned() };
+        }
+    }}
 }

@@ -20,8 +20,9 @@
  *       as above, but the child first switches to the user nobody (only
  *       when run as root; otherwise the case says it was skipped)
  *   fork_during_a_first_call_leaves_a_usable_child
- *       many times: one thread makes a copy's first call while another
- *       forks; the child uses that copy and another one, and exits
+ *       many times: once the process's registries exist (made through one
+ *       copy), one thread makes another copy's first call while another
+ *       thread forks; the child uses both copies, and exits
  *   realtime_first_invoke_allocates_nothing
  *       a copy's first call is an invoke on a fresh thread: no allocation
  *       (libc's own included), no dlopen, shm_open, memfd_create or mmap
@@ -254,8 +255,10 @@ static int fork_during_a_first_call_leaves_a_usable_child(void) {
         if (p == 0) {
             pthread_t t;
             pid_t child;
-            plugin b;
-            if (!load(0, &g_first) || !load(1, &b)) _exit(2);
+            plugin a;
+            int made = 0;
+            if (!load(0, &a) || !load(1, &g_first)) _exit(2);
+            if (a.reg(&made) == 0) _exit(2);
             if (pthread_create(&t, NULL, first_call, NULL) != 0) _exit(2);
             while (!__atomic_load_n(&g_started, __ATOMIC_SEQ_CST)) {
             }
@@ -263,7 +266,7 @@ static int fork_during_a_first_call_leaves_a_usable_child(void) {
             if (child == 0) {
                 int counter = 0;
                 uint64_t id = g_first.reg(&counter);
-                _exit(id != 0 && b.invoke(id) == CBREG_STATUS_OK && counter == 1 ? 0 : 1);
+                _exit(id != 0 && a.invoke(id) == CBREG_STATUS_OK && counter == 1 ? 0 : 1);
             }
             pthread_join(t, NULL);
             if (child < 0 || waitpid(child, &status, 0) != child) _exit(2);
