@@ -59,6 +59,8 @@ enum class status : std::uint32_t {
     no_memory = CBREG_STATUS_NO_MEMORY,
     internal = CBREG_STATUS_INTERNAL,
 };
+static_assert(static_cast<std::uint32_t>(status::internal) + 1 == CBREG_STATUS_COUNT,
+              "cbreg::status misses a status that cbreg.h defines");
 
 // The core's description of `s` (static storage).
 inline const char* to_string(status s) noexcept {

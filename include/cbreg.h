@@ -28,9 +28,6 @@
 // registers with it, so a callable's reference count is back at once.
 #define CBREG_PROMPT 4
 
-// The most arguments one invoke may carry; more is `INVALID_ARGUMENT`.
-#define CBREG_MAX_ARGS 64
-
 #if defined(CBREG_PYTHON)
 // `flags` for `cbreg_py_register`: when the callback raises on a thread
 // that holds the GIL (it was fired from Python, or from native code that
@@ -39,6 +36,13 @@
 // exception is left set for the caller to raise (see `cbreg_py_register`).
 #define CBREG_PY_UNRAISABLE 2
 #endif
+
+// How many statuses cbreg defines: their codes are 0 to
+// `CBREG_STATUS_COUNT - 1`.
+#define CBREG_STATUS_COUNT 9
+
+// The most arguments one invoke may carry; more is `INVALID_ARGUMENT`.
+#define CBREG_MAX_ARGS 64
 
 // Outcome of every cbreg call. `CBREG_STATUS_OK` is 0.
 enum cbreg_status

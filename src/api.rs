@@ -103,7 +103,9 @@ impl Registry {
     ) -> Result<Id, Status> {
         let mut id = 0;
         let flags = if once { CBREG_ONCE } else { 0 };
-        ffi::cbreg_register(self.handle, call, ctx, release, flags, &mut id).ok()?;
+        // SAFETY: a valid out-pointer; `call` and `release` with `ctx` are
+        // our caller's promise.
+        unsafe { ffi::cbreg_register(self.handle, call, ctx, release, flags, &mut id) }.ok()?;
         Ok(id)
     }
 
@@ -126,7 +128,9 @@ impl Registry {
     #[inline]
     pub unsafe fn invoke_raw(&self, id: Id, args: &[Value]) -> Result<Value, Status> {
         let mut ret = Value::none();
-        ffi::cbreg_invoke(self.handle, id, args.as_ptr(), args.len(), &mut ret)
+        // SAFETY: a slice's pointer and length, whose memory is valid for
+        // the call (our caller's promise); a valid out-pointer.
+        unsafe { ffi::cbreg_invoke(self.handle, id, args.as_ptr(), args.len(), &mut ret) }
             .ok()
             .map(|_| ret)
     }
@@ -234,20 +238,19 @@ unsafe extern "C-unwind" fn call_closure(
     // SAFETY: ctx is the Box<dyn Callback> made in `register_boxed`; args and
     // ret come from invoke (a valid slice, an optional out-value).
     let f = unsafe { &*(ctx as *const Box<dyn Callback>) };
-    let args = if nargs == 0 {
-        &[][..]
-    } else {
-        unsafe { std::slice::from_raw_parts(args, nargs) }
-    };
+    // SAFETY: invoke passes `nargs` values at `args` (non-null unless
+    // `nargs` is 0), unchanged for the call.
+    let args = unsafe { crate::value::args_unchecked(args, nargs) };
     // SAFETY: `cbreg_invoke`, the only way in, checked that every value is
     // well formed before any callback ran (`value::checked_args`), and its caller
     // promises the memory is valid for the call: `Arg`'s invariant.
     let args = unsafe { Arg::from_values(args) };
     let mut scratch = Value::none();
-    let out = if ret.is_null() {
-        &mut scratch
-    } else {
-        unsafe { &mut *ret }
+    // SAFETY: invoke passes NULL or its caller's storage for a value,
+    // which nothing else touches during the call.
+    let out = match unsafe { ret.as_mut() } {
+        Some(out) => out,
+        None => &mut scratch,
     };
     match catch_unwind(AssertUnwindSafe(|| f(args, out))) {
         Ok(Ok(())) => Status::Ok as u32,

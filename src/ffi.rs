@@ -32,6 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::registry::{self, CallFn, Pinned, ReleaseFn, Stats};
 use crate::{value, Status, Value};
 
+pub use crate::status::CBREG_STATUS_COUNT;
 pub use crate::value::CBREG_MAX_ARGS;
 
 /// A registry handle. Handles are values, not pointers: a handle whose
@@ -403,8 +404,9 @@ pub struct Site {
 }
 
 // SAFETY: a site names a slot, which is never freed, and every use checks
-// its state.
+// its state: any thread may use it.
 unsafe impl Send for Site {}
+// SAFETY: as for `Send`; a site is never written through.
 unsafe impl Sync for Site {}
 
 impl Site {

@@ -30,8 +30,13 @@ pub enum Status {
     Internal = 8,
 }
 
-/// Every status, in code order.
-pub(crate) const ALL_STATUSES: [Status; 9] = [
+/// How many statuses cbreg defines: their codes are 0 to
+/// `CBREG_STATUS_COUNT - 1`.
+pub const CBREG_STATUS_COUNT: u32 = 9;
+
+/// Every status, in code order: the one list (`cbreg_status_str`,
+/// `TryFrom<u32>`; the C++ and Python lists are checked against it).
+pub(crate) const ALL_STATUSES: [Status; CBREG_STATUS_COUNT as usize] = [
     Status::Ok,
     Status::NotFound,
     Status::Closed,
@@ -108,6 +113,14 @@ pub(crate) fn last_callback_code_here() -> u32 {
     LAST_CALLBACK_CODE.with(|c| c.get())
 }
 
+/// The status with this code, if cbreg defines one.
+impl TryFrom<u32> for Status {
+    type Error = u32;
+    fn try_from(code: u32) -> Result<Status, u32> {
+        ALL_STATUSES.get(code as usize).copied().ok_or(code)
+    }
+}
+
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.message().trim_end_matches('\0'))
@@ -115,3 +128,17 @@ impl std::fmt::Display for Status {
 }
 
 impl std::error::Error for Status {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_sits_at_its_code() {
+        for (code, status) in ALL_STATUSES.iter().enumerate() {
+            assert_eq!(*status as usize, code);
+            assert_eq!(Status::try_from(code as u32), Ok(*status));
+        }
+        assert_eq!(Status::try_from(ALL_STATUSES.len() as u32), Err(9));
+    }
+}

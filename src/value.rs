@@ -79,6 +79,7 @@ pub struct Value {
 // SAFETY: a Value is plain data; what its pointers may be used for is the
 // contract of the call that carries it.
 unsafe impl Send for Value {}
+// SAFETY: as for `Send`: shared, it is only read.
 unsafe impl Sync for Value {}
 
 impl Default for Value {
@@ -157,22 +158,22 @@ impl Value {
         }
     }
     pub fn as_i64(&self) -> Option<i64> {
-        // SAFETY: the tag says `i64` is set.
         match self.tag() {
+            // SAFETY: the tag says `i64` is set.
             Some(Tag::I64) => Some(unsafe { self.r#as.i64 }),
             _ => None,
         }
     }
     pub fn as_f64(&self) -> Option<f64> {
-        // SAFETY: the tag says `f64` is set.
         match self.tag() {
+            // SAFETY: the tag says `f64` is set.
             Some(Tag::F64) => Some(unsafe { self.r#as.f64 }),
             _ => None,
         }
     }
     pub fn as_ptr(&self) -> Option<*mut c_void> {
-        // SAFETY: the tag says `ptr` is set.
         match self.tag() {
+            // SAFETY: the tag says `ptr` is set.
             Some(Tag::Ptr) => Some(unsafe { self.r#as.ptr }),
             _ => None,
         }
