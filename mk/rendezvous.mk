@@ -1,4 +1,4 @@
-# One registry per process however cbreg is linked (src/rendezvous.rs).
+# One registry per process however cbreg is linked (src/rendezvous/).
 # Included by the top-level Makefile, which defines CARGO_STATICLIB.
 #
 #   make rendezvous-test   a C host dlopen()s two plugins, each statically

@@ -15,7 +15,7 @@ pub type Id = u64;
 ///
 /// Every method goes through the C ABI with the handle, so a crate that
 /// links cbreg statically shares the process's registries with every other
-/// copy (see `rendezvous.rs`), and a registry freed behind this value's back
+/// copy (see `rendezvous`), and a registry freed behind this value's back
 /// is never confused with a newer one: methods then report
 /// `InvalidRegistry` (or 0 / empty stats).
 pub struct Registry {
@@ -229,6 +229,9 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// The entry function of every closure: `C-unwind` as every `CallFn` is.
+/// A panic of the closure is caught here and reported as the callback's
+/// failure (`CALLBACK_FAILED`), never carried into the caller's frames.
 unsafe extern "C-unwind" fn call_closure(
     ctx: *mut c_void,
     args: *const Value,
@@ -259,6 +262,8 @@ unsafe extern "C-unwind" fn call_closure(
     }
 }
 
+/// The release of every closure: `C-unwind` as every `ReleaseFn` is; a
+/// panic while dropping the captures is caught and dropped.
 unsafe extern "C-unwind" fn drop_closure(ctx: *mut c_void) {
     // SAFETY: runs once, after the last call (the registry's guarantee).
     let f = unsafe { Box::from_raw(ctx as *mut Box<dyn Callback>) };
