@@ -1,5 +1,9 @@
 //! The one status enum every cbreg function returns.
 
+// Every unsafe step is its own block with the obligation it meets.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::c_char;
 
 /// Outcome of every cbreg call. `CBREG_STATUS_OK` is 0.

@@ -1,6 +1,10 @@
 //! The typed value vector every language can build: one call signature for
 //! C, C++, Rust and Python callbacks.
 
+// Every unsafe step is its own block with the obligation it meets.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::c_void;
 
 use crate::{Arg, Status};

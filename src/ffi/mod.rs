@@ -26,6 +26,10 @@
 //! The doc comments here are the C reference: cbindgen copies them into
 //! `include/cbreg.h`.
 
+// Every unsafe step is its own block with the obligation it meets.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::{c_char, c_void};
 
 use crate::registry::{self, CallFn, Pinned, ReleaseFn, Stats};

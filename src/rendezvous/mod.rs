@@ -85,6 +85,10 @@
 //! No fork handler is needed: nothing here has a state that a fork leaves
 //! half done.
 
+// Every unsafe step is its own block with the obligation it meets.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
