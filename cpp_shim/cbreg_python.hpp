@@ -15,16 +15,14 @@
 #ifndef CBREG_PYTHON_HPP
 #define CBREG_PYTHON_HPP
 
-// The Python adapter's part of the C ABI is the generated header's own
-// (cbreg.h declares it where CBREG_PYTHON is defined): defined here, so an
-// adapter included first brings it in. cbreg.h has an include guard, so it
-// must not have been included before without CBREG_PYTHON.
-#if defined(CBREG_H) && !defined(CBREG_PYTHON)
-#error "cbreg.h was included without CBREG_PYTHON: include cbreg_nanobind.hpp or cbreg_pybind11.hpp before cbreg.h and cbreg.hpp, or define CBREG_PYTHON for the whole build"
-#endif
+// The Python adapter's part of the C ABI is the generated header's own:
+// cbreg.h declares it where CBREG_PYTHON is defined, also when it was
+// included before (that part has a guard of its own), so any include order
+// works.
 #ifndef CBREG_PYTHON
 #define CBREG_PYTHON 1
 #endif
+#include "cbreg.h"
 #include "cbreg.hpp"
 
 #include <Python.h>

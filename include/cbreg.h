@@ -28,15 +28,6 @@
 // registers with it, so a callable's reference count is back at once.
 #define CBREG_PROMPT 4
 
-#if defined(CBREG_PYTHON)
-// `flags` for `cbreg_py_register`: when the callback raises on a thread
-// that holds the GIL (it was fired from Python, or from native code that
-// Python called), the exception goes to `sys.unraisablehook` and no
-// exception is left set; the caller gets `CALLBACK_FAILED`. Without it the
-// exception is left set for the caller to raise (see `cbreg_py_register`).
-#define CBREG_PY_UNRAISABLE 2
-#endif
-
 // How many statuses cbreg defines: their codes are 0 to
 // `CBREG_STATUS_COUNT - 1`.
 #define CBREG_STATUS_COUNT 9
@@ -364,7 +355,28 @@ cbreg_status cbreg_site_invoke(const struct cbreg_site *site,
                                size_t nargs,
                                struct cbreg_value *ret);
 
-#if defined(CBREG_PYTHON)
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* CBREG_H */
+
+// The Python adapter's part (the `python` feature): declared once
+// CBREG_PYTHON is defined, even where cbreg.h was included before.
+#if defined(CBREG_PYTHON) && !defined(CBREG_PYTHON_PART)
+#define CBREG_PYTHON_PART
+
+#ifdef __cplusplus
+extern "C" {
+#endif  // __cplusplus
+
+// `flags` for `cbreg_py_register`: when the callback raises on a thread
+// that holds the GIL (it was fired from Python, or from native code that
+// Python called), the exception goes to `sys.unraisablehook` and no
+// exception is left set; the caller gets `CALLBACK_FAILED`. Without it the
+// exception is left set for the caller to raise (see `cbreg_py_register`).
+#define CBREG_PY_UNRAISABLE 2
+
 // Converts the Python objects `items[0..nargs]` (GIL held) to a value
 // vector for `cbreg_invoke`: None, bool, int (64-bit), float, str (UTF-8),
 // bytes, and lists of ints (an i64 array) or of numbers with a float among
@@ -377,9 +389,7 @@ cbreg_status cbreg_site_invoke(const struct cbreg_site *site,
 // # Safety
 // The GIL is held; `items` points to `nargs` live Python objects.
 void *cbreg_py_args_new(void *const *items, size_t nargs, const struct cbreg_value **out_values);
-#endif
 
-#if defined(CBREG_PYTHON)
 // Invokes entry `id` of `reg` on this thread from Python (GIL held) with
 // the Python objects `items[0..nargs]` as its arguments, converted as by
 // `cbreg_py_args_new`, and returns the callback's return value as a new
@@ -397,17 +407,13 @@ void *cbreg_py_args_new(void *const *items, size_t nargs, const struct cbreg_val
 // # Safety
 // The GIL is held; `items` points to `nargs` live Python objects.
 void *cbreg_py_invoke(struct cbreg_registry reg, uint64_t id, void *const *items, size_t nargs);
-#endif
 
-#if defined(CBREG_PYTHON)
 // Frees what `cbreg_py_args_new` returned (NULL is ignored).
 //
 // # Safety
 // `args` came from `cbreg_py_args_new` and is freed once.
 void cbreg_py_args_free(void *args);
-#endif
 
-#if defined(CBREG_PYTHON)
 // A new Python object for `*value` (GIL held): None, bool, int, float,
 // str, bytes, a list for an array, an int for a pointer. NULL with a
 // Python exception set on failure (a bad tag, invalid UTF-8).
@@ -415,9 +421,7 @@ void cbreg_py_args_free(void *args);
 // # Safety
 // The GIL is held; `value` is NULL or a valid value.
 void *cbreg_py_value_to_object(const struct cbreg_value *value);
-#endif
 
-#if defined(CBREG_PYTHON)
 // Sets the Python exception for `status` (GIL held), unless one is
 // already pending: the `cbreg` package's class (cbreg.NotFound,
 // cbreg.Closed, ...) when it is importable, RuntimeError otherwise.
@@ -425,9 +429,7 @@ void *cbreg_py_value_to_object(const struct cbreg_value *value);
 // # Safety
 // The GIL is held.
 void cbreg_py_set_error(uint32_t status);
-#endif
 
-#if defined(CBREG_PYTHON)
 // Registers the Python callable `callable` (a `PyObject *`) in `reg` and
 // writes its id to `*out_id`. The caller holds the GIL. `flags`: 0,
 // `CBREG_ONCE`, `CBREG_PY_UNRAISABLE`, or both.
@@ -468,9 +470,7 @@ cbreg_status cbreg_py_register(struct cbreg_registry reg,
                                void *callable,
                                uint32_t flags,
                                uint64_t *out_id);
-#endif
 
-#if defined(CBREG_PYTHON)
 // The exit hook of the calling interpreter (GIL held there). In the main
 // interpreter it is the process's exit: it closes Python registration
 // everywhere (later `cbreg_py_register` calls get `CLOSED`), stops native
@@ -483,17 +483,13 @@ cbreg_status cbreg_py_register(struct cbreg_registry reg,
 // cannot end an interpreter with another thread state in it).
 // `cbreg_py_install_atexit` arranges for it to run. Idempotent.
 cbreg_status cbreg_py_atexit_clear(void);
-#endif
 
-#if defined(CBREG_PYTHON)
 // Registers `cbreg_py_atexit_clear` with the calling interpreter's
 // `atexit` (once per interpreter, however many extension modules call it;
 // a first call in a subinterpreter also installs the main interpreter's).
 // Call it with the GIL held, typically from module init.
 cbreg_status cbreg_py_install_atexit(void);
-#endif
 
-#if defined(CBREG_PYTHON)
 // Diagnostics, for tests: writes to `*kept` how many thread states this
 // copy of the adapter keeps for native threads right now (one per native
 // thread that called into the main interpreter and has not exited), and
@@ -503,24 +499,19 @@ cbreg_status cbreg_py_install_atexit(void);
 // thread state (CPython's list is walked without its lock);
 // `INVALID_ARGUMENT` without the GIL.
 cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
-#endif
 
-#if defined(CBREG_PYTHON)
 // Diagnostics, for tests: whether threads attach to the calling
 // interpreter under an interpreter guard (PEP 788, CPython 3.15+) rather
 // than after a look at whether it is finalizing. Call it with the GIL
 // held; false without it.
 bool cbreg_py_interpreter_guards(void);
-#endif
 
-#if defined(CBREG_PYTHON)
 // Whether Python registration is closed in the calling interpreter (its
 // exit hook ran). Call it with the GIL held.
 bool cbreg_py_is_closed(void);
-#endif
 
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
 
-#endif  /* CBREG_H */
+#endif  /* CBREG_PYTHON_PART */
