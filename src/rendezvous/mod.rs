@@ -28,8 +28,7 @@
 //! the export's body. The compiler checks the line against the export's
 //! signature. Only append: fields already published must keep their place.
 //!
-//! # The anchor: how copies meet, and why fork, exit and privileges cannot
-//! # break it
+//! # The anchor (`anchor.rs`): how copies meet, and why it survives fork
 //!
 //! Copies loaded `RTLD_LOCAL` cannot see each other's symbols, so they meet
 //! at an address. Every copy computes the same few candidate addresses from
@@ -132,7 +131,8 @@ macro_rules! abi_table {
         };
 
         /// What a copy that cannot use the owner's table calls instead:
-        /// every call is refused, loudly (see `incompatible`).
+        /// every call is refused, loudly (see `incompatible`). A stub only
+        /// returns a constant, so it needs no panic boundary.
         mod refuse {
             #[allow(unused_imports)]
             use super::*;
