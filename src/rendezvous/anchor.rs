@@ -105,8 +105,15 @@ pub(super) fn find_or_publish(mine: *const Api) -> Result<*const Api, &'static s
 /// is a failed `write`, never a fault.
 fn owner_at(at: usize, magic: [u64; 2]) -> Result<Option<*const Api>, &'static str> {
     let mut fds = [0; 2];
+    // Close-on-exec where the system can say so at once: a thread that
+    // forks and execs meanwhile must not hand the pipe on.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: `fds` is storage for two descriptors.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    // SAFETY: `fds` is storage for two descriptors.
+    let made = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if made != 0 {
         return Err("no pipe to read the rendezvous page through");
     }
     let len = std::mem::size_of::<Record>();
