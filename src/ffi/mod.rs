@@ -38,7 +38,7 @@ use crate::{Status, Value};
 pub(crate) mod boundary;
 mod invoke;
 
-pub(crate) use boundary::{boundary, catch_value, Fallback};
+pub(crate) use boundary::{boundary, Fallback};
 use boundary::{core_of, put, required};
 pub use invoke::{cbreg_invoke, cbreg_site_invoke, cbreg_site_resolve, Site};
 

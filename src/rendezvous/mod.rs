@@ -251,7 +251,9 @@ fn decide() -> *mut Api {
 /// copy has anything left to decide.
 #[cfg(all(unix, not(loom)))]
 extern "C" fn decide_at_load() {
-    let _ = ffi::catch_value(|| remote().is_none());
+    ffi::boundary! { local; value {
+        remote();
+    }}
 }
 
 #[cfg(all(unix, not(loom), not(target_vendor = "apple")))]
