@@ -44,8 +44,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define TIME_LIMIT_S 60
+#define TIME_LIMIT_S 120
 #define FORK_ROUNDS 60
+#define ROUND_LIMIT_S 30
 
 /* ---- counting what the counted thread does ---- */
 
@@ -247,11 +248,24 @@ static void *first_call(void *unused) {
     return NULL;
 }
 
+static char g_round_message[64];
+static void round_timed_out(int sig) {
+    (void)sig;
+    (void)!write(2, g_round_message, strlen(g_round_message));
+    _exit(1);
+}
+
 static int fork_during_a_first_call_leaves_a_usable_child(void) {
     int round;
+    signal(SIGALRM, round_timed_out);
     for (round = 0; round < FORK_ROUNDS; ++round) {
-        pid_t p = fork();
+        pid_t p;
         int status;
+        /* A limit per round, so a slow machine is never taken for a hang. */
+        snprintf(g_round_message, sizeof g_round_message, "round %d still running after %d s\n", round,
+                 ROUND_LIMIT_S);
+        alarm(ROUND_LIMIT_S);
+        p = fork();
         if (p == 0) {
             pthread_t t;
             pid_t child;
