@@ -1,5 +1,5 @@
 """The cost of a Python callback, measured side by side in one run
-(DESIGN.md section 5, Python targets):
+(docs/contract.md section 5, Python targets):
 
   native rows     a native thread (one CPython did not make) fires a Python
                   callback, each loop on a fresh thread while the main

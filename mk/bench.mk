@@ -10,7 +10,7 @@
 #   make bench-instructions  the callgrind rows alone (no venv, no Python)
 #   make bench-check         instructions per invoke of the C and C++ rows
 #                            (100,000 calls, seconds); fails when a target
-#                            of DESIGN.md section 5 on them is missed
+#                            of docs/contract.md section 5 on them is missed
 #   make bench-guard         the instruction counts `make test` holds the
 #                            invoke path to (C ABI at most 90 and under the
 #                            C++ mutex map; a call site, C and Rust, at most
@@ -34,7 +34,7 @@ BENCH_INSTRUCTION_ROWS := $(BENCH_DIR)/native_instructions.json $(BENCH_DIR)/rus
 BENCH_ROWS := $(BENCH_INSTRUCTION_ROWS) $(BENCH_DIR)/native_ns.json $(BENCH_DIR)/rust_ns.json \
 	$(BENCH_DIR)/python.json
 
-.PHONY: bench bench-instructions bench-check bench-guard bench-chart bench-python-instructions valgrind-toolchain
+.PHONY: bench bench-instructions bench-check bench-guard bench-chart bench-python-instructions bench-post valgrind-toolchain
 
 $(BENCH_DIR):
 	mkdir -p $@
@@ -74,23 +74,41 @@ bench-check: $(BENCH_NATIVE)
 	$(BENCH_COUNT) $(BENCH_NATIVE) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/check_instructions.json
 	$(BENCH_REPORT) --check $(BENCH_DIR)/check_instructions.json
 
-# What `make test` runs: the instruction counts the invoke path is held to
-# (benches/report.py GUARDS), from callgrind, so no timing is involved.
-# valgrind (callgrind) for the instruction counts, from apt where missing.
+## Set-up (part of `make setup`): valgrind, for callgrind's instruction
+## counts, from apt-get where missing.
 BENCH_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 valgrind-toolchain:
 	@command -v valgrind >/dev/null 2>&1 || { echo "installing valgrind (apt-get)"; \
 	  $(BENCH_SUDO) apt-get update && $(BENCH_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind; }
 
-bench-guard: $(BENCH_NATIVE) $(BENCH_RUST) | valgrind-toolchain
+# What `make test` runs: the instruction counts the invoke path is held to
+# (benches/report.py GUARDS), from callgrind, so no timing is involved.
+bench-guard: $(BENCH_NATIVE) $(BENCH_RUST)
+	$(call require,valgrind,valgrind-toolchain)
 	$(BENCH_COUNT) $(BENCH_NATIVE) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/guard_instructions.json
 	$(BENCH_COUNT) $(BENCH_RUST) $(BENCH_CHECK_CALLS) invoke > $(BENCH_DIR)/guard_rust_instructions.json
 	$(BENCH_REPORT) --guard $(BENCH_DIR)/guard_instructions.json $(BENCH_DIR)/guard_rust_instructions.json
 
 # Instructions per call of a Python callback fired from a native thread,
 # cbreg against the hand-written kept thread state, and where cbreg's go.
-bench-python-instructions: python-install | valgrind-toolchain
+bench-python-instructions: python-install
+	$(call require,valgrind,valgrind-toolchain)
 	$(VENV_PY) benches/python_instructions.py
 
 bench-chart: $(BENCH_VENV_STAMP)
 	$(VENV_PY) benches/chart.py $(BENCH_DIR)/results.json docs/bench.png
+
+# cbreg_post beside crossbeam's ArrayQueue, rtrb and a mutex + deque
+# (benches/post.rs): callgrind instructions per push, then nanoseconds for
+# one sender and two at once, and one sender to the native dispatcher end
+# to end (ratios on stderr).
+BENCH_POST := $(BENCH_DIR)/post_rs
+$(BENCH_POST): FORCE | $(BENCH_DIR)
+	bin=$$($(CARGO) bench --bench post --no-run --message-format=json \
+	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p'); \
+	  test -n "$$bin" && cp "$$bin" $@
+
+bench-post: $(BENCH_POST) | valgrind-toolchain
+	$(BENCH_COUNT) $(BENCH_POST) $(BENCH_CALLS) > $(BENCH_DIR)/post_instructions.json
+	$(BENCH_POST) ns $(BENCH_CALLS) > $(BENCH_DIR)/post_ns.json
+	cat $(BENCH_DIR)/post_instructions.json $(BENCH_DIR)/post_ns.json

@@ -7,8 +7,9 @@
 #   make fuzz-merge   minimize build/fuzz/corpus into tests/fuzz/corpus
 #                     (then commit what it added)
 #
-# Needs clang with its fuzzer runtime; installs them with apt-get (Debian 12:
-# clang, libclang-rt-14-dev) when a trivial fuzzer does not link.
+# Needs clang with its fuzzer runtime: `make fuzz-toolchain` installs them
+# with apt-get (Debian 12: clang, libclang-rt-14-dev) when a trivial fuzzer
+# does not link.
 
 CARGO_STATICLIB ?= target/release/libcbreg.a
 
@@ -22,13 +23,18 @@ SUDO           := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: fuzz fuzz-merge fuzz-toolchain
 
+# Whether $(FUZZ_CC) links a trivial fuzzer (the compiler and its runtime).
+FUZZ_PROBE := printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' \
+	  | $(FUZZ_CC) -x c -fsanitize=fuzzer,address -o /dev/null - 2>/dev/null
+
+## Set-up (part of `make setup`).
 fuzz-toolchain:
-	@printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' \
-	  | $(FUZZ_CC) -x c -fsanitize=fuzzer,address -o /dev/null - 2>/dev/null || { \
+	@$(FUZZ_PROBE) || { \
 	  echo "installing $(FUZZ_APT) (apt-get)"; \
 	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $(FUZZ_APT); }
 
-$(FUZZ_BUILD_DIR)/fuzz_ops: tests/fuzz/fuzz_ops.c include/cbreg.h $(CARGO_STATICLIB) | fuzz-toolchain
+$(FUZZ_BUILD_DIR)/fuzz_ops: tests/fuzz/fuzz_ops.c include/cbreg.h $(CARGO_STATICLIB)
+	@$(FUZZ_PROBE) || { echo "$(FUZZ_CC) with libFuzzer not found: run make fuzz-toolchain (or make setup)"; exit 1; }
 	mkdir -p $(FUZZ_BUILD_DIR)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -Iinclude $< $(CARGO_STATICLIB) -lpthread -ldl -lm -o $@
 

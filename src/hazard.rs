@@ -419,13 +419,13 @@ fn release_record(rec: &ThreadRecord, owner: u32) -> bool {
 }
 
 #[cfg(all(target_os = "linux", not(loom)))]
-fn current_tid() -> u32 {
+pub(crate) fn current_tid() -> u32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::gettid() as u32 }
 }
 
 #[cfg(all(target_os = "linux", not(loom)))]
-fn thread_exists(tid: u32) -> bool {
+pub(crate) fn thread_exists(tid: u32) -> bool {
     // SAFETY: signal 0 only checks that the thread exists in this process.
     let rc = unsafe {
         libc::syscall(
@@ -441,11 +441,11 @@ fn thread_exists(tid: u32) -> bool {
 // Elsewhere (and under loom) records are not taken back: a process that
 // has run more threads than the pool holds uses the slot counters.
 #[cfg(not(all(target_os = "linux", not(loom))))]
-fn current_tid() -> u32 {
+pub(crate) fn current_tid() -> u32 {
     0
 }
 #[cfg(not(all(target_os = "linux", not(loom))))]
-fn thread_exists(_tid: u32) -> bool {
+pub(crate) fn thread_exists(_tid: u32) -> bool {
     true
 }
 

@@ -30,6 +30,7 @@ mod api;
 mod arg;
 pub mod ffi;
 mod hazard;
+pub mod post;
 #[cfg(feature = "python")]
 pub mod python;
 mod reclaimer;
@@ -54,6 +55,7 @@ pub mod testing {
 
 pub use api::{set_thread_realtime, Callback, Id, Registry, Site, Subscription};
 pub use arg::Arg;
+pub use post::{PostConfig, PostFlags, PostStats, Pump, Target};
 pub use registry::{CallFn, ReleaseFn, Stats, ENTRY_BYTES};
 pub use status::{last_callback_code, Status};
 pub use value::{Payload, Tag, Value, ValueDropFn};

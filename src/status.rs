@@ -32,11 +32,15 @@ pub enum Status {
     NoMemory = 7,
     /// A bug in cbreg (a caught panic); please report it.
     Internal = 8,
+    /// `cbreg_post`: the sender's queue to the entry's target has no room
+    /// for this event (or, on a thread marked real-time, no queue was
+    /// reserved for it): nothing was queued, and the refusal is counted.
+    Full = 9,
 }
 
 /// How many statuses cbreg defines: their codes are 0 to
 /// `CBREG_STATUS_COUNT - 1`.
-pub const CBREG_STATUS_COUNT: u32 = 9;
+pub const CBREG_STATUS_COUNT: u32 = 10;
 
 /// Every status, in code order: the one list (`cbreg_status_str`,
 /// `TryFrom<u32>`; the C++ and Python lists are checked against it).
@@ -50,6 +54,7 @@ pub(crate) const ALL_STATUSES: [Status; CBREG_STATUS_COUNT as usize] = [
     Status::WouldDeadlock,
     Status::NoMemory,
     Status::Internal,
+    Status::Full,
 ];
 
 impl Status {
@@ -78,6 +83,7 @@ impl Status {
             Status::WouldDeadlock => "would deadlock\0",
             Status::NoMemory => "out of memory or capacity\0",
             Status::Internal => "internal error\0",
+            Status::Full => "queue full\0",
         }
     }
 
@@ -143,6 +149,9 @@ mod tests {
             assert_eq!(*status as usize, code);
             assert_eq!(Status::try_from(code as u32), Ok(*status));
         }
-        assert_eq!(Status::try_from(ALL_STATUSES.len() as u32), Err(9));
+        assert_eq!(
+            Status::try_from(ALL_STATUSES.len() as u32),
+            Err(CBREG_STATUS_COUNT)
+        );
     }
 }

@@ -196,6 +196,17 @@ pub(crate) mod barrier {
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
     }
 
+    /// `light` where the caller read `light_is_compiler_only` already
+    /// (`fenced` is its negation): one test of that for several barriers.
+    #[inline(always)]
+    pub(crate) fn light_if(fenced: bool) {
+        if fenced || cfg!(loom) {
+            fence(Ordering::SeqCst);
+        } else {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        }
+    }
+
     /// The invoker's side: orders its hazard store before its state load.
     #[inline(always)]
     pub(crate) fn light() {

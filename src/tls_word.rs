@@ -168,3 +168,27 @@ pub(crate) mod python_word {
 
     super::imp::word_access!("cbreg_0_1_python_word", 0);
 }
+
+/// `post`'s word: the ring this thread last posted through
+/// (`post/target.rs`), 0 while it has none; read on each post.
+pub(crate) mod post_word {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    use super::imp::with_tls_word;
+
+    // 8 bytes of initialised TLS starting at 0, hidden as the record word
+    // is.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    std::arch::global_asm!(
+        ".pushsection .tdata.cbreg_0_1_post_word,\"awT\",@progbits",
+        ".p2align 3",
+        ".globl cbreg_0_1_post_word",
+        ".hidden cbreg_0_1_post_word",
+        ".type cbreg_0_1_post_word,@object",
+        ".size cbreg_0_1_post_word,8",
+        "cbreg_0_1_post_word:",
+        ".quad 0",
+        ".popsection",
+    );
+
+    super::imp::word_access!("cbreg_0_1_post_word", 0);
+}

@@ -1,4 +1,4 @@
-//! Edge cases of the contract (DESIGN.md 4.2-4.4): registry lifetime,
+//! Edge cases of the contract (docs/contract.md 4.2-4.4): registry lifetime,
 //! waiting, real-time threads, counters. One behaviour per test; each runs
 //! in a process of its own and turns a hang into a failure with a message
 //! (see `edge_support`). Fork cases are in `edges_fork.rs`, allocation

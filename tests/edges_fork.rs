@@ -1,4 +1,4 @@
-//! Fork edge cases (DESIGN.md 4.4a): whatever the parent's threads were
+//! Fork edge cases (docs/contract.md 4.4a): whatever the parent's threads were
 //! doing at the fork, the child waits for nothing that belongs to them and
 //! releases what they left pending. The child runs under alarm() and reports
 //! through its exit code.

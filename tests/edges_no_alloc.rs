@@ -1,5 +1,5 @@
 //! clear, close and free allocate nothing in proportion to the entries
-//! (DESIGN.md 4.4), so they cannot fail for lack of memory: 200 000 entries,
+//! (docs/contract.md 4.4), so they cannot fail for lack of memory: 200 000 entries,
 //! counted with a global allocator (as in no_alloc.rs).
 //!
 //!     cargo test --release --test edges_no_alloc

@@ -1,4 +1,4 @@
-//! One test per guarantee of DESIGN.md 4.3, through the safe Rust API.
+//! One test per guarantee of docs/contract.md 4.3, through the safe Rust API.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};

@@ -57,6 +57,14 @@ class InternalError(Error):
     status = 8
 
 
-# Index = status code; OK (0) has no exception.
+class Full(Error):
+    """A post found no room in the sender's queue to the entry's target:
+    nothing was queued, and the refusal is counted."""
+
+    status = 9
+
+
+# Index = status code; OK (0) has no exception. tests/python/test_statuses.py
+# checks it against the library's own list (cbreg_status_str).
 BY_STATUS = (Error, NotFound, Closed, InvalidArgument, InvalidRegistry,
-             CallbackFailed, WouldDeadlock, NoMemory, InternalError)
+             CallbackFailed, WouldDeadlock, NoMemory, InternalError, Full)

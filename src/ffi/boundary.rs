@@ -81,6 +81,16 @@ macro_rules! unwinds_through {
 }
 pub(crate) use unwinds_through;
 
+/// An `extern "C"` fast path with no catch frame, for the reason given
+/// (`cbreg_post`'s: it only returns statuses): a panic there would abort,
+/// as out of any `extern "C"` function, and its slow path has a boundary.
+macro_rules! no_catch_frame {
+    ($why:literal, $body:block) => {
+        $body
+    };
+}
+pub(crate) use no_catch_frame;
+
 /// Runs `body` with a panic caught: `Ok` is `CBREG_STATUS_OK`, an error
 /// its status, a panic `CBREG_STATUS_INTERNAL`.
 #[inline(always)]
@@ -111,7 +121,7 @@ pub(crate) fn core_of(reg: RegistryHandle) -> Result<Pinned, Status> {
 /// # Safety
 /// `out` is NULL or valid for a write of a `T`.
 #[inline(always)]
-pub(super) unsafe fn put<T>(out: *mut T, value: T) {
+pub(crate) unsafe fn put<T>(out: *mut T, value: T) {
     if !out.is_null() {
         // SAFETY: non-null, so valid for the write (the caller's promise).
         unsafe { out.write(value) };
@@ -123,7 +133,7 @@ pub(super) unsafe fn put<T>(out: *mut T, value: T) {
 /// # Safety
 /// `out` is NULL or points to a `T` that nothing else reads or writes for
 /// `'a`.
-pub(super) unsafe fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
+pub(crate) unsafe fn required<'a, T>(out: *mut T) -> Result<&'a mut T, Status> {
     // SAFETY: non-null pointers are valid and unaliased (the caller's
     // promise); `as_mut` turns NULL into `None`.
     unsafe { out.as_mut() }.ok_or(Status::InvalidArgument)

@@ -30,7 +30,7 @@ mod table;
 #[cfg_attr(any(loom, not(unix)), allow(unused_imports))]
 pub(crate) use fork::after_fork_in_child;
 pub(crate) use invoke::invoke_site;
-use slots::{FreeList, Segments, Slot, LIVE, ONCE};
+use slots::{key, FreeList, Segments, Slot, LIVE, ONCE};
 use stats::Counters;
 pub use stats::Stats;
 #[cfg_attr(not(feature = "python"), allow(unused_imports))]
@@ -183,6 +183,7 @@ impl Core {
         slot.release
             .store(release.map_or(0, |f| f as usize), Ordering::Relaxed);
         slot.prompt.store(prompt, Ordering::Relaxed);
+        slot.target.store(0, Ordering::Relaxed);
         let state = slots::key(fresh) | LIVE | if once { ONCE } else { 0 };
         self.counters.registered.fetch_add(1, Ordering::Relaxed);
         // Store, fence, load pairs with `close` (store, fence, clear's
@@ -250,5 +251,46 @@ impl Core {
 
     pub(crate) fn stats(&self) -> Stats {
         self.counters.snapshot(self.index)
+    }
+
+    // ---- post (`post/`): an entry's target ----
+
+    /// The target of live entry `id`, read by `cbreg_post` before it queues
+    /// an event. `NotFound` unless the entry is live now, `Closed` after
+    /// close, `InvalidRegistry` unless `handle` names this registry.
+    #[inline(always)]
+    pub(crate) fn post_target(&self, handle: u64, id: u64) -> Result<u32, Status> {
+        let (entry, offset) = self.segments.locate_id(id);
+        if entry != 0 {
+            // SAFETY: a nonzero entry from `locate_id`.
+            let slot = unsafe { Segments::at(entry, offset) };
+            let state = slot.state.load(Ordering::Acquire);
+            if state & !ONCE == key(id) | LIVE && self.life.load(Ordering::Relaxed) == handle {
+                return Ok(slot.target.load(Ordering::Relaxed));
+            }
+        }
+        Err(self.post_refused(handle))
+    }
+
+    #[cold]
+    fn post_refused(&self, handle: u64) -> Status {
+        if self.life.load(Ordering::Acquire) != handle {
+            Status::InvalidRegistry
+        } else if self.is_closed() {
+            Status::Closed
+        } else {
+            Status::NotFound
+        }
+    }
+
+    /// Sets the target of live entry `id` (`cbreg_entry_set_target`).
+    pub(crate) fn set_post_target(&self, id: u64, target: u32) -> Status {
+        match self.segments.slot_of_id(id) {
+            Some(slot) if slot.state.load(Ordering::Acquire) & !ONCE == key(id) | LIVE => {
+                slot.target.store(target, Ordering::Relaxed);
+                Status::Ok
+            }
+            _ => Status::NotFound,
+        }
     }
 }

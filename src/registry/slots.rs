@@ -71,6 +71,9 @@ pub(crate) struct Slot {
     /// A heavy barrier found an invocation of this retired entry in flight
     /// (counted once in `deferred`).
     pub(crate) waited: AtomicBool,
+    /// Where `cbreg_post` sends this entry's events (a target handle, 0 for
+    /// the native dispatcher: `post/target.rs`). Set after registration.
+    pub(crate) target: AtomicU32,
 }
 
 impl Slot {
@@ -86,6 +89,7 @@ impl Slot {
             owner: AtomicU32::new(0),
             prompt: AtomicBool::new(false),
             waited: AtomicBool::new(false),
+            target: AtomicU32::new(0),
         }
     }
 

@@ -92,12 +92,14 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::ffi::{self, Fallback, RegistryHandle, Site};
+use crate::post::abi::{self as post, TargetHandle};
+use crate::post::{PostConfig, PostStats};
 use crate::registry::{CallFn, ReleaseFn, Stats};
 use crate::{Status, Value};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"cbregApi");
 /// Version of the `Api` layout; fields are only ever appended.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// What a copy that cannot use the owner's table returns from a call.
 fn refused<R: Fallback>() -> R {
@@ -180,6 +182,19 @@ abi_table! {
     /// `C-unwind`: as `invoke`.
     site_invoke: "C-unwind" fn(*const Site, *const Value, usize, *mut Value) -> Status
         = ffi::cbreg_site_invoke;
+    // Version 3.
+    post: "C" fn(RegistryHandle, u64, *const Value, usize, u32) -> Status = post::cbreg_post;
+    post_reserve: "C" fn(TargetHandle) -> Status = post::cbreg_post_reserve;
+    entry_set_target: "C" fn(RegistryHandle, u64, TargetHandle) -> Status
+        = post::cbreg_entry_set_target;
+    dispatcher_configure: "C" fn(*const PostConfig) -> Status = post::cbreg_dispatcher_configure;
+    pump_new: "C" fn(*const PostConfig, *mut TargetHandle) -> Status = post::cbreg_pump_new;
+    pump_free: "C" fn(TargetHandle) -> Status = post::cbreg_pump_free;
+    pump_fd: "C" fn(TargetHandle, *mut std::ffi::c_int) -> Status = post::cbreg_pump_fd;
+    /// `C-unwind`: the callbacks it delivers may end the thread, as for `invoke`.
+    pump_drain: "C-unwind" fn(TargetHandle, usize, *mut usize) -> Status = post::cbreg_pump_drain;
+    post_stats_get: "C" fn(TargetHandle, *mut PostStats) -> Status = post::cbreg_post_stats_get;
+    post_stats_total: "C" fn(*mut PostStats) -> Status = post::cbreg_post_stats_total;
 }
 
 /// `retire_matching`'s predicate: `matches(ctx, user)`.

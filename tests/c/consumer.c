@@ -199,13 +199,13 @@ static void status_str_describes_every_code(void) {
     CHECK(strcmp(cbreg_status_str(CBREG_STATUS_OK), "ok") == 0);
     CHECK(strcmp(cbreg_status_str(CBREG_STATUS_NOT_FOUND), "not found") == 0);
     CHECK(strcmp(cbreg_status_str(CBREG_STATUS_WOULD_DEADLOCK), "would deadlock") == 0);
-    for (i = CBREG_STATUS_OK; i <= CBREG_STATUS_INTERNAL; ++i) {
+    for (i = CBREG_STATUS_OK; i <= CBREG_STATUS_FULL; ++i) {
         const char *s = cbreg_status_str(i);
         CHECK(s != NULL && s[0] != '\0');
         CHECK(s != NULL && strcmp(s, "unknown status") != 0);
         for (j = 0; j < i; ++j) CHECK(strcmp(s, cbreg_status_str(j)) != 0);
     }
-    CHECK(strcmp(cbreg_status_str(CBREG_STATUS_INTERNAL + 1), "unknown status") == 0);
+    CHECK(strcmp(cbreg_status_str(CBREG_STATUS_FULL + 1), "unknown status") == 0);
     CHECK(strcmp(cbreg_status_str(UINT32_MAX), "unknown status") == 0);
 }
 
@@ -1186,6 +1186,59 @@ static void concurrent_invoke_while_clear_releases_once_never_inside(void) {
     CHECK_STATUS(cbreg_registry_free(s.reg), CBREG_STATUS_OK);
 }
 
+/* ---- post ---- */
+
+static void post_is_delivered_by_the_pump_and_by_the_dispatcher(void) {
+    cbreg_registry reg = new_registry();
+    cbreg_target pump = {0};
+    cbreg_post_config config = {8, 256, 0};
+    cbreg_post_stats st;
+    probe p, q;
+    uint64_t on_pump, on_dispatcher;
+    size_t n = 99;
+    int fd = -2, i;
+    cbreg_value arg;
+    memset(&arg, 0, sizeof arg);
+    arg.tag = CBREG_TAG_F64;
+    arg.as.f64 = 440.0;
+    probe_init(&p);
+    probe_init(&q);
+    CHECK_STATUS(cbreg_pump_new(&config, &pump), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_pump_fd(pump, &fd), CBREG_STATUS_OK);
+    CHECK(fd >= 0);
+    on_pump = register_probe(reg, &p, 0);
+    CHECK_STATUS(cbreg_entry_set_target(reg, on_pump, pump), CBREG_STATUS_OK);
+    for (i = 0; i < 8; ++i) CHECK_STATUS(cbreg_post(reg, on_pump, &arg, 1, 0), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_post(reg, on_pump, &arg, 1, 0), CBREG_STATUS_FULL);
+    CHECK_STATUS(cbreg_post(reg, on_pump, &arg, 1, 1u << 7), CBREG_STATUS_INVALID_ARGUMENT);
+    CHECK(LOAD(&p.calls) == 0);
+    CHECK_STATUS(cbreg_pump_drain(pump, 100, &n), CBREG_STATUS_OK);
+    CHECK(n == 8 && LOAD(&p.calls) == 8);
+    CHECK_STATUS(cbreg_post_stats_get(pump, &st), CBREG_STATUS_OK);
+    CHECK(st.posted == 9 && st.delivered == 8 && st.dropped_full == 1 && st.ring_events == 8);
+    CHECK_STATUS(cbreg_post_stats_total(&st), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_pump_free(pump), CBREG_STATUS_OK);
+    CHECK_STATUS(cbreg_post(reg, on_pump, &arg, 1, 0), CBREG_STATUS_CLOSED);
+    CHECK_STATUS(cbreg_pump_free(pump), CBREG_STATUS_INVALID_ARGUMENT);
+    /* The native dispatcher, every entry's target until set. */
+    CHECK_STATUS(cbreg_dispatcher_configure(NULL), CBREG_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(cbreg_post_reserve(pump), CBREG_STATUS_CLOSED);
+    pump.handle = 0;
+    CHECK_STATUS(cbreg_post_reserve(pump), CBREG_STATUS_OK);
+    on_dispatcher = register_probe(reg, &q, CBREG_ONCE);
+    CHECK_STATUS(cbreg_post(reg, on_dispatcher, &arg, 1, CBREG_POST_NO_WAKE), CBREG_STATUS_OK);
+    {
+        /* Queued, or refused if the first was delivered already. */
+        cbreg_status second = cbreg_post(reg, on_dispatcher, NULL, 0, CBREG_POST_COALESCE);
+        CHECK(second == CBREG_STATUS_OK || second == CBREG_STATUS_NOT_FOUND);
+    }
+    CHECK(wait_for(&q.left));
+    CHECK_STATUS(cbreg_registry_free(reg), CBREG_STATUS_OK);
+    CHECK(LOAD(&q.calls) == 1);
+    check_released_once_cleanly(&q);
+    check_released_once_cleanly(&p);
+}
+
 /* ---- the runner ---- */
 
 typedef struct test_case {
@@ -1218,6 +1271,7 @@ static const test_case k_tests[] = {
     TEST(collect_runs_releases_deferred_by_a_realtime_thread),
     TEST(release_mark_leaked_counts_as_leaked),
     TEST(bad_input_gets_invalid_argument),
+    TEST(post_is_delivered_by_the_pump_and_by_the_dispatcher),
     TEST(destroyed_registry_handle_is_invalid_registry),
     TEST(zeroed_handle_is_invalid_registry),
     TEST(concurrent_invoke_while_clear_releases_once_never_inside),

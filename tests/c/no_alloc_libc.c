@@ -1,5 +1,5 @@
 /*
- * Invoke allocates nothing, counting libc's own allocations (DESIGN.md 4.4,
+ * Invoke allocates nothing, counting libc's own allocations (docs/contract.md 4.4,
  * 5): the first cbreg_invoke on a brand-new thread and every later one.
  *
  * This program defines malloc, calloc, realloc, posix_memalign,

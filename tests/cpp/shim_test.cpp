@@ -437,6 +437,37 @@ void global_view_shares_the_default_registry_and_never_destroys_it() {
     CHECK_STATUS(again.invoke(sub.id()), status::not_found);  // id 0 after reset
 }
 
+void post_is_delivered_by_a_pump_the_host_drains() {
+    cbreg::registry reg;
+    cbreg::pump pump;
+    std::vector<std::string> seen;
+    auto sub = reg.subscribe([&seen](cbreg::args a) {
+        seen.push_back(std::string(a.get<std::string_view>(1)) + "@" +
+                       std::to_string(a.get<double>(0)));
+    });
+    CHECK_STATUS(reg.set_target(sub.id(), pump.target()), status::ok);
+    CHECK(pump.fd() >= 0 || pump.fd() == -1);
+    {
+        std::string note = "A4";
+        CHECK_STATUS(reg.post(sub.id(), 440.0, note), status::ok);
+    }  // copied at post time
+    CHECK_STATUS(reg.post_flags(CBREG_POST_COALESCE, sub.id(), 1.0, "x"), status::ok);
+    CHECK_STATUS(reg.post_flags(CBREG_POST_COALESCE, sub.id(), 2.0, "y"), status::ok);
+    CHECK(seen.empty());
+    CHECK(pump.drain() == 3);
+    CHECK(seen.size() == 2);
+    CHECK(seen[0] == "A4@440.000000" && seen[1] == "y@2.000000");
+    cbreg_post_stats st{};
+    CHECK_STATUS(pump.stats(st), status::ok);
+    CHECK(st.posted == 3 && st.delivered == 2 && st.coalesced == 1);
+    CHECK_STATUS(reg.post(0), status::not_found);
+    // The moved-to pump owns the target; the moved-from one frees nothing.
+    cbreg::pump moved = std::move(pump);
+    CHECK_STATUS(cbreg::post_reserve(moved.target()), status::ok);
+    CHECK_STATUS(reg.post(sub.id(), 3.0, "z"), status::ok);
+    CHECK(moved.drain() == 1 && seen.size() == 3);
+}
+
 struct test_case {
     const char* name;
     void (*run)();
@@ -462,6 +493,7 @@ const test_case k_tests[] = {
     TEST(closed_registry_refuses_subscribe_and_the_callable_is_destroyed),
     TEST(core_decides_bad_input),
     TEST(global_view_shares_the_default_registry_and_never_destroys_it),
+    TEST(post_is_delivered_by_a_pump_the_host_drains),
 };
 
 }  // namespace

@@ -1,6 +1,6 @@
 /*
  * libFuzzer target: the input bytes are a sequence of operations over the C
- * ABI, checked against a small model (DESIGN.md 4.2 statuses, 4.3
+ * ABI, checked against a small model (docs/contract.md 4.2 statuses, 4.3
  * exactly-once release, 4.4 where releases run).
  *
  * Operations: new/free registries, register persistent or one-shot entries

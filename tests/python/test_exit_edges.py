@@ -1,4 +1,4 @@
-"""Exit edge cases on cbreg (DESIGN 4.4a, 4.6): each scenario runs
+"""Exit edge cases on cbreg (docs/contract.md 4.4a, 4.6): each scenario runs
 CBREG_SHUTDOWN_RUNS times (default 200) in fresh interpreters; every run must
 exit 0, print what the contract promises, and be gone within EXIT_BUDGET
 (default 1 s) of the end of its own work. The naive control for the first

@@ -1,4 +1,4 @@
-"""A native thread keeps its Python thread state across calls (DESIGN 4.6):
+"""A native thread keeps its Python thread state across calls (docs/contract.md 4.6):
 made at its first call into the main interpreter, used by every later call
 (and by other code on the thread through PyGILState_Ensure), deleted on its
 own thread when it exits; never shared with a subinterpreter, never used by

@@ -1,4 +1,4 @@
-"""Calling from Python (DESIGN 4.5, 4.6): cbreg.invoke and Subscription go
+"""Calling from Python (docs/contract.md 4.5, 4.6): cbreg.invoke and Subscription go
 straight to the adapter, which converts by the one set of rules: exact
 None, bool, int, float, str and bytes reach a Python callback as the very
 objects (their conversion gives equal objects back), subclasses and lists

@@ -1,4 +1,4 @@
-"""Python threads racing on the registry (DESIGN 4.3, 4.6). On free-threaded
+"""Python threads racing on the registry (docs/contract.md 4.3, 4.6). On free-threaded
 CPython they run in parallel; on a GIL build they interleave at the GIL's
 switch points. Each case runs in a fresh interpreter (some close the default
 registry) with a deadline, and checks exactly-once release through

@@ -1,5 +1,5 @@
 /*
- * Stress and accounting job for cbreg (DESIGN.md 4.3, 4.4, 4.4a).
+ * Stress and accounting job for cbreg (docs/contract.md 4.3, 4.4, 4.4a).
  *
  * Many threads work the C ABI at once: registrations (persistent and
  * one-shot), invokes nested deeper than the six hazard cells, unregister,

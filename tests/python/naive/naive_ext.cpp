@@ -1,4 +1,4 @@
-// Control extension: the callback pattern from DESIGN.md section 1, kept
+// Control extension: the callback pattern from docs/contract.md section 1, kept
 // wrong on purpose. The subprocess exit-code tests run the same scenarios
 // against this module and against cbreg; this one must exit non-zero, which
 // proves those tests can fail. Do not "fix" anything here.

@@ -1,0 +1,225 @@
+//! The exit hooks: the hook each interpreter registers with its `atexit`
+//! (`ensure_hooks`; the main interpreter's too, whichever imports first),
+//! and what it does (`interpreter_exit`): shut the gates, drain the threads
+//! inside, release the interpreter's Python entries while it is whole, and
+//! shut the gates for good. The main interpreter's exit is the process's.
+
+use std::ffi::c_void;
+use std::ptr::null_mut;
+use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
+use std::time::{Duration, Instant};
+
+use pyo3_ffi as py;
+
+use super::abi::cbreg_py_atexit_clear;
+use super::attach::Attached;
+use super::cpython::{free_threaded_build, new_none};
+use super::entry::{interp_of, release_python};
+use super::fork::register_fork_hooks;
+use super::interp::{interp_record, interps, Interp, MAX_INTERPRETERS};
+use super::pass::{drain, GATE_CLOSED, GATE_DRAINING, IN_HOOK};
+use super::PyObj;
+use crate::Status;
+
+/// How long a process exit hook waits, in all, for threads inside Python
+/// callbacks before it lets finalization go on without them.
+pub(super) const EXIT_DRAIN: Duration = Duration::from_millis(400);
+
+pub(super) unsafe extern "C" fn atexit_hook(_module: PyObj, _unused: PyObj) -> PyObj {
+    cbreg_py_atexit_clear();
+    new_none()
+}
+
+pub(super) struct HookDef(std::cell::UnsafeCell<py::PyMethodDef>);
+// SAFETY: written only by CPython's own bookkeeping, under the GIL.
+unsafe impl Sync for HookDef {}
+
+impl HookDef {
+    /// A hook taking no arguments; `name` and `doc` NUL-terminated.
+    pub(super) const fn new(
+        name: &'static [u8],
+        hook: unsafe extern "C" fn(PyObj, PyObj) -> PyObj,
+        doc: &'static [u8],
+    ) -> HookDef {
+        HookDef(std::cell::UnsafeCell::new(py::PyMethodDef {
+            ml_name: name.as_ptr().cast(),
+            ml_meth: py::PyMethodDefPointer { PyCFunction: hook },
+            ml_flags: py::METH_NOARGS,
+            ml_doc: doc.as_ptr().cast(),
+        }))
+    }
+
+    /// A new function object for the hook (GIL held; null on failure, no
+    /// exception left set).
+    pub(super) unsafe fn function(&'static self) -> PyObj {
+        let func = py::PyCFunction_New(self.0.get(), null_mut());
+        if func.is_null() {
+            py::PyErr_Clear();
+        }
+        func
+    }
+}
+
+pub(super) static HOOK_DEF: HookDef = HookDef::new(
+    b"cbreg_atexit_clear\0",
+    atexit_hook,
+    b"Releases cbreg's Python callbacks before the interpreter finalizes.\0",
+);
+
+/// Calls `module.name(*args, **kwargs)` (`args` a tuple, `kwargs` a dict or
+/// null; GIL held); Ok when it returned, no exception left set.
+pub(super) unsafe fn call_in_module(
+    module: &[u8],
+    name: &[u8],
+    args: PyObj,
+    kwargs: PyObj,
+) -> Result<(), Status> {
+    let found = py::PyImport_ImportModule(module.as_ptr().cast());
+    let func = if found.is_null() {
+        null_mut()
+    } else {
+        let func = py::PyObject_GetAttrString(found, name.as_ptr().cast());
+        py::Py_DecRef(found);
+        func
+    };
+    let result = if func.is_null() || args.is_null() {
+        null_mut()
+    } else {
+        py::PyObject_Call(func, args, kwargs)
+    };
+    if !func.is_null() {
+        py::Py_DecRef(func);
+    }
+    if result.is_null() {
+        py::PyErr_Clear();
+        return Err(Status::Internal);
+    }
+    py::Py_DecRef(result);
+    Ok(())
+}
+
+/// Registers the hook with the current interpreter's `atexit` (GIL held).
+pub(super) unsafe fn register_atexit() -> Result<(), Status> {
+    let func = HOOK_DEF.function();
+    if func.is_null() {
+        return Err(Status::NoMemory);
+    }
+    let args = py::PyTuple_Pack(1, func);
+    py::Py_DecRef(func);
+    let done = call_in_module(b"atexit\0", b"register\0", args, null_mut());
+    if !args.is_null() {
+        py::Py_DecRef(args);
+    }
+    done
+}
+
+/// Makes sure `interp` (the current interpreter, GIL held) has its exit
+/// hook, and the main interpreter its own: whichever interpreter imports
+/// first, the process-wide exit is handled in the main one.
+pub(super) unsafe fn ensure_hooks(interp: &'static Interp) -> Result<(), Status> {
+    if !interp.hook_installed.swap(true, SeqCst) {
+        if let Err(e) = register_atexit() {
+            interp.hook_installed.store(false, SeqCst);
+            return Err(e);
+        }
+        // os.fork is the main interpreter's alone.
+        if interp.main.load(Relaxed) && free_threaded_build() {
+            register_fork_hooks()?;
+        }
+    }
+    if interp.main.load(Relaxed) {
+        return Ok(());
+    }
+    let main_state = py::PyInterpreterState_Main();
+    let main = interp_record(main_state)?;
+    if main.hook_installed.swap(true, SeqCst) {
+        return Ok(());
+    }
+    // Into the main interpreter for the registration (shared GIL: 3.11).
+    let Some(swapped) = Attached::swapped(main_state) else {
+        main.hook_installed.store(false, SeqCst);
+        return Err(Status::NoMemory);
+    };
+    let installed = register_atexit();
+    swapped.detach();
+    if installed.is_err() {
+        main.hook_installed.store(false, SeqCst);
+    }
+    installed
+}
+
+/// The exit of `this` interpreter (GIL held there). The main one's exit is
+/// the process's: every interpreter's gate is shut and every Python entry
+/// released. A subinterpreter's concerns only itself.
+pub(super) unsafe fn interpreter_exit(this: &'static Interp) {
+    if this.exit_done.swap(true, SeqCst) {
+        return;
+    }
+    let main = this.main.load(Relaxed);
+    let mut targets: [Option<&'static Interp>; MAX_INTERPRETERS] = [None; MAX_INTERPRETERS];
+    if main {
+        for (slot, interp) in targets.iter_mut().zip(interps()) {
+            *slot = Some(interp);
+        }
+    } else {
+        targets[0] = Some(this);
+    }
+    let mut gates: [&'static Interp; MAX_INTERPRETERS] = [this; MAX_INTERPRETERS];
+    let mut n = 0;
+    for t in targets.iter().flatten() {
+        gates[n] = t;
+        n += 1;
+    }
+    let gates = &gates[..n];
+    // A subinterpreter cannot end while a native thread has a thread state
+    // in it (CPython aborts), so its hook waits as long as those take.
+    let deadline = main.then(|| Instant::now() + EXIT_DRAIN);
+    let drain_unlocked = |gates: &[&'static Interp]| {
+        let saved = py::PyEval_SaveThread();
+        drain(gates, deadline);
+        py::PyEval_RestoreThread(saved);
+    };
+
+    IN_HOOK.with(|h| h.set(true));
+    for g in gates {
+        g.closed.store(true, SeqCst);
+        g.gate.fetch_max(GATE_DRAINING, SeqCst); // no new calls
+    }
+    crate::sync::barrier::heavy(); // pairs with `KeptPass::enter`
+    drain_unlocked(gates);
+    extern "C" fn ours(ctx: *mut c_void, gates: *mut c_void) -> bool {
+        // SAFETY: `gates` is the slice passed below, alive for the call;
+        // ctx is one of our entries (its release is `release_python`).
+        let gates = unsafe { &*(gates as *const &[&'static Interp]) };
+        let owner = interp_of(ctx);
+        gates.iter().any(|g| std::ptr::eq(*g, owner))
+    }
+    crate::rendezvous::retire_matching(
+        Some(release_python),
+        ours,
+        &gates as *const &[&'static Interp] as *mut c_void,
+    );
+    // Releases deferred to invokers still in flight run there, the gate
+    // letting releases through until every entry is released (or time is up).
+    let release_deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(5));
+    let saved = py::PyEval_SaveThread();
+    loop {
+        drain(gates, Some(release_deadline));
+        crate::rendezvous::collect_all();
+        let released = gates.iter().all(|g| g.entries.load(SeqCst) == 0);
+        if released || Instant::now() >= release_deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    py::PyEval_RestoreThread(saved);
+    for g in gates {
+        g.gate.fetch_max(GATE_CLOSED, SeqCst);
+    }
+    crate::sync::barrier::heavy();
+    drain_unlocked(gates);
+    IN_HOOK.with(|h| h.set(false));
+    if !main {
+        this.state.store(null_mut(), Release); // ended: its entries are gone
+    }
+}
