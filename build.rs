@@ -24,8 +24,56 @@ fn main() {
         .with_config(config)
         .generate()
         .expect("cbindgen could not generate the header");
-    bindings.write_to_file(&out);
+    let mut text = Vec::new();
+    bindings.write(&mut text);
+    let text = python_part_after_the_guard(&String::from_utf8(text).expect("UTF-8 header"));
+    std::fs::write(&out, &text).expect("write the header");
     if std::env::var_os("CBREG_WRITE_HEADER").is_some() {
-        bindings.write_to_file(crate_dir.join("include/cbreg.h"));
+        std::fs::write(crate_dir.join("include/cbreg.h"), &text).expect("write include/cbreg.h");
     }
+}
+
+/// cbindgen guards the whole header with `CBREG_H`, so a file that included
+/// cbreg.h before `CBREG_PYTHON` was defined could never see the Python
+/// adapter's part. That part (cbindgen's `#if defined(CBREG_PYTHON)`
+/// blocks) goes after the guard, under a guard of its own: cbreg.h included
+/// again with `CBREG_PYTHON` defined declares it, whatever came first (the
+/// C++ adapters, `cpp_shim/cbreg_python.hpp`, do exactly that).
+#[cfg(feature = "header")]
+fn python_part_after_the_guard(header: &str) -> String {
+    const OPEN: &str = "#if defined(CBREG_PYTHON)";
+    let (mut core, mut python) = (String::new(), String::new());
+    let mut lines = header.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line != OPEN {
+            core.push_str(line);
+            core.push('\n');
+            continue;
+        }
+        for inner in lines.by_ref() {
+            assert!(!inner.starts_with("#if"), "a nested #if in the Python part");
+            if inner.starts_with("#endif") {
+                break;
+            }
+            python.push_str(inner);
+            python.push('\n');
+        }
+        python.push('\n');
+        if lines.peek() == Some(&"") {
+            lines.next();
+        }
+    }
+    if python.is_empty() {
+        return core;
+    }
+    format!(
+        "{core}\n// The Python adapter's part (the `python` feature): declared once\n\
+         // CBREG_PYTHON is defined, even where cbreg.h was included before.\n\
+         #if defined(CBREG_PYTHON) && !defined(CBREG_PYTHON_PART)\n\
+         #define CBREG_PYTHON_PART\n\n\
+         #ifdef __cplusplus\nextern \"C\" {{\n#endif  // __cplusplus\n\n\
+         {python}\
+         #ifdef __cplusplus\n}}  // extern \"C\"\n#endif  // __cplusplus\n\n\
+         #endif  /* CBREG_PYTHON_PART */\n"
+    )
 }

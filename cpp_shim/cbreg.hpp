@@ -61,6 +61,8 @@ enum class status : std::uint32_t {
     full = CBREG_STATUS_FULL,
     invalid_signal = CBREG_STATUS_INVALID_SIGNAL,
 };
+static_assert(static_cast<std::uint32_t>(status::invalid_signal) + 1 == CBREG_STATUS_COUNT,
+              "cbreg::status misses a status that cbreg.h defines");
 
 // The core's description of `s` (static storage).
 inline const char* to_string(status s) noexcept {

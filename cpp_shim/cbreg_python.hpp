@@ -15,33 +15,20 @@
 #ifndef CBREG_PYTHON_HPP
 #define CBREG_PYTHON_HPP
 
+// The Python adapter's part of the C ABI is the generated header's own:
+// cbreg.h declares it where CBREG_PYTHON is defined, also when it was
+// included before (that part has a guard of its own), so any include order
+// works.
+#ifndef CBREG_PYTHON
+#define CBREG_PYTHON 1
+#endif
+#include "cbreg.h"
 #include "cbreg.hpp"
 
 #include <Python.h>
 
 #include <cstdint>
 #include <utility>
-
-// The Python adapter's part of the C ABI, as cbreg.h declares it with
-// CBREG_PYTHON defined; repeated here so that the include order does not
-// matter (identical redeclarations are fine, and a drift fails to compile).
-extern "C" {
-cbreg_status cbreg_py_register(struct cbreg_registry reg, void *callable, uint32_t flags,
-                               uint64_t *out_id);
-cbreg_status cbreg_py_atexit_clear(void);
-cbreg_status cbreg_py_install_atexit(void);
-bool cbreg_py_is_closed(void);
-void *cbreg_py_args_new(void *const *items, size_t nargs, const struct cbreg_value **out_values);
-void cbreg_py_args_free(void *args);
-void *cbreg_py_value_to_object(const struct cbreg_value *value);
-void cbreg_py_set_error(uint32_t status);
-void *cbreg_py_invoke(struct cbreg_registry reg, uint64_t id, void *const *items, size_t nargs);
-cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
-bool cbreg_py_interpreter_guards(void);
-}
-#ifndef CBREG_PY_UNRAISABLE
-#define CBREG_PY_UNRAISABLE 2
-#endif
 
 namespace cbreg {
 namespace cpython {

@@ -1,5 +1,9 @@
 //! The safe Rust API: closures as callbacks, RAII subscriptions.
 
+// Every unsafe step is its own block with the obligation it meets.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -15,7 +19,7 @@ pub type Id = u64;
 ///
 /// Every method goes through the C ABI with the handle, so a crate that
 /// links cbreg statically shares the process's registries with every other
-/// copy (see `rendezvous.rs`), and a registry freed behind this value's back
+/// copy (see `rendezvous`), and a registry freed behind this value's back
 /// is never confused with a newer one: methods then report
 /// `InvalidRegistry` (or 0 / empty stats).
 pub struct Registry {
@@ -111,7 +115,9 @@ impl Registry {
     ) -> Result<Id, Status> {
         let mut id = 0;
         let flags = if once { CBREG_ONCE } else { 0 };
-        ffi::cbreg_register(self.handle, call, ctx, release, flags, &mut id).ok()?;
+        // SAFETY: a valid out-pointer; `call` and `release` with `ctx` are
+        // our caller's promise.
+        unsafe { ffi::cbreg_register(self.handle, call, ctx, release, flags, &mut id) }.ok()?;
         Ok(id)
     }
 
@@ -134,7 +140,9 @@ impl Registry {
     #[inline]
     pub unsafe fn invoke_raw(&self, id: Id, args: &[Value]) -> Result<Value, Status> {
         let mut ret = Value::none();
-        ffi::cbreg_invoke(self.handle, id, args.as_ptr(), args.len(), &mut ret)
+        // SAFETY: a slice's pointer and length, whose memory is valid for
+        // the call (our caller's promise); a valid out-pointer.
+        unsafe { ffi::cbreg_invoke(self.handle, id, args.as_ptr(), args.len(), &mut ret) }
             .ok()
             .map(|_| ret)
     }
@@ -233,6 +241,9 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// The entry function of every closure: `C-unwind` as every `CallFn` is.
+/// A panic of the closure is caught here and reported as the callback's
+/// failure (`CALLBACK_FAILED`), never carried into the caller's frames.
 unsafe extern "C-unwind" fn call_closure(
     ctx: *mut c_void,
     args: *const Value,
@@ -242,20 +253,19 @@ unsafe extern "C-unwind" fn call_closure(
     // SAFETY: ctx is the Box<dyn Callback> made in `register_boxed`; args and
     // ret come from invoke (a valid slice, an optional out-value).
     let f = unsafe { &*(ctx as *const Box<dyn Callback>) };
-    let args = if nargs == 0 {
-        &[][..]
-    } else {
-        unsafe { std::slice::from_raw_parts(args, nargs) }
-    };
+    // SAFETY: invoke passes `nargs` values at `args` (non-null unless
+    // `nargs` is 0), unchanged for the call.
+    let args = unsafe { crate::value::args_unchecked(args, nargs) };
     // SAFETY: `cbreg_invoke`, the only way in, checked that every value is
-    // well formed before any callback ran (`ffi::args_of`), and its caller
+    // well formed before any callback ran (`value::checked_args`), and its caller
     // promises the memory is valid for the call: `Arg`'s invariant.
     let args = unsafe { Arg::from_values(args) };
     let mut scratch = Value::none();
-    let out = if ret.is_null() {
-        &mut scratch
-    } else {
-        unsafe { &mut *ret }
+    // SAFETY: invoke passes NULL or its caller's storage for a value,
+    // which nothing else touches during the call.
+    let out = match unsafe { ret.as_mut() } {
+        Some(out) => out,
+        None => &mut scratch,
     };
     match catch_unwind(AssertUnwindSafe(|| f(args, out))) {
         Ok(Ok(())) => Status::Ok as u32,
@@ -264,6 +274,8 @@ unsafe extern "C-unwind" fn call_closure(
     }
 }
 
+/// The release of every closure: `C-unwind` as every `ReleaseFn` is; a
+/// panic while dropping the captures is caught and dropped.
 unsafe extern "C-unwind" fn drop_closure(ctx: *mut c_void) {
     // SAFETY: runs once, after the last call (the registry's guarantee).
     let f = unsafe { Box::from_raw(ctx as *mut Box<dyn Callback>) };

@@ -7,6 +7,10 @@
 //! hands callbacks `&[Arg]` and invokes with `&[Arg]`; C callers and the
 //! adapters keep building `Value`s.
 
+// Every unsafe step is its own block with the obligation it meets.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::c_void;
 use std::fmt;
 use std::marker::PhantomData;

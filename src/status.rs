@@ -1,5 +1,9 @@
 //! The one status enum every cbreg function returns.
 
+// Every unsafe step is its own block with the obligation it meets.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::c_char;
 
 /// Outcome of every cbreg call. `CBREG_STATUS_OK` is 0.
@@ -36,8 +40,13 @@ pub enum Status {
     InvalidSignal = 10,
 }
 
-/// Every status, in code order.
-pub(crate) const ALL_STATUSES: [Status; 11] = [
+/// How many statuses cbreg defines: their codes are 0 to
+/// `CBREG_STATUS_COUNT - 1`.
+pub const CBREG_STATUS_COUNT: u32 = 11;
+
+/// Every status, in code order: the one list (`cbreg_status_str`,
+/// `TryFrom<u32>`; the C++ and Python lists are checked against it).
+pub(crate) const ALL_STATUSES: [Status; CBREG_STATUS_COUNT as usize] = [
     Status::Ok,
     Status::NotFound,
     Status::Closed,
@@ -118,6 +127,14 @@ pub(crate) fn last_callback_code_here() -> u32 {
     LAST_CALLBACK_CODE.with(|c| c.get())
 }
 
+/// The status with this code, if cbreg defines one.
+impl TryFrom<u32> for Status {
+    type Error = u32;
+    fn try_from(code: u32) -> Result<Status, u32> {
+        ALL_STATUSES.get(code as usize).copied().ok_or(code)
+    }
+}
+
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.message().trim_end_matches('\0'))
@@ -125,3 +142,20 @@ impl std::fmt::Display for Status {
 }
 
 impl std::error::Error for Status {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_sits_at_its_code() {
+        for (code, status) in ALL_STATUSES.iter().enumerate() {
+            assert_eq!(*status as usize, code);
+            assert_eq!(Status::try_from(code as u32), Ok(*status));
+        }
+        assert_eq!(
+            Status::try_from(ALL_STATUSES.len() as u32),
+            Err(CBREG_STATUS_COUNT)
+        );
+    }
+}

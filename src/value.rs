@@ -1,9 +1,13 @@
 //! The typed value vector every language can build: one call signature for
 //! C, C++, Rust and Python callbacks.
 
+// Every unsafe step is its own block with the obligation it meets.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::c_void;
 
-use crate::Arg;
+use crate::{Arg, Status};
 
 /// The kind of a `cbreg_value`; stored in `cbreg_value.tag`.
 #[repr(u32)]
@@ -79,6 +83,7 @@ pub struct Value {
 // SAFETY: a Value is plain data; what its pointers may be used for is the
 // contract of the call that carries it.
 unsafe impl Send for Value {}
+// SAFETY: as for `Send`: shared, it is only read.
 unsafe impl Sync for Value {}
 
 impl Default for Value {
@@ -157,22 +162,22 @@ impl Value {
         }
     }
     pub fn as_i64(&self) -> Option<i64> {
-        // SAFETY: the tag says `i64` is set.
         match self.tag() {
+            // SAFETY: the tag says `i64` is set.
             Some(Tag::I64) => Some(unsafe { self.r#as.i64 }),
             _ => None,
         }
     }
     pub fn as_f64(&self) -> Option<f64> {
-        // SAFETY: the tag says `f64` is set.
         match self.tag() {
+            // SAFETY: the tag says `f64` is set.
             Some(Tag::F64) => Some(unsafe { self.r#as.f64 }),
             _ => None,
         }
     }
     pub fn as_ptr(&self) -> Option<*mut c_void> {
-        // SAFETY: the tag says `ptr` is set.
         match self.tag() {
+            // SAFETY: the tag says `ptr` is set.
             Some(Tag::Ptr) => Some(unsafe { self.r#as.ptr }),
             _ => None,
         }
@@ -244,16 +249,52 @@ impl Value {
     }
 }
 
-/// Whether every value of an argument vector is well formed (the count and
-/// the pointer are checked before the slice is made, in `ffi::args_of`).
-pub(crate) fn args_acceptable(args: &[Value]) -> bool {
-    args.iter().all(Value::is_well_formed)
+/// The most arguments one invoke may carry; more is `INVALID_ARGUMENT`.
+pub const CBREG_MAX_ARGS: usize = 64;
+
+/// The argument vector of an invoke, checked in full: NULL only when
+/// empty, at most `CBREG_MAX_ARGS`, every value well formed.
+///
+/// # Safety
+/// `args` is NULL or points to `nargs` values that stay unchanged for `'a`.
+#[inline(always)]
+pub(crate) unsafe fn checked_args<'a>(
+    args: *const Value,
+    nargs: usize,
+) -> Result<&'a [Value], Status> {
+    if nargs == 0 {
+        return Ok(&[]);
+    }
+    if args.is_null() || nargs > CBREG_MAX_ARGS {
+        return Err(Status::InvalidArgument);
+    }
+    // SAFETY: non-null and `nargs` values there (the caller's promise).
+    let args = unsafe { args_unchecked(args, nargs) };
+    if args.iter().all(Value::is_well_formed) {
+        Ok(args)
+    } else {
+        Err(Status::InvalidArgument)
+    }
+}
+
+/// The argument vector as a slice, with no check.
+///
+/// # Safety
+/// `nargs` is 0, or `args` is non-null and points to `nargs` values that
+/// stay unchanged for `'a`.
+#[inline(always)]
+pub(crate) unsafe fn args_unchecked<'a>(args: *const Value, nargs: usize) -> &'a [Value] {
+    if nargs == 0 {
+        return &[];
+    }
+    // SAFETY: the caller's promise.
+    unsafe { std::slice::from_raw_parts(args, nargs) }
 }
 
 /// The invoke path's check for one argument: true when it is certainly
 /// acceptable because it is a scalar (none, i64, f64, pointer). False sends
 /// the caller to `args_plainly_acceptable`, then to the full check
-/// (`ffi::args_of`), which serves BOOL and memory arguments and reports
+/// (`checked_args`), which serves BOOL and memory arguments and reports
 /// what is wrong.
 #[inline(always)]
 pub(crate) fn plainly_acceptable(arg: &Value) -> bool {
@@ -279,7 +320,7 @@ pub(crate) unsafe fn args_plainly_acceptable(args: *const Value, nargs: usize) -
     if nargs == 0 {
         return true;
     }
-    if args.is_null() || nargs > crate::ffi::CBREG_MAX_ARGS {
+    if args.is_null() || nargs > CBREG_MAX_ARGS {
         return false;
     }
     let (mut seen, mut all) = (0u64, 0u32);

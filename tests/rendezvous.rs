@@ -32,9 +32,11 @@ fn shared_copy() -> *mut c_void {
 
 fn sym<T>(h: *mut c_void, name: &str) -> T {
     let name = CString::new(name).unwrap();
-    // SAFETY: dlsym of a symbol the library exports with this signature.
+    // SAFETY: a handle dlopen returned and a NUL-terminated name.
     let p = unsafe { libc::dlsym(h, name.as_ptr()) };
     assert!(!p.is_null(), "no symbol");
+    // SAFETY: the library exports the symbol as a function of type `T` (a
+    // function pointer, as large as `p`).
     unsafe { std::mem::transmute_copy(&p) }
 }
 
@@ -57,6 +59,7 @@ fn a_static_copy_and_a_shared_copy_share_one_registry() {
     assert_ne!(invoke as usize, ours as usize, "two copies, not one");
     let theirs = default();
     assert_eq!(
+        // SAFETY: no arguments, no return value asked for.
         unsafe { invoke(theirs, sub.id(), std::ptr::null(), 0, std::ptr::null_mut()) },
         Status::Ok
     );
@@ -66,10 +69,12 @@ fn a_static_copy_and_a_shared_copy_share_one_registry() {
         "the entry ran through the other copy"
     );
     let mut s = Stats::default();
+    // SAFETY: a valid out-pointer.
     assert_eq!(unsafe { stats(theirs, &mut s) }, Status::Ok);
     assert_eq!(s.live, reg.stats().live);
     drop(sub);
     assert_eq!(
+        // SAFETY: as above.
         unsafe {
             invoke(
                 theirs,

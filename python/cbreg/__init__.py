@@ -43,14 +43,14 @@ from . import _core
 # Both are native: a call goes straight to the adapter, with no Python
 # frame between (their docs are in _core).
 from ._core import Subscription, invoke
-from ._errors import (CallbackFailed, Closed, Error, InternalError, InvalidArgument,
+from ._errors import (CallbackFailed, Closed, Error, Full, InternalError, InvalidArgument,
                       InvalidRegistry, InvalidSignal, NoMemory, NotFound, WouldDeadlock)
 
 __all__ = [
     "register", "invoke", "unregister", "clear", "close", "collect", "stats", "is_closed",
     "Subscription", "Stats", "get_include", "get_library", "get_cmake_dir", "get_static_library",
     "Error", "NotFound", "Closed", "InvalidArgument", "InvalidRegistry", "CallbackFailed",
-    "WouldDeadlock", "NoMemory", "InternalError", "InvalidSignal",
+    "WouldDeadlock", "NoMemory", "InternalError", "Full", "InvalidSignal",
 ]
 
 __version__ = "0.1.0"

@@ -57,13 +57,20 @@ class InternalError(Error):
     status = 8
 
 
+class Full(Error):
+    """A post found no room in the sender's queue to the entry's target:
+    nothing was queued, and the refusal is counted."""
+
+    status = 9
+
+
 class InvalidSignal(Error):
     """The signal handle is unknown or the signal was freed."""
 
     status = 10
 
 
-# Index = status code; OK (0) has no exception. FULL (9) comes only from
-# cbreg_post, which the Python API does not call: plain Error.
+# Index = status code; OK (0) has no exception. tests/python/test_statuses.py
+# checks it against the library's own list (cbreg_status_str).
 BY_STATUS = (Error, NotFound, Closed, InvalidArgument, InvalidRegistry,
-             CallbackFailed, WouldDeadlock, NoMemory, InternalError, Error, InvalidSignal)
+             CallbackFailed, WouldDeadlock, NoMemory, InternalError, Full, InvalidSignal)

@@ -9,6 +9,13 @@
 
 #include <cstdio>
 
+// Test diagnostics of the Python adapter (src/python/testing.rs): exported
+// for this module's own tests, kept out of the public header.
+extern "C" {
+cbreg_status cbreg_py_thread_states(size_t *kept, size_t *in_interpreter);
+bool cbreg_py_interpreter_guards(void);
+}
+
 namespace nb = nanobind;
 
 namespace {

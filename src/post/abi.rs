@@ -1,8 +1,9 @@
 //! The C ABI of post: `cbreg_post`, the targets (the dispatcher, pumps)
-//! and their counters. The same shape as `ffi.rs`: forwarding to the copy
-//! that owns the registries, a panic boundary, argument checks, then the
-//! core. `cbreg_post` itself has a fast path for one scalar argument that
-//! needs no boundary (nothing on it panics).
+//! and their counters. The same shape as `ffi`: each export states its
+//! boundary where it is declared (`boundary!`: forwarding to the copy that
+//! owns the registries, a panic caught, argument checks, then the core).
+//! `cbreg_post` itself has a fast path for one scalar argument with no
+//! catch frame (`no_catch_frame!`: nothing on it panics).
 //!
 //! The doc comments are the C reference (cbindgen copies them into
 //! `include/cbreg.h`).
@@ -10,7 +11,10 @@
 use std::ffi::c_int;
 
 use super::target::{self, PostConfig, PostStats};
-use crate::ffi::{args_of, boundary, core_of, forward, put, required, RegistryHandle};
+use crate::ffi::boundary::{
+    boundary, core_of, no_catch_frame, put, required, unwinds_through,
+};
+use crate::ffi::RegistryHandle;
 use crate::registry;
 use crate::{value, Status, Value};
 
@@ -64,52 +68,63 @@ pub unsafe extern "C" fn cbreg_post(
     nargs: usize,
     flags: u32,
 ) -> Status {
-    // One scalar, no flags, a registry this copy holds, the thread's ring
-    // in hand and room in it: every other case (and every refusal, which
-    // is counted there) leaves by a tail call with the caller's arguments,
-    // so this path keeps nothing in saved registers.
-    let Some(core) = registry::installed(reg.handle) else {
-        return post_checked(reg, id, args, nargs, flags);
-    };
-    // One test for two conditions (nargs is 1, no flags).
-    if (nargs ^ 1) | flags as usize != 0 || args.is_null() {
-        return post_checked(reg, id, args, nargs, flags);
-    }
-    // SAFETY: the caller's promise for `args`: one value.
-    let arg = unsafe { &*args };
-    if !value::plainly_acceptable(arg) {
-        return post_checked(reg, id, args, nargs, flags);
-    }
-    let Ok(target) = core.post_target(reg.handle, id) else {
-        return post_checked(reg, id, args, nargs, flags);
-    };
-    if !target::try_post_scalar(reg.handle, id, target, arg) {
-        return post_checked(reg, id, args, nargs, flags);
-    }
-    Status::Ok
+    no_catch_frame! { "the fast path returns statuses and never panics", {
+        // One scalar, no flags, a registry this copy holds, the thread's ring
+        // in hand and room in it: every other case (and every refusal, which
+        // is counted there) leaves by a tail call with the caller's arguments,
+        // so this path keeps nothing in saved registers.
+        let Some(core) = registry::installed(reg.handle) else {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { post_checked(reg, id, args, nargs, flags) };
+        };
+        // One test for two conditions (nargs is 1, no flags).
+        if (nargs ^ 1) | flags as usize != 0 || args.is_null() {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { post_checked(reg, id, args, nargs, flags) };
+        }
+        // SAFETY: non-null, and the caller promises one value there.
+        let arg = unsafe { &*args };
+        if !value::plainly_acceptable(arg) {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { post_checked(reg, id, args, nargs, flags) };
+        }
+        let Ok(target) = core.post_target(reg.handle, id) else {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { post_checked(reg, id, args, nargs, flags) };
+        };
+        if !target::try_post_scalar(reg.handle, id, target, arg) {
+            // SAFETY: our caller's promises, passed on.
+            return unsafe { post_checked(reg, id, args, nargs, flags) };
+        }
+        Status::Ok
+    }}
 }
 
 /// `cbreg_post` for everything its fast path does not settle: forwarding,
 /// flags, other arguments, a first post to a target, a full ring, and
 /// every status but `OK`.
+///
+/// # Safety
+/// `cbreg_post`'s contract for `args` and `nargs`.
 #[inline(never)]
-fn post_checked(
+unsafe fn post_checked(
     reg: RegistryHandle,
     id: u64,
     args: *const Value,
     nargs: usize,
     flags: u32,
 ) -> Status {
-    forward!(post(reg, id, args, nargs, flags));
-    boundary(|| {
+    boundary! { forward post(reg, id, args, nargs, flags); status {
         if flags & !KNOWN_POST_FLAGS != 0 {
             return Err(Status::InvalidArgument);
         }
-        let args = args_of(args, nargs)?;
+        // SAFETY: `args` points to `nargs` values, or `nargs` is 0 (our
+        // caller's promise; NULL with a nonzero count is reported).
+        let args = unsafe { value::checked_args(args, nargs) }?;
         let core = registry::lookup(reg.handle)?;
         let target = core.post_target(reg.handle, id)?;
         target::post_values(reg.handle, id, target, flags, args).ok()
-    })
+    }}
 }
 
 /// Makes sure the calling thread has its queue to `target` (and, for the
@@ -120,8 +135,9 @@ fn post_checked(
 /// most threads (256) already.
 #[no_mangle]
 pub extern "C" fn cbreg_post_reserve(target: TargetHandle) -> Status {
-    forward!(post_reserve(target));
-    boundary(|| target::reserve(target.handle))
+    boundary! { forward post_reserve(target); status {
+        target::reserve(target.handle)
+    }}
 }
 
 /// Sets where entry `id`'s events go (`{0}`: the native dispatcher, the
@@ -134,12 +150,11 @@ pub extern "C" fn cbreg_entry_set_target(
     id: u64,
     target: TargetHandle,
 ) -> Status {
-    forward!(entry_set_target(reg, id, target));
-    boundary(|| {
+    boundary! { forward entry_set_target(reg, id, target); status {
         let core = core_of(reg)?;
         target::lookup(target.handle)?;
         core.set_post_target(id, target.handle).ok()
-    })
+    }}
 }
 
 /// Sets the native dispatcher's queue sizes (used when it starts: later,
@@ -150,12 +165,11 @@ pub extern "C" fn cbreg_entry_set_target(
 /// `config` is NULL or points to a config.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_dispatcher_configure(config: *const PostConfig) -> Status {
-    forward!(dispatcher_configure(config));
-    boundary(|| {
-        // SAFETY: the caller's promise.
+    boundary! { forward dispatcher_configure(config); status {
+        // SAFETY: NULL or a config (the caller's promise).
         let config = unsafe { config.as_ref() }.ok_or(Status::InvalidArgument)?;
         target::configure_dispatcher(*config)
-    })
+    }}
 }
 
 /// Makes a pump: a target the host drains from its own loop (a GUI or
@@ -170,16 +184,16 @@ pub unsafe extern "C" fn cbreg_pump_new(
     config: *const PostConfig,
     out: *mut TargetHandle,
 ) -> Status {
-    forward!(pump_new(config, out));
-    boundary(|| {
-        let out = required(out)?;
-        // SAFETY: the caller's promise.
+    boundary! { forward pump_new(config, out); status {
+        // SAFETY: NULL or storage for a handle (the caller's promise).
+        let out = unsafe { required(out) }?;
+        // SAFETY: NULL or a config (the caller's promise).
         let config = unsafe { config.as_ref() }.copied().unwrap_or_default();
         *out = TargetHandle {
             handle: target::create(config)?,
         };
         Ok(())
-    })
+    }}
 }
 
 /// Frees a pump: posts to its entries get `CLOSED` from then on, posts in
@@ -190,8 +204,9 @@ pub unsafe extern "C" fn cbreg_pump_new(
 /// a live pump.
 #[no_mangle]
 pub extern "C" fn cbreg_pump_free(pump: TargetHandle) -> Status {
-    forward!(pump_free(pump));
-    boundary(|| target::destroy(pump.handle).ok())
+    boundary! { forward pump_free(pump); status {
+        target::destroy(pump.handle).ok()
+    }}
 }
 
 /// Writes the pump's file descriptor to `*out`: readable when events wait
@@ -203,12 +218,12 @@ pub extern "C" fn cbreg_pump_free(pump: TargetHandle) -> Status {
 /// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for an int.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_pump_fd(pump: TargetHandle, out: *mut c_int) -> Status {
-    forward!(pump_fd(pump, out));
-    boundary(|| {
-        let out = required(out)?;
+    boundary! { forward pump_fd(pump, out); status {
+        // SAFETY: NULL or storage for an int (the caller's promise).
+        let out = unsafe { required(out) }?;
         *out = live_pump(pump)?.wake.fd();
         Ok(())
-    })
+    }}
 }
 
 /// Delivers up to `max` of the pump's events on the calling thread;
@@ -228,15 +243,17 @@ pub unsafe extern "C-unwind" fn cbreg_pump_drain(
     max: usize,
     out_count: *mut usize,
 ) -> Status {
-    forward!(pump_drain(pump, max, out_count));
-    // No `catch_unwind` around the deliveries, as for `cbreg_invoke`: a
-    // callback may end the thread with a forced unwind.
-    let t = match live_pump(pump) {
-        Ok(t) => t,
-        Err(e) => return e,
-    };
-    put(out_count, super::pump_drain(t, max));
-    Status::Ok
+    unwinds_through! { "a callback it delivers may end its thread with a forced unwind", {
+        crate::ffi::boundary::forward!(pump_drain(pump, max, out_count));
+        let t = match live_pump(pump) {
+            Ok(t) => t,
+            Err(e) => return e,
+        };
+        let count = super::pump_drain(t, max);
+        // SAFETY: NULL or storage for a count (the caller's promise).
+        unsafe { put(out_count, count) };
+        Status::Ok
+    }}
 }
 
 fn live_pump(pump: TargetHandle) -> Result<&'static target::Target, Status> {
@@ -252,12 +269,12 @@ fn live_pump(pump: TargetHandle) -> Result<&'static target::Target, Status> {
 /// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for the stats.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_post_stats_get(target: TargetHandle, out: *mut PostStats) -> Status {
-    forward!(post_stats_get(target, out));
-    boundary(|| {
-        let out = required(out)?;
+    boundary! { forward post_stats_get(target, out); status {
+        // SAFETY: NULL or storage for the stats (the caller's promise).
+        let out = unsafe { required(out) }?;
         *out = target::lookup(target.handle)?.stats();
         Ok(())
-    })
+    }}
 }
 
 /// Writes the post counters of every target this process has made, summed
@@ -267,10 +284,10 @@ pub unsafe extern "C" fn cbreg_post_stats_get(target: TargetHandle, out: *mut Po
 /// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for the stats.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_post_stats_total(out: *mut PostStats) -> Status {
-    forward!(post_stats_total(out));
-    boundary(|| {
-        let out = required(out)?;
+    boundary! { forward post_stats_total(out); status {
+        // SAFETY: NULL or storage for the stats (the caller's promise).
+        let out = unsafe { required(out) }?;
         *out = target::total_stats();
         Ok(())
-    })
+    }}
 }

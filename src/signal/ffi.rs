@@ -1,9 +1,10 @@
-//! The C ABI of signals, in the shape of `src/ffi.rs` and with its helpers:
-//! forwarding to the owning copy, a panic boundary, argument checks, then
-//! the safe core. The doc comments are the C
+//! The C ABI of signals, in the shape of `src/ffi/` and with its helpers:
+//! forwarding to the owning copy, the boundary each export states
+//! (`boundary!`, `unwinds_through!`), argument checks, then the safe core. The doc comments are the C
 //! reference (cbindgen copies them into `include/cbreg.h`).
 
-use crate::ffi::{args_of, boundary, forward, required, RegistryHandle};
+use crate::ffi::boundary::{boundary, forward, required, unwinds_through};
+use crate::ffi::RegistryHandle;
 use crate::{Status, Value};
 
 use super::EmitReport;
@@ -25,14 +26,14 @@ pub struct SignalHandle {
 /// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for a handle.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_signal_new(reg: RegistryHandle, out: *mut SignalHandle) -> Status {
-    forward!(signal_new(reg, out));
-    boundary(|| {
-        let out = required(out)?;
+    boundary! { forward signal_new(reg, out); status {
+        // SAFETY: `out` is NULL or storage for a handle (the caller's promise).
+        let out = unsafe { required(out) }?;
         *out = SignalHandle {
             handle: super::create(reg.handle)?,
         };
         Ok(())
-    })
+    }}
 }
 
 /// Frees a signal: every later call with the handle gets `INVALID_SIGNAL`,
@@ -43,8 +44,7 @@ pub unsafe extern "C" fn cbreg_signal_new(reg: RegistryHandle, out: *mut SignalH
 /// waits for that.
 #[no_mangle]
 pub extern "C" fn cbreg_signal_free(sig: SignalHandle) -> Status {
-    forward!(signal_free(sig));
-    boundary(|| super::destroy(sig.handle))
+    boundary! { forward signal_free(sig); status { super::destroy(sig.handle) }}
 }
 
 /// Subscribes entry `id` of the signal's registry: every emit from then on
@@ -58,8 +58,7 @@ pub extern "C" fn cbreg_signal_free(sig: SignalHandle) -> Status {
 /// `NO_MEMORY`.
 #[no_mangle]
 pub extern "C" fn cbreg_signal_subscribe(sig: SignalHandle, id: u64) -> Status {
-    forward!(signal_subscribe(sig, id));
-    boundary(|| super::subscribe(sig.handle, id))
+    boundary! { forward signal_subscribe(sig, id); status { super::subscribe(sig.handle, id) }}
 }
 
 /// Ends subscription `id`: takes it off the list and unregisters the
@@ -69,8 +68,7 @@ pub extern "C" fn cbreg_signal_subscribe(sig: SignalHandle, id: u64) -> Status {
 /// `NOT_FOUND` if `id` is not a live subscriber of the signal.
 #[no_mangle]
 pub extern "C" fn cbreg_signal_unsubscribe(sig: SignalHandle, id: u64) -> Status {
-    forward!(signal_unsubscribe(sig, id));
-    boundary(|| super::unsubscribe(sig.handle, id))
+    boundary! { forward signal_unsubscribe(sig, id); status { super::unsubscribe(sig.handle, id) }}
 }
 
 /// Writes the number of live subscribers to `*out`.
@@ -79,12 +77,12 @@ pub extern "C" fn cbreg_signal_unsubscribe(sig: SignalHandle, id: u64) -> Status
 /// `out` is NULL (`INVALID_ARGUMENT`) or points to storage for a size.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_signal_count(sig: SignalHandle, out: *mut usize) -> Status {
-    forward!(signal_count(sig, out));
-    boundary(|| {
-        let out = required(out)?;
+    boundary! { forward signal_count(sig, out); status {
+        // SAFETY: `out` is NULL or storage for a size (the caller's promise).
+        let out = unsafe { required(out) }?;
         *out = super::count(sig.handle)?;
         Ok(())
-    })
+    }}
 }
 
 /// Invokes every live subscriber once with the same arguments, in
@@ -107,27 +105,29 @@ pub unsafe extern "C-unwind" fn cbreg_signal_emit(
     nargs: usize,
     report: *mut EmitReport,
 ) -> Status {
-    // No `catch_unwind`, as for `cbreg_invoke`: a callback may end its
-    // thread with a forced unwind; nothing on this path panics.
-    // A copy that forwards never made a signal: it takes the cold path.
-    if super::snapshots().is_none() {
-        // SAFETY: our caller's promises.
-        return unsafe { emit_elsewhere(sig, args, nargs, report) };
-    }
-    // SAFETY (both blocks): the caller's promise, `nargs` values at `args`.
-    let one_plain = nargs == 1
-        && !args.is_null()
-        && crate::value::plainly_acceptable(unsafe { &*args });
-    let args = if one_plain {
-        unsafe { std::slice::from_raw_parts(args, 1) }
-    } else {
-        match args_of(args, nargs) {
-            Ok(args) => args,
-            Err(e) => return e,
+    unwinds_through! { "a subscriber may end its thread with a forced unwind, as for cbreg_invoke; nothing on this path panics", {
+        // A copy that forwards never made a signal: it takes the cold path.
+        if super::snapshots().is_none() {
+            // SAFETY: our caller's promises.
+            return unsafe { emit_elsewhere(sig, args, nargs, report) };
         }
-    };
-    // SAFETY: the arguments checked; `report` as the caller promises.
-    unsafe { super::emit(sig.handle, args.as_ptr(), args.len(), report) }
+        // SAFETY: the caller's promise, `nargs` values at `args`.
+        let one_plain = nargs == 1
+            && !args.is_null()
+            && crate::value::plainly_acceptable(unsafe { &*args });
+        let args = if one_plain {
+            // SAFETY: one value at `args`, checked non-null above.
+            unsafe { std::slice::from_raw_parts(args, 1) }
+        } else {
+            // SAFETY: the caller's promise, `nargs` values at `args`.
+            match unsafe { crate::value::checked_args(args, nargs) } {
+                Ok(args) => args,
+                Err(e) => return e,
+            }
+        };
+        // SAFETY: the arguments checked; `report` as the caller promises.
+        unsafe { super::emit(sig.handle, args.as_ptr(), args.len(), report) }
+    }}
 }
 
 /// `cbreg_signal_emit` in a copy with no signal of its own: the owning

@@ -175,6 +175,7 @@ unsafe extern "C-unwind" fn probe_call(
     _: usize,
     _: *mut Value,
 ) -> u32 {
+    // SAFETY: the ctx `try_register` gave: a `&'static Probe`.
     let p = unsafe { &*(ctx as *const Probe) };
     p.calls.fetch_add(1, SeqCst);
     p.inside.fetch_add(1, SeqCst);
@@ -184,6 +185,7 @@ unsafe extern "C-unwind" fn probe_call(
 }
 
 unsafe extern "C-unwind" fn probe_release(ctx: *mut c_void) {
+    // SAFETY: as in `probe_call`.
     let p = unsafe { &*(ctx as *const Probe) };
     if p.inside.load(SeqCst) != 0 {
         p.released_while_inside.store(true, SeqCst);
@@ -199,6 +201,8 @@ pub const ONCE: u32 = CBREG_ONCE;
 pub fn try_register(reg: RegistryHandle, p: &'static Probe, flags: u32) -> Result<u64, Status> {
     let mut id = 0;
     let ctx = p as *const Probe as *mut c_void;
+    // SAFETY: a valid out-pointer; the probe functions take this ctx from
+    // any thread.
     match unsafe {
         cbreg_register(
             reg,
@@ -219,11 +223,13 @@ pub fn register(reg: RegistryHandle, p: &'static Probe, flags: u32) -> u64 {
 }
 
 pub fn invoke(reg: RegistryHandle, id: u64) -> Status {
+    // SAFETY: no arguments, no return value asked for.
     unsafe { cbreg_invoke(reg, id, null(), 0, null_mut()) }
 }
 
 pub fn new_registry() -> RegistryHandle {
     let mut h = RegistryHandle { handle: 0 };
+    // SAFETY: a valid out-pointer.
     assert_eq!(unsafe { cbreg_registry_new(&mut h) }, Status::Ok);
     h
 }
@@ -231,6 +237,7 @@ pub fn new_registry() -> RegistryHandle {
 pub fn stats(reg: RegistryHandle) -> Stats {
     let mut s = Stats::default();
     assert_eq!(
+        // SAFETY: a valid out-pointer.
         unsafe { cbreg_stats_get(reg, &mut s) },
         Status::Ok,
         "stats of {reg:?}"
@@ -241,7 +248,9 @@ pub fn stats(reg: RegistryHandle) -> Stats {
 /// Copyable wrapper so handles and ids move into closures freely.
 #[derive(Clone, Copy, Debug)]
 pub struct Reg(pub RegistryHandle);
+// SAFETY: a handle is a plain number.
 unsafe impl Send for Reg {}
+// SAFETY: as for `Send`.
 unsafe impl Sync for Reg {}
 
 /// A chain of `levels.len()` entries, outermost first: entry k lives in
@@ -323,23 +332,9 @@ impl Seen {
     pub fn get(&self) -> Option<Status> {
         match self.0.load(SeqCst) {
             UNSET => None,
-            code => Some(all_statuses()[code as usize]),
+            code => Some(Status::try_from(code).expect("a status code")),
         }
     }
-}
-
-fn all_statuses() -> [Status; 9] {
-    [
-        Status::Ok,
-        Status::NotFound,
-        Status::Closed,
-        Status::InvalidArgument,
-        Status::InvalidRegistry,
-        Status::CallbackFailed,
-        Status::WouldDeadlock,
-        Status::NoMemory,
-        Status::Internal,
-    ]
 }
 
 /// A flag set once, read from anywhere.
