@@ -26,15 +26,21 @@ INTERP_CACHE := build/interp
 INTERP_ROOT := $(INTERP_CACHE)/trixie
 INTERP_ROOT_STAMP := $(INTERP_CACHE)/trixie.stamp
 INTERP_FT_STAMP := $(INTERP_CACHE)/python3.13t.stamp
-INTERPRETERS ?= 3.13 3.13t
+INTERP_SID_ROOT := $(INTERP_CACHE)/sid
+INTERP_SID_STAMP := $(INTERP_CACHE)/sid.stamp
+INTERPRETERS ?= 3.13 3.13t 3.14 3.15
 INTERP_SHUTDOWN_RUNS ?= 50
 
 .PHONY: interpreters python-test-interpreters interpreters-clean
 
-interpreters: $(INTERP_ROOT_STAMP) $(INTERP_FT_STAMP)
+interpreters: $(INTERP_ROOT_STAMP) $(INTERP_FT_STAMP) $(INTERP_SID_STAMP)
 
 $(INTERP_ROOT_STAMP): tools/interpreters/make_root.sh
-	tools/interpreters/make_root.sh $(INTERP_ROOT)
+	tools/interpreters/make_root.sh $(INTERP_ROOT) trixie
+	touch $@
+
+$(INTERP_SID_STAMP): tools/interpreters/make_root.sh
+	tools/interpreters/make_root.sh $(INTERP_SID_ROOT) sid
 	touch $@
 
 $(INTERP_FT_STAMP): $(INTERP_ROOT_STAMP) tools/interpreters/build_python_ft.sh

@@ -2,7 +2,8 @@
 # One interpreter's whole Python run, inside the trixie root (in_root.sh):
 #   tools/interpreters/suite.sh NAME PYTHON OUT [CMAKE_VAR=VALUE...]
 # venv OUT/../venv-<PYTHON's tag> (shared by runs of one interpreter), then
-# `pip install .` (build dir under OUT, cargo's target dir OUT/../target),
+# `pip install .` (build dir under OUT, cargo's target dir $CBREG_TARGET_DIR,
+# one per root),
 # the naive control and the engine extensions under OUT, `import cbreg` (GIL
 # state, warnings), and pytest tests/python. Each step's log and outcome go to OUT
 # (status.txt, *.log, gil.txt, tally.json, junit.xml); table.py reads them. Exits 0
@@ -47,7 +48,7 @@ for d in "$@"; do defines="$defines -C cmake.define.$d"; done
 # shellcheck disable=SC2086 # one word per define, no spaces in them
 if "$vpy" -m pip install --no-build-isolation --force-reinstall --no-deps \
         -C build-dir="$out/py" \
-        -C cmake.define.CBREG_CARGO_TARGET_DIR="$cache/target" \
+        -C cmake.define.CBREG_CARGO_TARGET_DIR="${CBREG_TARGET_DIR:-$cache/target}" \
         $defines . > "$out/build.log" 2>&1; then
     status build ok
 else
