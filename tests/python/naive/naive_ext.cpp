@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -23,6 +24,42 @@ static nb::callable lookup(int id) {
         throw nb::key_error(std::to_string(id).c_str());
     return it->second;
 }
+
+// Calls in flight (fire, and the engine's calls): a careful native registry
+// waits for them before it destroys what they use. Done naively, at process
+// exit: with NAIVE_EXT_WAIT_AT_EXIT=S set, a static destructor (run after
+// Py_Finalize, before g_callbacks' own) waits for every call to have
+// returned. From CPython 3.14 a thread that takes the GIL back during
+// finalization is parked for ever instead of being ended, so a call that
+// was inside a callback then never returns: after S seconds the destructor
+// says so and ends the process with status 3 (a bounded stand-in for the
+// hang, so the control does not wait for the test runner's time limit).
+static std::atomic<int> g_in_flight{0};
+
+struct InFlight {
+    InFlight() { g_in_flight.fetch_add(1); }
+    ~InFlight() { g_in_flight.fetch_sub(1); }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+};
+
+struct WaitForCallsAtExit {
+    ~WaitForCallsAtExit() {
+        const char* v = std::getenv("NAIVE_EXT_WAIT_AT_EXIT");
+        if (!v || !*v) return;
+        const double limit = std::atof(v);
+        const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit);
+        while (g_in_flight.load() != 0 && std::chrono::steady_clock::now() < end)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        if (int n = g_in_flight.load()) {
+            std::fprintf(stderr, "naive_ext: %d calls still in flight %.1f s into the exit: "
+                         "their threads never came back\n", n, limit);
+            std::fflush(stderr);
+            std::_Exit(3);
+        }
+    }
+};
+static WaitForCallsAtExit g_wait_for_calls_at_exit;
 
 // The kept-thread-state pattern done naively (JNI's AttachCurrentThread,
 // with the detach in a thread_local destructor): a native thread makes a
@@ -67,8 +104,10 @@ NB_MODULE(naive_ext, m) {
 
     m.def("clear", [] { g_callbacks.clear(); });
 
-    m.def("fire", [](int id, nb::args args) { return lookup(id)(*args); }, nb::arg("id"),
-          nb::arg("args"));
+    m.def("fire", [](int id, nb::args args) {
+        InFlight call;
+        return lookup(id)(*args);
+    }, nb::arg("id"), nb::arg("args"));
 
     m.def("count", [] { return g_callbacks.size(); });
 
@@ -88,6 +127,7 @@ NB_MODULE(naive_ext, m) {
                 const auto t0 = clock::now();
                 for (long long tick = 0;; ++tick) {
                     {
+                        InFlight call;
                         nb::gil_scoped_acquire gil;
                         auto it = g_callbacks.find(id);
                         if (it != g_callbacks.end()) {
