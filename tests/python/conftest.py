@@ -5,7 +5,8 @@ Built artefacts (made by `make python-test`):
   build/engine/  cbreg_engine and cbreg_peer, built against the installed
                  cbreg package's libcbreg.so
 Environment: CBREG_SHUTDOWN_RUNS (default 200) runs per exit scenario,
-CBREG_TEST_JOBS (default 4) subprocesses at once, CBREG_REQUIRE_BUILT=1 (set
+CBREG_TEST_JOBS (default 4) subprocesses at once, CBREG_HANG_LIMIT (default
+10) seconds after which an exit counts as hung, CBREG_REQUIRE_BUILT=1 (set
 by `make python-test`) to fail rather than skip when an artefact is missing.
 """
 import collections
@@ -24,8 +25,10 @@ NAIVE_DIR = os.environ.get("CBREG_NAIVE_DIR", os.path.join(ROOT, "build", "naive
 ENGINE_DIR = os.environ.get("CBREG_ENGINE_DIR", os.path.join(ROOT, "build", "engine"))
 RUNS = int(os.environ.get("CBREG_SHUTDOWN_RUNS", "200"))
 JOBS = int(os.environ.get("CBREG_TEST_JOBS", "4"))
-# How long an exit may take after the scenario's own work is done (seconds).
-EXIT_BUDGET = float(os.environ.get("CBREG_EXIT_BUDGET", "1.0"))
+# A run still going this long after its own work is done (an exit, a
+# forked child) is hung (seconds). The times below it are reported as
+# figures, not judged: a busy machine stretches them.
+HANG_LIMIT = float(os.environ.get("CBREG_HANG_LIMIT", "10"))
 
 if ENGINE_DIR not in sys.path:
     sys.path.insert(0, ENGINE_DIR)
@@ -87,15 +90,23 @@ def exit_seconds(results):
     return out
 
 
-def assert_prompt_exits(results):
-    """Every run printed END and exited within EXIT_BUDGET after it."""
+def latency_figures(seconds):
+    """'median m s, p90 p s, slowest x s' for a list of latencies."""
+    s = sorted(seconds)
+    pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]  # noqa: E731
+    return f"median {pick(0.5):.3f} s, p90 {pick(0.9):.3f} s, slowest {s[-1]:.3f} s"
+
+
+def assert_exits_not_hung(results):
+    """Every run printed END and exited within HANG_LIMIT after it. Returns
+    the latencies (seconds from END to the exit) to report."""
     times = exit_seconds(results)
     missing = sum(t is None for t in times)
     assert not missing, f"{missing} runs never reached the end of their work"
-    slow = sorted(t for t in times if t > EXIT_BUDGET)
-    assert not slow, (f"{len(slow)} of {len(times)} exits took over {EXIT_BUDGET} s "
-                      f"after the work was done (slowest {slow[-1]:.2f} s)")
-    return max(times)
+    hung = sorted(t for t in times if t > HANG_LIMIT)
+    assert not hung, (f"{len(hung)} of {len(times)} exits took over {HANG_LIMIT} s "
+                      f"after the work was done ({latency_figures(times)})")
+    return times
 
 
 def describe(codes, results):

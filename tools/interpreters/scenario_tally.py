@@ -1,6 +1,7 @@
 """pytest plugin: records every exit-scenario batch the suite runs (scenario,
-extension, runs, exit codes, first failure's stderr) and writes them as JSON
-to $CBREG_TALLY_OUT at the end of the session.
+extension, runs, exit codes, first failure's stderr, the slowest exit after
+the scenario's own work and the slowest forked child) and writes them as
+JSON to $CBREG_TALLY_OUT at the end of the session.
 
     pytest -p scenario_tally tests/python      (with this folder on sys.path)
 
@@ -9,6 +10,7 @@ before the test modules import it, so no scenario runs twice.
 """
 import json
 import os
+import re
 
 _batches = []
 
@@ -17,6 +19,11 @@ def _tally(run_scenario):
     def wrapped(name, module, runs, env=None, timeout=60):
         codes, results = run_scenario(name, module, runs, env, timeout)
         bad = [r for r in results if r[0] != 0]
+        # (code, stdout, stderr, time the run ended), as conftest.run_scenario
+        ends = [r[3] - float(m.group(1)) for r in results
+                if (m := re.search(r"^END ([0-9.]+)", r[1], re.M))]
+        children = [float(m.group(1)) for r in results
+                    if (m := re.search(r"slowest child ([0-9.]+) s", r[1]))]
         _batches.append({
             "scenario": name,
             "variant": (env or {}).get("CBREG_TEST_ENGINE_CALLBACK", ""),
@@ -25,6 +32,8 @@ def _tally(run_scenario):
             "exit0": codes.get(0, 0),
             "codes": {str(k): v for k, v in codes.items()},
             "first_failure_stderr": bad[0][2][-2000:] if bad else "",
+            "slowest_exit_s": max(ends, default=None),
+            "slowest_child_s": max(children, default=None),
         })
         return codes, results
 

@@ -46,7 +46,14 @@ def exits(batches, control):
     ok = sum(b["exit0"] for b in mine)
     if control:
         return f"{runs - ok}/{runs} failed"
-    return f"{ok}/{runs} exit 0 ({len(mine)} batches)"
+    text = f"{ok}/{runs} exit 0 ({len(mine)} batches)"
+    exit_s = [b["slowest_exit_s"] for b in mine if b.get("slowest_exit_s") is not None]
+    child_s = [b["slowest_child_s"] for b in mine if b.get("slowest_child_s") is not None]
+    if exit_s:
+        text += f"; slowest exit {max(exit_s):.2f} s"
+    if child_s:
+        text += f", forked child {max(child_s):.2f} s"
+    return text
 
 
 def races(folder):
