@@ -112,3 +112,47 @@ def test_subinterpreters_end_under_fire_and_their_states_change_only_under_the_g
     for r in results:
         assert "80 ended under fire, most states seen 1," in r[1], r[1]
 
+
+# A wait made after finalization for an entry a thread is still inside:
+# (scenario env, what the test is called by).
+PARKED_WAITS = [
+    ({"CBREG_TEST_WAIT": "unregister_wait", "CBREG_TEST_PARKED_BY": "native"}, "unregister_wait-native"),
+    ({"CBREG_TEST_WAIT": "unregister_wait", "CBREG_TEST_PARKED_BY": "daemon"}, "unregister_wait-daemon"),
+    ({"CBREG_TEST_WAIT": "registry_free", "CBREG_TEST_PARKED_BY": "native"}, "registry_free-native"),
+]
+
+
+# Runs per case: a run that hangs costs the whole hang limit.
+PARKED_RUNS = 4
+
+
+@need_engine
+@pytest.mark.parametrize("env", [p[0] for p in PARKED_WAITS], ids=[p[1] for p in PARKED_WAITS])
+@pytest.mark.xfail(sys.version_info >= (3, 14), strict=True,
+                   reason="not yet: the wait waits for the parked thread for ever")
+def test_wait_after_finalization_for_a_parked_invocation_returns(env):
+    """A C++ static destructor calls cbreg_unregister_wait (or
+    cbreg_registry_free) while a thread is inside a long callback of that
+    entry. From CPython 3.14 that thread is parked for ever as it takes the
+    GIL back during finalization: the wait must return all the same, and
+    the entry it can never release is counted as leaked (the release never
+    runs, so never twice and never early). Where CPython ends the thread
+    instead (3.13 and older) the invocation unwinds and the wait returns
+    OK. Each run must exit 0 within the hang limit; the wait's own
+    duration is reported."""
+    codes, results = run_scenario("parked_wait_at_exit", "cbreg_engine", PARKED_RUNS, env,
+                                  timeout=HANG_LIMIT + 10)
+    assert codes == {0: PARKED_RUNS}, describe(codes, results)
+    assert_exits_not_hung(results)
+    waits = []
+    for r in results:
+        m = re.search(r"wait_at_exit: \w+ -> ([a-z ]+) after ([0-9.]+) s, "
+                      r"default registry leaked ([0-9]+)", r[1])
+        assert m, f"the wait at exit never returned; stdout {r[1]!r}"
+        status, took, leaked = m.group(1), float(m.group(2)), int(m.group(3))
+        assert status in ("ok", "would deadlock"), status
+        if status != "ok" and env["CBREG_TEST_WAIT"] == "unregister_wait":
+            assert leaked >= 1, f"{status} with nothing counted leaked"
+        waits.append((took, status))
+    statuses = sorted({s for _, s in waits})
+    print(f"parked wait at exit: slowest {max(t for t, _ in waits):.3f} s, statuses {statuses}")

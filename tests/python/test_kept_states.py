@@ -275,3 +275,25 @@ def test_threads_attach_under_interpreter_guards_exactly_where_cpython_has_them(
     elif sys.version_info.releaselevel != "alpha":
         assert exported
     assert cbreg._core._interpreter_guards() is exported
+
+
+@pytest.mark.xfail(strict=True, reason="not yet: the thread's exit takes the GIL its joiner holds")
+def test_joining_a_thread_that_fired_while_holding_the_gil_does_not_deadlock():
+    """A native thread that fired one Python callback keeps a thread state;
+    joining it while holding the GIL (a bound method that does not release
+    it, an engine's destructor run by `del engine`) must not deadlock on
+    what the thread does as it exits. A per-call attach leaves nothing to
+    do at thread exit; a kept state must not need the joiner's GIL either."""
+    out = run_script("""
+        import cbreg, cbreg_engine as ext
+        sub = cbreg.register(lambda i: None)
+        ext.park(sub.id, 1)
+        assert ext.park_wait() == 0
+        ext.park_exit_holding_gil()
+        print("joined holding the GIL")
+        ext.park(sub.id, 1)       # and a thread can do it all again
+        assert ext.park_wait() == 0
+        ext.park_exit()
+        print("kept states:", cbreg._core._thread_states()[0])
+    """, timeout=20)
+    assert "joined holding the GIL" in out

@@ -6,10 +6,13 @@
 // naive control run unchanged against cbreg.
 #include "cbreg_nanobind.hpp"
 
+#include <nanobind/stl/string.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -114,6 +117,32 @@ struct JoinedAtExit {
 };
 JoinedAtExit g_joined;
 std::atomic<std::uint64_t> g_joined_fired{0};
+
+// A wait that native code makes at process exit, after the interpreter has
+// finalized (a C++ static destructor; a C atexit handler runs at the same
+// point): `cbreg_unregister_wait` of an entry, or `cbreg_registry_free` of
+// a registry, while a thread may still be inside an invocation of it.
+// Prints what it returned, how long it took, and the leaked count of the
+// default registry (a registry freed has none left to read).
+struct WaitAtExit {
+    std::atomic<int> kind{0};  // 0 none, 1 unregister_wait, 2 registry_free
+    std::uint64_t handle = 0, id = 0;
+    ~WaitAtExit() {
+        const int k = kind.load();
+        if (k == 0) return;
+        const auto t0 = clock_type::now();
+        const cbreg_registry r = handle ? registry_of(handle) : reg();
+        const cbreg_status s = k == 1 ? cbreg_unregister_wait(r, id) : cbreg_registry_free(r);
+        const double took = std::chrono::duration<double>(clock_type::now() - t0).count();
+        cbreg_stats st{};
+        (void)cbreg_stats_get(reg(), &st);
+        std::printf("wait_at_exit: %s -> %s after %.3f s, default registry leaked %llu\n",
+                    k == 1 ? "unregister_wait" : "registry_free", cbreg_status_str(s), took,
+                    static_cast<unsigned long long>(st.leaked));
+        std::fflush(stdout);
+    }
+};
+WaitAtExit g_wait_at_exit;
 
 }  // namespace
 
@@ -401,6 +430,34 @@ NB_MODULE(cbreg_engine, m) {
        "Starts a native thread firing `id` that a static destructor stops and joins at process exit.");
 
     m.def("joined_fired", [] { return g_joined_fired.load(); });
+
+    m.def("start_in", [](std::uint64_t handle, std::uint64_t id, double hz) {
+        g_stop.store(false);
+        spawn([id] { return id; }, hz, [handle](std::uint64_t id, std::int64_t tick, double) {
+            const cbreg_value arg = cbreg::value::i64(tick);
+            return cbreg_invoke(registry_of(handle), id, &arg, 1, nullptr);
+        });
+    }, nb::arg("handle"), nb::arg("id"), nb::arg("hz") = 0.0,
+       "Starts a native thread firing entry `id` of registry `handle` with (tick,).");
+
+    m.def("wait_at_exit", [](const std::string& kind, std::uint64_t handle, std::uint64_t id) {
+        if (kind != "unregister_wait" && kind != "registry_free")
+            throw nb::value_error("unregister_wait or registry_free");
+        g_wait_at_exit.handle = handle;
+        g_wait_at_exit.id = id;
+        g_wait_at_exit.kind.store(kind == "unregister_wait" ? 1 : 2);
+    }, nb::arg("kind"), nb::arg("handle"), nb::arg("id") = 0,
+       "At process exit, after finalization, a static destructor calls "
+       "cbreg_unregister_wait(handle, id) or cbreg_registry_free(handle) (handle 0: the "
+       "default registry) and prints the outcome.");
+
+    m.def("park_exit_holding_gil", [] {
+        // The parked thread is told to exit and joined with the GIL held,
+        // as a bound method that does not release it (or an engine's
+        // destructor run by `del engine`) would.
+        g_parked.command.store(2);
+        end_parked(true);
+    }, "Ends the parked thread and joins it without releasing the GIL.");
 
     // ---- the naive_ext API, over cbreg ----
     m.def("register", [](int id, nb::callable cb) {
