@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use pyo3_ffi as py;
 
+use super::fork::{close_published, take_published};
 use super::{InterpState, PyObj, TState};
 
 /// The running CPython's minor version (3.x), read once.
@@ -172,33 +173,53 @@ pub(super) unsafe fn current_view() -> View {
 /// attached: held across the callback it would hold finalization up for as
 /// long as a callback runs. Without the API it is a look at whether the
 /// interpreter is finalizing, and the gate's exit drain covers the moment
-/// between that look and the attach.
-pub(super) struct AttachPermit(Guard);
+/// between that look and the attach. A guard is held while its thread
+/// waits for the GIL, so a fork can come while it is: it is published
+/// until closed (`fork::take_published`), for the child to close.
+pub(super) struct AttachPermit {
+    guard: Guard,
+    /// The guard's slot in the fork's table (unused without a guard).
+    slot: usize,
+}
 
 impl AttachPermit {
     #[inline(always)]
     pub(super) fn take(view: View) -> Option<AttachPermit> {
         if view.is_null() {
-            return interpreter_alive().then_some(AttachPermit(null_mut()));
+            return interpreter_alive().then_some(AttachPermit {
+                guard: null_mut(),
+                slot: 0,
+            });
         }
-        let api = guard_api()?; // a view is only ever made with it
-                                // SAFETY: a view of this interpreter, never closed.
-        let guard = unsafe { (api.guard_from_view)(view) };
-        (!guard.is_null()).then_some(AttachPermit(guard))
+        // A view is only ever made with the API.
+        let api = guard_api()?;
+        // SAFETY: a view of this interpreter, never closed.
+        let (guard, slot) = take_published(|| unsafe { (api.guard_from_view)(view) })?;
+        Some(AttachPermit { guard, slot })
     }
 }
 
 impl Drop for AttachPermit {
     fn drop(&mut self) {
-        if self.0.is_null() {
-            return;
-        }
-        if let Some(api) = guard_api() {
-            // SAFETY: a guard taken by `take`, closed once; no Python is
-            // touched (it needs no attached state and cannot fail).
-            unsafe { (api.guard_close)(self.0) };
+        if !self.guard.is_null() {
+            close_published(self.guard, self.slot);
         }
     }
+}
+
+/// Closes an interpreter guard (taken with `PyInterpreterGuard_FromView`,
+/// closed once by the caller's account).
+pub(super) fn close_guard(guard: Guard) {
+    if let Some(api) = guard_api() {
+        // SAFETY: a guard, closed once; no Python is touched (it needs no
+        // attached state and cannot fail).
+        unsafe { (api.guard_close)(guard) };
+    }
+}
+
+/// Whether this CPython has PEP 788's interpreter guards (3.15+).
+pub(super) fn has_interpreter_guards() -> bool {
+    guard_api().is_some()
 }
 
 /// Where CPython 3.11 keeps `PyThreadState.thread_id`, once checked against

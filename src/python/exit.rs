@@ -13,7 +13,7 @@ use pyo3_ffi as py;
 
 use super::abi::cbreg_py_atexit_clear;
 use super::attach::Attached;
-use super::cpython::{free_threaded_build, new_none};
+use super::cpython::{free_threaded_build, has_interpreter_guards, new_none};
 use super::entry::{interp_of, release_python};
 use super::fork::register_fork_hooks;
 use super::interp::{interp_record, interps, Interp, MAX_INTERPRETERS};
@@ -123,7 +123,7 @@ pub(super) unsafe fn ensure_hooks(interp: &'static Interp) -> Result<(), Status>
             return Err(e);
         }
         // os.fork is the main interpreter's alone.
-        if interp.main.load(Relaxed) && free_threaded_build() {
+        if interp.main.load(Relaxed) && (free_threaded_build() || has_interpreter_guards()) {
             register_fork_hooks()?;
         }
     }
