@@ -14,16 +14,22 @@
 #   3.13t-skip-check    3.13t with UNSAFE_PYO3_SKIP_VERSION_CHECK=1, pyo3-ffi's
 #                       own 3.13t layout
 # Any name may end in +nogil: the suite runs with PYTHON_GIL=0 (the GIL
-# stays off whatever the modules declare). Exits non-zero when any
-# interpreter's build or suite failed.
+# stays off whatever the modules declare), and in :RUNS (3.14:20) to run
+# RUNS per exit scenario there instead of CBREG_SHUTDOWN_RUNS. Exits
+# non-zero when any interpreter's build or suite failed.
 set -u
 cache=$(cd "$1" && pwd)
 shift
 here=$(cd "$(dirname "$0")" && pwd)
 ft=/opt/python3.13t/bin/python3.13t
 failed=0
+names=
 
-for name in "$@"; do
+for spec in "$@"; do
+    name=${spec%%:*}
+    runs=${CBREG_SHUTDOWN_RUNS:-20}
+    [ "$name" != "$spec" ] && runs=${spec#*:}
+    names="$names $name"
     base=${name%+nogil}
     runtime=
     [ "$base" != "$name" ] && runtime="PYTHON_GIL=0"
@@ -44,7 +50,7 @@ for name in "$@"; do
     # against its glibc need not run in the other.
     # shellcheck disable=SC2086 # optional words
     "$here/in_root.sh" "$cache/$suite" env CBREG_TARGET_DIR="$cache/target-$suite" \
-        CBREG_SHUTDOWN_RUNS="${CBREG_SHUTDOWN_RUNS:-20}" \
+        CBREG_SHUTDOWN_RUNS="$runs" \
         CBREG_HANG_LIMIT="${CBREG_HANG_LIMIT:-10}" \
         $runtime $pyo3 "$here/suite.sh" "$name" "$py" "$cache/$name" $defines
     rc=$?
@@ -55,5 +61,6 @@ for name in "$@"; do
     [ $rc -eq 0 ] || failed=1
 done
 
-python3 "$here/table.py" "$cache" "$@"
+# shellcheck disable=SC2086 # one word per name
+python3 "$here/table.py" "$cache" $names
 exit $failed
