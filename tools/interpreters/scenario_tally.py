@@ -1,7 +1,9 @@
 """pytest plugin: records every exit-scenario batch the suite runs (scenario,
 extension, runs, exit codes, first failure's stderr, the slowest exit after
 the scenario's own work and the slowest forked child) and writes them as
-JSON to $CBREG_TALLY_OUT at the end of the session.
+JSON to $CBREG_TALLY_OUT at the end of the session. A batch run by a test
+marked as expected to fail that did fail is marked "expected_failure", so
+the table can tell a known defect from a new one.
 
     pytest -p scenario_tally tests/python      (with this folder on sys.path)
 
@@ -13,6 +15,7 @@ import os
 import re
 
 _batches = []
+_xfailed = set()
 
 
 def _tally(run_scenario):
@@ -25,6 +28,7 @@ def _tally(run_scenario):
         children = [float(m.group(1)) for r in results
                     if (m := re.search(r"slowest child ([0-9.]+) s", r[1]))]
         _batches.append({
+            "test": os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0],
             "scenario": name,
             "variant": (env or {}).get("CBREG_TEST_ENGINE_CALLBACK", ""),
             "module": module,
@@ -47,8 +51,15 @@ def pytest_plugin_registered(plugin, manager):
         plugin.run_scenario = _tally(fn)
 
 
+def pytest_runtest_logreport(report):
+    if getattr(report, "wasxfail", None) is not None and report.skipped:
+        _xfailed.add(report.nodeid)
+
+
 def pytest_sessionfinish(session, exitstatus):
     out = os.environ.get("CBREG_TALLY_OUT")
+    for b in _batches:
+        b["expected_failure"] = b["test"] in _xfailed
     if out:
         with open(out, "w") as f:
             json.dump(_batches, f, indent=1)
