@@ -107,7 +107,7 @@ check: CBREG_SHUTDOWN_RUNS = $(CHECK_SHUTDOWN_RUNS)
 check: setup-check lint rust-test c-test cpp-test readme-examples python-test
 
 # Everything, in this order; the Python suite on CPython 3.13 and
-# free-threaded 3.13t last (mk/interpreters.mk).
+# free-threaded 3.13t, 3.14 and 3.15 last (mk/interpreters.mk).
 test: setup lint rust-test rust-test-fence loom c-test c-test-asan cpp-test cpp-test-asan \
 	readme-examples bench-guard rendezvous-test install-test python-test adopters-test stress fuzz \
 	python-test-interpreters
