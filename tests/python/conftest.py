@@ -6,7 +6,7 @@ Built artefacts (made by `make python-test`):
                  cbreg package's libcbreg.so
 Environment: CBREG_SHUTDOWN_RUNS (default 200) runs per exit scenario,
 CBREG_TEST_JOBS (default 4) subprocesses at once, CBREG_HANG_LIMIT (default
-10) seconds after which an exit counts as hung, CBREG_REQUIRE_BUILT=1 (set
+30) seconds after which an exit counts as hung, CBREG_REQUIRE_BUILT=1 (set
 by `make python-test`) to fail rather than skip when an artefact is missing.
 """
 import collections
@@ -28,7 +28,7 @@ JOBS = int(os.environ.get("CBREG_TEST_JOBS", "4"))
 # A run still going this long after its own work is done (an exit, a
 # forked child) is hung (seconds). The times below it are reported as
 # figures, not judged: a busy machine stretches them.
-HANG_LIMIT = float(os.environ.get("CBREG_HANG_LIMIT", "10"))
+HANG_LIMIT = float(os.environ.get("CBREG_HANG_LIMIT", "30"))
 
 if ENGINE_DIR not in sys.path:
     sys.path.insert(0, ENGINE_DIR)

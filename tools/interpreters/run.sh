@@ -51,7 +51,7 @@ for spec in "$@"; do
     # shellcheck disable=SC2086 # optional words
     "$here/in_root.sh" "$cache/$suite" env CBREG_TARGET_DIR="$cache/target-$suite" \
         CBREG_SHUTDOWN_RUNS="$runs" \
-        CBREG_HANG_LIMIT="${CBREG_HANG_LIMIT:-10}" \
+        CBREG_HANG_LIMIT="${CBREG_HANG_LIMIT:-30}" \
         $runtime $pyo3 "$here/suite.sh" "$name" "$py" "$cache/$name" $defines
     rc=$?
     echo "total_s=$(( $(date +%s) - start ))" >> "$cache/$name/status.txt"

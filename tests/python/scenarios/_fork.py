@@ -3,7 +3,7 @@ import os
 import time
 
 
-HANG_LIMIT = float(os.environ.get("CBREG_HANG_LIMIT", "10"))
+HANG_LIMIT = float(os.environ.get("CBREG_HANG_LIMIT", "30"))
 
 
 def child_lifetime(pid, started, scenario, limit=HANG_LIMIT):
