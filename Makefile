@@ -32,7 +32,7 @@ build: $(CARGO_STATICLIB)
 
 # Cargo decides what is stale; the file is the handle other rules depend on.
 $(CARGO_STATICLIB): FORCE
-	$(CARGO) build --release --lib
+	$(CARGO) rustc --release --lib --crate-type staticlib
 
 FORCE:
 
@@ -57,10 +57,10 @@ include mk/interpreters.mk
 header:
 	CBREG_WRITE_HEADER=1 $(CARGO) build --lib --features header
 
-# The library first: tests/rendezvous.rs loads the shared library that
-# `cargo build` makes beside the test binaries (`cargo test` alone does not).
+# The shared library first: tests/rendezvous.rs loads the one cargo makes
+# beside the test binaries (`cargo test` alone does not).
 rust-test:
-	$(CARGO) build --lib --features header
+	$(CARGO) rustc --lib --features header --crate-type cdylib
 	$(CARGO) test --features header
 
 ## Loom models of the invoke / unregister / clear / collect protocol.

@@ -14,13 +14,14 @@ type InvokeFn =
 type StatsFn = unsafe extern "C" fn(RegistryHandle, *mut Stats) -> Status;
 type DefaultFn = extern "C" fn() -> RegistryHandle;
 
-/// The shared library cargo built beside this test binary.
+/// The shared library `cargo rustc --crate-type cdylib` built beside this
+/// test binary.
 fn shared_copy() -> *mut c_void {
     let exe = std::env::current_exe().unwrap();
     let lib = exe.parent().unwrap().parent().unwrap().join("libcbreg.so");
     assert!(
         lib.exists(),
-        "{} missing: cargo builds it with the tests",
+        "{} missing: `cargo rustc --lib --crate-type cdylib` builds it (make rust-test)",
         lib.display()
     );
     let path = CString::new(lib.to_str().unwrap()).unwrap();
