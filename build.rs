@@ -1,16 +1,36 @@
-//! Generates the C header from the doc-commented C ABI in `src/`, when the
-//! `header` feature is on (this repository's own build; dependents get the
+//! Names the crate's compatible version for symbol names
+//! (`CBREG_SYMBOL_VERSION`, read by `src/tls_word.rs`), and generates the C
+//! header from the doc-commented C ABI in `src/` when the `header` feature
+//! is on (this repository's own build; dependents get the
 //! committed `include/cbreg.h` and never build cbindgen).
 //!
 //! The header goes to `$OUT_DIR/cbreg.h`; the `header_is_current` test
 //! compares it with the committed `include/cbreg.h`. With
 //! `CBREG_WRITE_HEADER=1` (`make header`) it also replaces the committed one.
 
-#[cfg(not(feature = "header"))]
-fn main() {}
+fn main() {
+    symbol_version();
+    #[cfg(feature = "header")]
+    header();
+}
+
+/// `CBREG_SYMBOL_VERSION`: what of `version` in Cargo.toml two copies must
+/// share to be compatible (Cargo's rule): `0_1` for 0.1.x, `0_0_3` for
+/// 0.0.3, `2` for 2.x.y. A release changes `version` only.
+fn symbol_version() {
+    let version = std::env::var("CARGO_PKG_VERSION").unwrap();
+    let parts: Vec<&str> = version.split(['.', '-', '+']).take(3).collect();
+    let keep = match parts.as_slice() {
+        ["0", "0", _] => 3,
+        ["0", _, _] => 2,
+        _ => 1,
+    };
+    println!("cargo:rustc-env=CBREG_SYMBOL_VERSION={}", parts[..keep].join("_"));
+    println!("cargo:rerun-if-changed=build.rs");
+}
 
 #[cfg(feature = "header")]
-fn main() {
+fn header() {
     use std::path::PathBuf;
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");

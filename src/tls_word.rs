@@ -46,31 +46,40 @@ pub(crate) fn none_yet_word() -> usize {
     cell as *const AtomicUsize as usize
 }
 
+/// `cbreg_<v>_<name>`, where `<v>` is the compatible part of the crate
+/// version (`0_1` for 0.1.x, `2` for 2.x.y), so two incompatible copies
+/// linked into one object never share a word. build.rs derives it from
+/// `version` in Cargo.toml, so a release renames nothing here. Only the
+/// assembly words have names.
+#[cfg_attr(
+    not(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri))),
+    allow(unused_macros)
+)]
+macro_rules! versioned {
+    ($name:literal) => {
+        concat!("cbreg_", env!("CBREG_SYMBOL_VERSION"), "_", $name)
+    };
+}
+
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri)))]
 mod imp {
     // The word itself: 8 bytes of initialised TLS, starting as the address
     // of `NONE_YET` (a relocated value in the TLS image, which the
     // loader fills in before any thread copies it). Hidden, so each copy of
     // the library (a static copy in a plugin, say) has its own; the name
-    // carries the crate version.
+    // carries the crate's compatible version (`versioned!`).
     std::arch::global_asm!(
-        ".pushsection .tdata.cbreg_0_1_record_word,\"awT\",@progbits",
+        concat!(".pushsection .tdata.", versioned!("record_word"), ",\"awT\",@progbits"),
         ".p2align 3",
-        ".globl cbreg_0_1_record_word",
-        ".hidden cbreg_0_1_record_word",
-        ".type cbreg_0_1_record_word,@object",
-        ".size cbreg_0_1_record_word,8",
-        "cbreg_0_1_record_word:",
+        concat!(".globl ", versioned!("record_word")),
+        concat!(".hidden ", versioned!("record_word")),
+        concat!(".type ", versioned!("record_word"), ",@object"),
+        concat!(".size ", versioned!("record_word"), ",8"),
+        concat!(versioned!("record_word"), ":"),
         ".quad {none_yet}",
         ".popsection",
         none_yet = sym super::NONE_YET,
     );
-
-    // The symbol above names the crate version it was written for.
-    const _: () = assert!(matches!(
-        env!("CARGO_PKG_VERSION").as_bytes(),
-        [b'0', b'.', b'1', b'.', ..]
-    ));
 
     /// The descriptor call for the word named `$word`, then `$access` on
     /// `fs:[rax]`. The resolver preserves every register but rax; the
@@ -78,7 +87,7 @@ mod imp {
     /// module doc). It may use the stack, which `asm!` without `nostack`
     /// allows.
     macro_rules! with_tls_word {
-        ($word:literal, $access:literal, $($operands:tt)*) => {
+        ($word:expr, $access:literal, $($operands:tt)*) => {
             std::arch::asm!(
                 concat!("lea rax, [rip + ", $word, "@TLSDESC]"),
                 concat!("call qword ptr [rax + ", $word, "@TLSCALL]"),
@@ -96,7 +105,7 @@ mod imp {
     /// `get` and `set` of the word named `$word` (defined in assembly, with
     /// its initial value: `$initial` serves the cell of other targets).
     macro_rules! word_access {
-        ($word:literal, $initial:expr) => {
+        ($word:expr, $initial:expr) => {
             #[inline(always)]
             pub(crate) fn get() -> usize {
                 let word: usize;
@@ -129,7 +138,7 @@ mod imp {
     #[cfg_attr(not(feature = "python"), allow(unused_imports))]
     pub(super) use {with_tls_word, word_access};
 
-    word_access!("cbreg_0_1_record_word", super::none_yet_word());
+    word_access!(versioned!("record_word"), super::none_yet_word());
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri))))]
@@ -139,7 +148,7 @@ mod imp {
     /// `NONE_YET`, which a constant cannot take), so each read
     /// checks whether it was set.
     macro_rules! word_access {
-        ($word:literal, $initial:expr) => {
+        ($word:expr, $initial:expr) => {
             #[cfg(not(loom))]
             std::thread_local! { static WORD: std::cell::Cell<usize> = std::cell::Cell::new($initial); }
             #[cfg(loom)]
@@ -159,7 +168,7 @@ mod imp {
     #[cfg_attr(not(feature = "python"), allow(unused_imports))]
     pub(super) use word_access;
 
-    word_access!("cbreg_0_1_record_word", super::none_yet_word());
+    word_access!(versioned!("record_word"), super::none_yet_word());
 }
 
 pub(crate) use imp::{get, set};
@@ -175,18 +184,22 @@ pub(crate) mod python_word {
     // is.
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri)))]
     std::arch::global_asm!(
-        ".pushsection .tdata.cbreg_0_1_python_word,\"awT\",@progbits",
+        concat!(
+            ".pushsection .tdata.",
+            versioned!("python_word"),
+            ",\"awT\",@progbits"
+        ),
         ".p2align 3",
-        ".globl cbreg_0_1_python_word",
-        ".hidden cbreg_0_1_python_word",
-        ".type cbreg_0_1_python_word,@object",
-        ".size cbreg_0_1_python_word,8",
-        "cbreg_0_1_python_word:",
+        concat!(".globl ", versioned!("python_word")),
+        concat!(".hidden ", versioned!("python_word")),
+        concat!(".type ", versioned!("python_word"), ",@object"),
+        concat!(".size ", versioned!("python_word"), ",8"),
+        concat!(versioned!("python_word"), ":"),
         ".quad 0",
         ".popsection",
     );
 
-    super::imp::word_access!("cbreg_0_1_python_word", 0);
+    super::imp::word_access!(versioned!("python_word"), 0);
 }
 
 /// `post`'s word: the ring this thread last posted through
@@ -199,16 +212,20 @@ pub(crate) mod post_word {
     // is.
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
     std::arch::global_asm!(
-        ".pushsection .tdata.cbreg_0_1_post_word,\"awT\",@progbits",
+        concat!(
+            ".pushsection .tdata.",
+            versioned!("post_word"),
+            ",\"awT\",@progbits"
+        ),
         ".p2align 3",
-        ".globl cbreg_0_1_post_word",
-        ".hidden cbreg_0_1_post_word",
-        ".type cbreg_0_1_post_word,@object",
-        ".size cbreg_0_1_post_word,8",
-        "cbreg_0_1_post_word:",
+        concat!(".globl ", versioned!("post_word")),
+        concat!(".hidden ", versioned!("post_word")),
+        concat!(".type ", versioned!("post_word"), ",@object"),
+        concat!(".size ", versioned!("post_word"), ",8"),
+        concat!(versioned!("post_word"), ":"),
         ".quad 0",
         ".popsection",
     );
 
-    super::imp::word_access!("cbreg_0_1_post_word", 0);
+    super::imp::word_access!(versioned!("post_word"), 0);
 }
