@@ -4,7 +4,10 @@
 #   make install PREFIX=/usr/local
 #   make install-test     installs into build/prefix, then builds and runs
 #                         tests/install/client.c with pkg-config, and with
-#                         CMake's find_package(cbreg) (shared and static)
+#                         CMake's find_package(cbreg) (shared and static);
+#                         then tests/install/test_artifacts.py: what the
+#                         crate and the sdist hold, and the sdist's build
+#                         without Rust
 
 PREFIX ?= /usr/local
 CBREG_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -42,3 +45,4 @@ install-test: $(VENV_STAMP)
 	$(VENV)/bin/cmake --build build/install-client/cmake >/dev/null
 	./build/install-client/cmake/client
 	./build/install-client/cmake/client_static
+	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/install

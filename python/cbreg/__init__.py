@@ -53,7 +53,8 @@ __all__ = [
     "WouldDeadlock", "NoMemory", "InternalError", "Full", "InvalidSignal",
 ]
 
-__version__ = "0.1.0"
+# Cargo.toml's version, written by the build (python/CMakeLists.txt).
+from ._version import __version__
 
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 
