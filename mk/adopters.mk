@@ -11,8 +11,11 @@
 #                        wheelhouse through build-system.requires, no index)
 #                        and repairs them with `auditwheel repair`; builds
 #                        pyo3_ext with `maturin build --release` (its own
-#                        repair); installs all into build/adopters/venv and
-#                        runs tests/adopters/test_adopters.py there
+#                        repair) on the newest pyo3 cbreg accepts, and copies
+#                        of it (module pyo3_adopter_0_NN) on the oldest and a
+#                        middle one; builds pyo3_embed, a program that embeds
+#                        Python; installs the wheels into build/adopters/venv
+#                        and runs tests/adopters there
 
 ADOPT_DIR        := build/adopters
 ADOPT_WHEELHOUSE := $(ADOPT_DIR)/wheelhouse
@@ -26,6 +29,14 @@ ADOPT_TOOLS      := $(VENV)/.adopter-tools
 ADOPT_DOWNLOADED := $(ADOPT_WHEELHOUSE)/.downloaded
 ADOPT_PIP        := --disable-pip-version-check -q
 ADOPT_OFFLINE    := --no-index --find-links $(ADOPT_WHEELHOUSE)
+# One target directory for every PyO3 extension (cargo keeps each pyo3
+# version's crates apart; the shared ones build once).
+ADOPT_PYO3_TARGET := $(CURDIR)/$(ADOPT_DIR)/pyo3-target
+# The copies of pyo3_ext: pyo3 version, and the features an adopter of that
+# version sets (before 0.26 pyo3's build script knows an extension module
+# only by its `extension-module` feature; from 0.26 maturin tells it).
+ADOPT_PYO3_COPIES := 0.23:extension-module 0.26:
+ADOPT_EMBED_BIN  := $(ADOPT_DIR)/embed-target/debug/pyo3_embed
 
 .PHONY: adopters-setup adopters-test adopters-build cbreg-wheel
 
@@ -57,12 +68,25 @@ adopters-build: cbreg-wheel $(ADOPT_DOWNLOADED) $(ADOPT_TOOLS) $(ADOPT_BUILDER)/
 	  $(ADOPT_BUILDER)/bin/python -m pip wheel $(ADOPT_PIP) --no-deps $(ADOPT_OFFLINE) -w $(ADOPT_DIST) tests/adopters/$$ext \
 	  || exit 1; done
 	for whl in $(ADOPT_DIST)/*.whl; do PATH=$(CURDIR)/$(VENV)/bin:$$PATH auditwheel repair -w $(ADOPT_REPAIRED) $$whl || exit 1; done
-	cd tests/adopters/pyo3_ext && CARGO_TARGET_DIR=$(CURDIR)/$(ADOPT_DIR)/pyo3-target \
+	cd tests/adopters/pyo3_ext && CARGO_TARGET_DIR=$(ADOPT_PYO3_TARGET) \
 	  $(CURDIR)/$(VENV)/bin/maturin build --release --locked -i $(CURDIR)/$(VENV_PY) -o $(CURDIR)/$(ADOPT_REPAIRED)
+	@# Each copy resolves afresh (no lock file): pyo3 pinned to its minor,
+	@# the rest as an adopter of that pyo3 would get it today.
+	for copy in $(ADOPT_PYO3_COPIES); do \
+	  version=$${copy%%:*}; features=$${copy#*:}; tag=$$(echo $$version | tr . _); \
+	  dir=$(ADOPT_DIR)/pyo3_ext_$$tag; rm -rf $$dir; cp -r tests/adopters/pyo3_ext $$dir; rm $$dir/Cargo.lock; \
+	  sed -i "s/pyo3_adopter/pyo3_adopter_$$tag/g; s/pyo3-adopter/pyo3-adopter-$$tag/" $$dir/Cargo.toml $$dir/pyproject.toml $$dir/src/lib.rs; \
+	  sed -i "s|^pyo3 = .*|pyo3 = { version = \"~$$version\", features = [$${features:+\"$$features\"}] }|; s|path = \"../../..\"|path = \"$(CURDIR)\"|" $$dir/Cargo.toml; \
+	  (cd $$dir && CARGO_TARGET_DIR=$(ADOPT_PYO3_TARGET) \
+	    $(CURDIR)/$(VENV)/bin/maturin build --release -i $(CURDIR)/$(VENV_PY) -o $(CURDIR)/$(ADOPT_REPAIRED)) || exit 1; \
+	done
+	cd tests/adopters/pyo3_embed && PYO3_PYTHON=$$($(PYTHON) -c 'import sys; print(sys.executable)') \
+	  CARGO_TARGET_DIR=$(CURDIR)/$(ADOPT_DIR)/embed-target $(CARGO) build --locked
 
 adopters-test: adopters-build
 	rm -rf $(ADOPT_VENV)
 	$(PYTHON) -m venv $(ADOPT_VENV)
 	$(ADOPT_VENV)/bin/python -m pip install $(ADOPT_PIP) $(ADOPT_OFFLINE) cbreg pytest $(ADOPT_REPAIRED)/*.whl
-	CBREG_ADOPTER_WHEELS=$(CURDIR)/$(ADOPT_REPAIRED) \
+	CBREG_ADOPTER_WHEELS=$(CURDIR)/$(ADOPT_REPAIRED) CBREG_WHEELHOUSE=$(CURDIR)/$(ADOPT_WHEELHOUSE) \
+	  CBREG_EMBED_BIN=$(CURDIR)/$(ADOPT_EMBED_BIN) \
 	  $(ADOPT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/adopters

@@ -1,24 +1,31 @@
-"""Three extensions built outside this repository with their ecosystems' own
+"""Extensions built outside this repository with their ecosystems' own
 tools (nanobind and pybind11 by scikit-build-core under pip's build
-isolation, repaired by auditwheel; PyO3 by maturin), installed in one venv
-beside the cbreg wheel: one registry for all of them.
+isolation, repaired by auditwheel; PyO3 by maturin, on the oldest, a middle
+and the newest pyo3 cbreg's `python` feature accepts), installed in one venv
+beside the cbreg wheel: one registry for all of them. And a Rust program
+that embeds Python and adds cbreg: it links libpython, the extensions do not.
 
 Run by `make adopters-test` in build/adopters/venv; CBREG_ADOPTER_WHEELS
-names the repaired wheels."""
+names the repaired wheels, CBREG_WHEELHOUSE the directory of the cbreg
+wheel, CBREG_EMBED_BIN the embedding program."""
 import glob
 import importlib
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
 
 import pytest
 
 import cbreg
 
-ADOPTERS = ["nb_adopter", "pyb_adopter", "pyo3_adopter"]
+# pyo3_adopter is on the newest pyo3; the _0_NN copies on older ones.
+ADOPTERS = ["nb_adopter", "pyb_adopter", "pyo3_adopter", "pyo3_adopter_0_23", "pyo3_adopter_0_26"]
 OK = 0
 WHEELS = os.environ.get("CBREG_ADOPTER_WHEELS", "")
+WHEELHOUSE = os.environ.get("CBREG_WHEELHOUSE", "")
+EMBED_BIN = os.environ.get("CBREG_EMBED_BIN", "")
 
 
 def modules():
@@ -101,9 +108,9 @@ for m in ({", ".join(others)},):
     assert m.fire_on_thread(id, 440.0, "A4") == 0
     m.subscribe(print)
 cbreg.invoke(id, 440.0, "A4")
-assert len(calls) == 4, calls
+assert len(calls) == {2 + len(others)}, calls
 lives = {{{first}.live(), cbreg.stats().live, *(m.live() for m in ({", ".join(others)},))}}
-assert lives == {{3}}, lives
+assert lives == {{{1 + len(others)}}}, lives
 print("ok")
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -120,6 +127,55 @@ def test_repaired_wheel_carries_no_cbreg_library(adopter):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     assert not [n for n in names if ".libs/" in n or "libcbreg" in n], names
-    module = importlib.import_module(adopter)
-    needed = subprocess.run(["readelf", "-d", module.__file__], capture_output=True, text=True).stdout
-    assert "libcbreg" not in needed
+    needed = needed_libraries(extension_file(adopter))
+    assert not [n for n in needed if "libcbreg" in n], needed
+
+
+def extension_file(module):
+    """The shared object of an extension module (maturin installs it inside
+    a package of the same name)."""
+    path = importlib.import_module(module).__file__
+    if path.endswith(".py"):
+        (path,) = glob.glob(os.path.join(os.path.dirname(path), "*.so"))
+    return path
+
+
+def needed_libraries(path):
+    out = subprocess.run(["readelf", "-d", path], capture_output=True, text=True, check=True).stdout
+    return [line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+
+
+@pytest.mark.parametrize("module", ["cbreg._core"] + ADOPTERS)
+def test_an_extension_module_does_not_link_libpython(module):
+    """cbreg's `python` feature leaves linking libpython to the final
+    artifact: no extension module (maturin's, CMake's) needs it."""
+    needed = needed_libraries(extension_file(module))
+    assert not [n for n in needed if n.startswith("libpython")], needed
+
+
+@pytest.mark.skipif(not EMBED_BIN, reason="CBREG_EMBED_BIN not set")
+def test_a_program_that_embeds_python_adds_cbreg_and_shares_the_registry_with_the_package():
+    """pyo3 with `auto-initialize` plus cbreg's `python` feature links
+    libpython and runs: callables registered through the cbreg package and
+    through the crate fire from the program's native thread, and both count
+    the same live entries."""
+    assert [n for n in needed_libraries(EMBED_BIN) if n.startswith("libpython")]
+    env = dict(os.environ, CBREG_EMBED_SITE=sysconfig.get_paths()["purelib"])
+    # The libpython of the interpreter this venv (and the program) was made with.
+    env["LD_LIBRARY_PATH"] = sysconfig.get_config_var("LIBDIR")
+    p = subprocess.run([EMBED_BIN], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "calls: [('package', 440.0, 'A4'), ('crate', 440.0, 'A4')]" in p.stdout, p.stdout
+
+
+@pytest.mark.skipif(not WHEELHOUSE, reason="CBREG_WHEELHOUSE not set")
+def test_the_cbreg_wheel_carries_the_licenses_and_spdx_metadata():
+    (wheel,) = glob.glob(os.path.join(WHEELHOUSE, "cbreg-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        text = z.read(metadata).decode()
+    licenses = {n.rsplit("/", 1)[1] for n in names if ".dist-info/licenses/" in n}
+    assert licenses == {"LICENSE-MIT", "LICENSE-APACHE"}, names
+    assert "License-Expression: MIT OR Apache-2.0" in text
+    assert "cbreg/_version.py" in names

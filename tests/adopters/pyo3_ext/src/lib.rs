@@ -1,5 +1,9 @@
 //! An extension that adopts cbreg from Rust: Python callables go in through
 //! cbreg's Python adapter, native code fires ids with the Rust API.
+//!
+//! The same source is built against the oldest, a middle and the newest
+//! pyo3 that cbreg's `python` feature accepts (mk/adopters.mk makes the
+//! copies, each its own module), so it uses only what all of them have.
 
 use cbreg::{Arg, Registry, Status};
 use pyo3::exceptions::PyRuntimeError;
@@ -31,12 +35,19 @@ fn invoke(py: Python<'_>, id: u64, freq: f64, name: &str) -> PyResult<()> {
 /// Invokes `id` with `(freq, name)` from a new native thread; returns the
 /// status code.
 #[pyfunction]
-fn fire_on_thread(py: Python<'_>, id: u64, freq: f64, name: String) -> u32 {
-    py.detach(|| {
-        std::thread::spawn(move || Registry::global().call(id, &[Arg::f64(freq), Arg::str(&name)]) as u32)
-            .join()
-            .unwrap_or(u32::MAX)
-    })
+fn fire_on_thread(_py: Python<'_>, id: u64, freq: f64, name: String) -> u32 {
+    // The GIL is let go while the thread runs (it calls into Python). Through
+    // pyo3's ffi, which is the same in every pyo3 this project is built with
+    // (the safe wrapper was renamed in 0.26).
+    // SAFETY: this thread holds the GIL (the `Python` token); nothing here
+    // touches Python objects until it is taken back.
+    let saved = unsafe { pyo3::ffi::PyEval_SaveThread() };
+    let status = std::thread::spawn(move || Registry::global().call(id, &[Arg::f64(freq), Arg::str(&name)]) as u32)
+        .join()
+        .unwrap_or(u32::MAX);
+    // SAFETY: `saved` is this thread's state, released just above.
+    unsafe { pyo3::ffi::PyEval_RestoreThread(saved) };
+    status
 }
 
 #[pyfunction]
