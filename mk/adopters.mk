@@ -49,12 +49,16 @@ $(ADOPT_DOWNLOADED): tests/adopters/requirements-wheelhouse.txt $(VENV_STAMP)
 	$(VENV_PY) -m pip download $(ADOPT_PIP) --only-binary :all: -d $(ADOPT_WHEELHOUSE) -r $<
 	touch $@
 
-## The cbreg wheel, into the wheelhouse (incremental through build/py/).
-cbreg-wheel: $(VENV_STAMP)
-	mkdir -p $(ADOPT_WHEELHOUSE)
-	rm -f $(ADOPT_WHEELHOUSE)/cbreg-*.whl
+## The cbreg wheel, repaired into the wheelhouse (incremental through
+## build/py/). The repair vendors nothing and tags it with the oldest
+## manylinux this machine's glibc allows (`auditwheel show` says why).
+cbreg-wheel: $(VENV_STAMP) $(ADOPT_TOOLS)
+	mkdir -p $(ADOPT_WHEELHOUSE) $(ADOPT_DIR)/cbreg-dist
+	rm -f $(ADOPT_WHEELHOUSE)/cbreg-*.whl $(ADOPT_DIR)/cbreg-dist/cbreg-*.whl
 	$(VENV_PY) -m pip wheel $(ADOPT_PIP) --no-deps --no-build-isolation \
-	  -C build-dir=build/py/{wheel_tag} -w $(ADOPT_WHEELHOUSE) .
+	  -C build-dir=build/py/{wheel_tag} -w $(ADOPT_DIR)/cbreg-dist .
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH auditwheel show $(ADOPT_DIR)/cbreg-dist/cbreg-*.whl
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH auditwheel repair -w $(ADOPT_WHEELHOUSE) $(ADOPT_DIR)/cbreg-dist/cbreg-*.whl
 	@ls -l $(ADOPT_WHEELHOUSE)/cbreg-*.whl | awk '{print "cbreg wheel: " $$5 " bytes, " $$NF}'
 
 $(ADOPT_BUILDER)/bin/python:

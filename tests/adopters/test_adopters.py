@@ -169,8 +169,9 @@ def test_a_program_that_embeds_python_adds_cbreg_and_shares_the_registry_with_th
 
 
 @pytest.mark.skipif(not WHEELHOUSE, reason="CBREG_WHEELHOUSE not set")
-def test_the_cbreg_wheel_carries_the_licenses_and_spdx_metadata():
+def test_the_cbreg_wheel_is_manylinux_and_carries_the_licenses_and_spdx_metadata():
     (wheel,) = glob.glob(os.path.join(WHEELHOUSE, "cbreg-*.whl"))
+    assert "manylinux" in os.path.basename(wheel)
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
@@ -179,3 +180,5 @@ def test_the_cbreg_wheel_carries_the_licenses_and_spdx_metadata():
     assert licenses == {"LICENSE-MIT", "LICENSE-APACHE"}, names
     assert "License-Expression: MIT OR Apache-2.0" in text
     assert "cbreg/_version.py" in names
+    # The repair found nothing to vendor.
+    assert not [n for n in names if ".libs/" in n], names
