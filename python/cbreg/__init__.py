@@ -77,7 +77,9 @@ _ERROR_POLICIES = ("propagate", "unraisable")
 
 def register(fn, *, once: bool = False, errors: str = "propagate") -> Subscription:
     """Registers callable ``fn``; the registry holds a strong reference until
-    the entry is released. ``once=True``: it runs at most once, then
+    the entry is released. Dropping (or garbage-collecting) the returned
+    :class:`Subscription` does not unregister: use it as a context manager,
+    or call its ``unregister()``. ``once=True``: it runs at most once, then
     unregisters itself. ``errors``: where an exception raised by ``fn`` goes
     when it is fired on a thread that holds the GIL: ``"propagate"`` (to the
     Python caller; the default) or ``"unraisable"`` (to
@@ -96,8 +98,10 @@ def unregister(id: int, *, wait: bool = False) -> bool:
     """Unregisters entry ``id``; no invocation starts after this returns.
     ``wait=True``: also waits until no invocation of it is running on any
     thread and its release has run (the GIL is given up while waiting);
-    raises :class:`WouldDeadlock` from inside that entry's own callback.
-    Returns False if there was no such live entry."""
+    where that wait would deadlock (from inside that entry's own callback,
+    which would wait for itself, or a cycle of waits between threads) it
+    unregisters without waiting. Returns False if there was no such live
+    entry."""
     return _core.unregister(id, wait)
 
 

@@ -40,9 +40,15 @@ PyMethodDef invoke_def[] = {
 };
 
 // Unregisters `id`: False if it was already gone, True if it was live.
+// With `wait`, where the wait would deadlock (inside the entry's own
+// callback, which would wait for itself, or a cycle of waits) the core
+// changes nothing; the entry is then unregistered without the wait, so
+// "stop calling me" from inside the callback takes effect.
 PyObject* unregister_id(std::uint64_t id, bool wait) {
     auto s = static_cast<cbreg::status>(wait ? cbreg_unregister_wait(reg(), id)
                                              : cbreg_unregister(reg(), id));
+    if (wait && s == cbreg::status::would_deadlock)
+        s = static_cast<cbreg::status>(cbreg_unregister(reg(), id));
     if (s == cbreg::status::not_found) Py_RETURN_FALSE;
     if (cbreg::cpython::failed(s)) return nullptr;
     Py_RETURN_TRUE;
@@ -136,7 +142,8 @@ PyMethodDef sub_methods[] = {
      METH_FASTCALL | METH_KEYWORDS,
      "unregister($self, /, *, wait=False)\n--\n\n"
      "Unregisters; False if it was already gone (ran once, cleared).\n"
-     "``wait=True``: as :func:`cbreg.unregister`."},
+     "``wait=True``: as :func:`cbreg.unregister` (from inside this\n"
+     "callback it unregisters without waiting)."},
     {"__enter__", sub_enter, METH_NOARGS, "__enter__($self, /)\n--\n\nReturns the subscription."},
     {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&sub_exit)), METH_FASTCALL,
      "__exit__($self, /, *exc)\n--\n\nUnregisters."},
@@ -154,8 +161,10 @@ PyMemberDef sub_members[] = {
 const char sub_doc[] =
     "Subscription(id, once=False)\n--\n\n"
     "A registered callback. Use it as a context manager, or call\n"
-    ":meth:`unregister`. Dropping the object does *not* unregister (a\n"
-    "registration is kept until unregistered, cleared or Python exits).\n"
+    ":meth:`unregister` (from inside the callback too). Dropping the object,\n"
+    "or its garbage collection, does *not* unregister: the registry holds\n"
+    "the callable until it is unregistered, cleared or Python exits, and\n"
+    "native code may fire the id after the last Python reference is gone.\n"
     "Calling it is the same as ``invoke(self.id, *args)``.";
 
 PyType_Slot sub_slots[] = {
