@@ -25,7 +25,10 @@ fn symbol_version() {
         ["0", _, _] => 2,
         _ => 1,
     };
-    println!("cargo:rustc-env=CBREG_SYMBOL_VERSION={}", parts[..keep].join("_"));
+    println!(
+        "cargo:rustc-env=CBREG_SYMBOL_VERSION={}",
+        parts[..keep].join("_")
+    );
     println!("cargo:rerun-if-changed=build.rs");
 }
 
