@@ -21,7 +21,8 @@ by_crate = lambda *args: calls.append(('crate',) + args)
 ";
 
 fn main() {
-    let site = std::env::var("CBREG_EMBED_SITE").expect("CBREG_EMBED_SITE: the site-packages that holds cbreg");
+    let site = std::env::var("CBREG_EMBED_SITE")
+        .expect("CBREG_EMBED_SITE: the site-packages that holds cbreg");
     let (ns, ids) = Python::attach(|py| -> PyResult<_> {
         let ns = PyDict::new(py);
         ns.set_item("site_dir", &site)?;
@@ -29,16 +30,23 @@ fn main() {
         let from_package: u64 = ns.get_item("sub")?.expect("sub").getattr("id")?.extract()?;
         let by_crate = ns.get_item("by_crate")?.expect("by_crate");
         let mut from_crate = 0;
-        let status = cbreg::python::cbreg_py_register(cbreg::ffi::cbreg_default(), by_crate.as_ptr().cast(), 0, &mut from_crate);
+        let status = cbreg::python::cbreg_py_register(
+            cbreg::ffi::cbreg_default(),
+            by_crate.as_ptr().cast(),
+            0,
+            &mut from_crate,
+        );
         assert_eq!(status, Status::Ok, "cbreg_py_register");
         Ok((ns.unbind(), [from_package, from_crate]))
     })
     .expect("setting up in Python");
 
     // No GIL held here: the native thread takes it for each call.
-    let statuses = std::thread::spawn(move || ids.map(|id| Registry::global().call(id, &[Arg::f64(440.0), Arg::str("A4")])))
-        .join()
-        .expect("the native thread");
+    let statuses = std::thread::spawn(move || {
+        ids.map(|id| Registry::global().call(id, &[Arg::f64(440.0), Arg::str("A4")]))
+    })
+    .join()
+    .expect("the native thread");
     assert_eq!(statuses, [Status::Ok, Status::Ok]);
 
     Python::attach(|py| -> PyResult<()> {
@@ -47,7 +55,10 @@ fn main() {
         println!("calls: {calls}");
         assert_eq!(calls.len()?, 2);
         let live: u64 = py.eval(c"cbreg.stats().live", Some(ns), None)?.extract()?;
-        println!("live: package {live}, crate {}", Registry::global().stats().live);
+        println!(
+            "live: package {live}, crate {}",
+            Registry::global().stats().live
+        );
         assert_eq!(live, Registry::global().stats().live);
         for id in ids {
             assert_eq!(Registry::global().unregister(id), Status::Ok);

@@ -22,14 +22,20 @@ fn check(py: Python<'_>, status: Status) -> PyResult<()> {
 fn subscribe(callable: &Bound<'_, PyAny>) -> PyResult<u64> {
     let mut id = 0;
     let reg = cbreg::ffi::cbreg_default();
-    check(callable.py(), cbreg::python::cbreg_py_register(reg, callable.as_ptr().cast(), 0, &mut id))?;
+    check(
+        callable.py(),
+        cbreg::python::cbreg_py_register(reg, callable.as_ptr().cast(), 0, &mut id),
+    )?;
     Ok(id)
 }
 
 /// Invokes `id` with `(freq, name)` on this thread.
 #[pyfunction]
 fn invoke(py: Python<'_>, id: u64, freq: f64, name: &str) -> PyResult<()> {
-    check(py, Registry::global().call(id, &[Arg::f64(freq), Arg::str(name)]))
+    check(
+        py,
+        Registry::global().call(id, &[Arg::f64(freq), Arg::str(name)]),
+    )
 }
 
 /// Invokes `id` with `(freq, name)` from a new native thread; returns the
@@ -42,9 +48,11 @@ fn fire_on_thread(_py: Python<'_>, id: u64, freq: f64, name: String) -> u32 {
     // SAFETY: this thread holds the GIL (the `Python` token); nothing here
     // touches Python objects until it is taken back.
     let saved = unsafe { pyo3::ffi::PyEval_SaveThread() };
-    let status = std::thread::spawn(move || Registry::global().call(id, &[Arg::f64(freq), Arg::str(&name)]) as u32)
-        .join()
-        .unwrap_or(u32::MAX);
+    let status = std::thread::spawn(move || {
+        Registry::global().call(id, &[Arg::f64(freq), Arg::str(&name)]) as u32
+    })
+    .join()
+    .unwrap_or(u32::MAX);
     // SAFETY: `saved` is this thread's state, released just above.
     unsafe { pyo3::ffi::PyEval_RestoreThread(saved) };
     status
