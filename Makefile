@@ -23,7 +23,7 @@ CARGO ?= cargo
 CARGO_STATICLIB := target/release/libcbreg.a
 LOOM_TARGET_DIR := target/loom
 
-.PHONY: all build header lint check-refs cross-check check test setup setup-check setup-rust \
+.PHONY: all build header lint check-refs stubtest cross-check check test setup setup-check setup-rust \
 	rust-test rust-test-fence loom demo native-demo python-bench clean
 
 all: build
@@ -68,15 +68,21 @@ loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) test --release --test loom --test loom_post
 
 ## Clippy with warnings as errors, on the library, its tests and the loom
-## build; and no reference to a file outside the repository.
-lint: check-refs
+## build; no reference to a file outside the repository; the docs as
+## docs.rs builds them; the Python package's stubs against it.
+lint: check-refs stubtest
 	@$(CARGO) clippy --version >/dev/null 2>&1 || { echo "clippy not found: run make setup-rust"; exit 1; }
 	$(CARGO) clippy --all-targets --features header,python -- -D warnings
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET_DIR) $(CARGO) clippy --release --test loom --test loom_post -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --features python
 
 ## Nothing in the repository cites a file outside it (tools/check_refs.py).
 check-refs:
 	$(PYTHON) tools/check_refs.py
+
+## mypy's stubtest: the cbreg package's stubs against the installed package.
+stubtest: python-install
+	$(VENV_PY) -m mypy.stubtest cbreg --allowlist python/stubtest-allowlist.txt
 
 ## Clippy, through rustup (no root).
 setup-rust:

@@ -1,4 +1,14 @@
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
+
+from typing_extensions import Self, disjoint_base
+
+__all__ = [
+    "register", "invoke", "unregister", "clear", "close", "collect", "stats", "is_closed",
+    "Subscription", "Stats", "get_include", "get_library", "get_cmake_dir", "get_static_library",
+    "Error", "NotFound", "Closed", "InvalidArgument", "InvalidRegistry", "CallbackFailed",
+    "WouldDeadlock", "NoMemory", "InternalError",
+]
 
 __version__: str
 
@@ -15,8 +25,9 @@ class InternalError(Error): ...
 class Full(Error): ...
 class InvalidSignal(Error): ...
 
+@disjoint_base
 class Subscription:
-    def __init__(self, id: int, once: bool = ...) -> None: ...
+    def __new__(cls, id: int, once: bool = ...) -> Self: ...
     @property
     def id(self) -> int: ...
     @property
@@ -26,6 +37,7 @@ class Subscription:
     def __enter__(self) -> Subscription: ...
     def __exit__(self, *exc: object) -> None: ...
 
+@dataclass(frozen=True)
 class Stats:
     live: int
     registered: int
@@ -34,8 +46,6 @@ class Stats:
     deferred: int
     pending: int
     leaked: int
-    def __init__(self, live: int, registered: int, invoked: int, released: int,
-                 deferred: int, pending: int, leaked: int) -> None: ...
 
 def register(fn: Callable[..., Any], *, once: bool = ...,
              errors: Literal["propagate", "unraisable"] = ...) -> Subscription: ...
