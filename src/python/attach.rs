@@ -20,6 +20,13 @@ use super::kept::{detach_kept, keep, KeptRecord};
 use super::pass::{GatePass, KeptPass, GATE_CLOSED, GATE_OPEN, IN_HOOK};
 use super::{InterpState, TState};
 
+// Declared here rather than taken from pyo3-ffi, which exports it only in
+// some of the versions this crate accepts (every one from 0.23 on, whichever
+// the dependent's pyo3 brings). Every CPython since 3.9 exports it.
+extern "C" {
+    fn PyThreadState_GetInterpreter(tstate: TState) -> InterpState;
+}
+
 /// How this thread got into the entry's interpreter, to be undone after.
 #[derive(Clone, Copy)]
 pub(super) enum Attached {
@@ -52,12 +59,12 @@ impl Attached {
     ) -> Option<Attached> {
         let main = interp.main.load(Relaxed);
         match holder {
-            Some(t) if py::PyThreadState_GetInterpreter(t) == state => Some(Attached::Already),
+            Some(t) if PyThreadState_GetInterpreter(t) == state => Some(Attached::Already),
             Some(_) => Self::swapped(state),
             None if !main => Self::carried(state),
             None => {
                 let own = py::PyGILState_GetThisThreadState();
-                if !own.is_null() && py::PyThreadState_GetInterpreter(own) == state {
+                if !own.is_null() && PyThreadState_GetInterpreter(own) == state {
                     return Some(Attached::Ensured(py::PyGILState_Ensure()));
                 }
                 let made = new_thread_state(state);
@@ -241,7 +248,7 @@ pub(super) fn with_other_state<R>(
     let state = interp.state.load(Acquire);
     let same = holder.is_some_and(|t| {
         // SAFETY: `t` is the thread state this thread holds the GIL with.
-        !state.is_null() && unsafe { py::PyThreadState_GetInterpreter(t) } == state
+        !state.is_null() && unsafe { PyThreadState_GetInterpreter(t) } == state
     });
     // A thread already inside Python there needs no pass; others count in
     // first, so the exit hook cannot end the interpreter behind them.
