@@ -72,20 +72,27 @@ adopters-build: cbreg-wheel $(ADOPT_DOWNLOADED) $(ADOPT_TOOLS) $(ADOPT_BUILDER)/
 	  $(ADOPT_BUILDER)/bin/python -m pip wheel $(ADOPT_PIP) --no-deps $(ADOPT_OFFLINE) -w $(ADOPT_DIST) tests/adopters/$$ext \
 	  || exit 1; done
 	for whl in $(ADOPT_DIST)/*.whl; do PATH=$(CURDIR)/$(VENV)/bin:$$PATH auditwheel repair -w $(ADOPT_REPAIRED) $$whl || exit 1; done
-	cd tests/adopters/pyo3_ext && CARGO_TARGET_DIR=$(ADOPT_PYO3_TARGET) \
-	  $(CURDIR)/$(VENV)/bin/maturin build --release --locked -i $(CURDIR)/$(VENV_PY) -o $(CURDIR)/$(ADOPT_REPAIRED)
-	@# Each copy resolves afresh (no lock file): pyo3 pinned to its minor,
-	@# the rest as an adopter of that pyo3 would get it today.
-	for copy in $(ADOPT_PYO3_COPIES); do \
-	  version=$${copy%%:*}; features=$${copy#*:}; tag=$$(echo $$version | tr . _); \
-	  dir=$(ADOPT_DIR)/pyo3_ext_$$tag; rm -rf $$dir; cp -r tests/adopters/pyo3_ext $$dir; rm $$dir/Cargo.lock; \
-	  sed -i "s/pyo3_adopter/pyo3_adopter_$$tag/g; s/pyo3-adopter/pyo3-adopter-$$tag/" $$dir/Cargo.toml $$dir/pyproject.toml $$dir/src/lib.rs; \
-	  sed -i "s|^pyo3 = .*|pyo3 = { version = \"~$$version\", features = [$${features:+\"$$features\"}] }|; s|path = \"../../..\"|path = \"$(CURDIR)\"|" $$dir/Cargo.toml; \
+	@# Built from copies in build/adopters/ (their path to cbreg made
+	@# absolute): nothing is written into the source tree, and a cbreg
+	@# version bump needs no lock file edit. pyo3_ext keeps its lock file
+	@# (cargo updates only cbreg's entry); the older copies resolve afresh,
+	@# pyo3 pinned to its minor, the rest as an adopter of that pyo3 would
+	@# get it today.
+	for copy in newest $(ADOPT_PYO3_COPIES); do \
+	  dir=$(ADOPT_DIR)/pyo3_ext; \
+	  if [ $$copy != newest ]; then version=$${copy%%:*}; features=$${copy#*:}; tag=$$(echo $$version | tr . _); dir=$${dir}_$$tag; fi; \
+	  rm -rf $$dir; cp -r tests/adopters/pyo3_ext $$dir; \
+	  sed -i "s|path = \"../../..\"|path = \"$(CURDIR)\"|" $$dir/Cargo.toml; \
+	  if [ $$copy != newest ]; then rm $$dir/Cargo.lock; \
+	    sed -i "s/pyo3_adopter/pyo3_adopter_$$tag/g; s/pyo3-adopter/pyo3-adopter-$$tag/" $$dir/Cargo.toml $$dir/pyproject.toml $$dir/src/lib.rs; \
+	    sed -i "s|^pyo3 = .*|pyo3 = { version = \"~$$version\", features = [$${features:+\"$$features\"}] }|" $$dir/Cargo.toml; fi; \
 	  (cd $$dir && CARGO_TARGET_DIR=$(ADOPT_PYO3_TARGET) \
 	    $(CURDIR)/$(VENV)/bin/maturin build --release -i $(CURDIR)/$(VENV_PY) -o $(CURDIR)/$(ADOPT_REPAIRED)) || exit 1; \
 	done
-	cd tests/adopters/pyo3_embed && PYO3_PYTHON=$$($(PYTHON) -c 'import sys; print(sys.executable)') \
-	  CARGO_TARGET_DIR=$(CURDIR)/$(ADOPT_DIR)/embed-target $(CARGO) build --locked
+	rm -rf $(ADOPT_DIR)/pyo3_embed && cp -r tests/adopters/pyo3_embed $(ADOPT_DIR)/pyo3_embed
+	sed -i 's|path = "../../.."|path = "$(CURDIR)"|' $(ADOPT_DIR)/pyo3_embed/Cargo.toml
+	cd $(ADOPT_DIR)/pyo3_embed && PYO3_PYTHON=$$($(PYTHON) -c 'import sys; print(sys.executable)') \
+	  CARGO_TARGET_DIR=$(CURDIR)/$(ADOPT_DIR)/embed-target $(CARGO) build
 
 adopters-test: adopters-build
 	rm -rf $(ADOPT_VENV)
