@@ -22,7 +22,11 @@ use super::{InterpState, TState};
 
 // Declared here rather than taken from pyo3-ffi, which exports it only in
 // some of the versions this crate accepts (every one from 0.23 on, whichever
-// the dependent's pyo3 brings). Every CPython since 3.9 exports it.
+// the dependent's pyo3 brings). Every CPython since 3.9 exports it. Not
+// part of cbreg's C ABI, so kept out of the header (`cbindgen:ignore`,
+// which cbindgen reads from the block's doc comment).
+#[allow(unused_doc_comments)]
+/// cbindgen:ignore
 extern "C" {
     fn PyThreadState_GetInterpreter(tstate: TState) -> InterpState;
 }
