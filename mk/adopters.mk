@@ -82,7 +82,7 @@ adopters-build: cbreg-wheel $(ADOPT_DOWNLOADED) $(ADOPT_TOOLS) $(ADOPT_BUILDER)/
 	  dir=$(ADOPT_DIR)/pyo3_ext; \
 	  if [ $$copy != newest ]; then version=$${copy%%:*}; features=$${copy#*:}; tag=$$(echo $$version | tr . _); dir=$${dir}_$$tag; fi; \
 	  rm -rf $$dir; cp -r tests/adopters/pyo3_ext $$dir; \
-	  sed -i "s|path = \"../../..\"|path = \"$(CURDIR)\"|" $$dir/Cargo.toml; \
+	  sed -i "s|^cbreg = { path = \"[^\"]*\"|cbreg = { path = \"$(CURDIR)\"|" $$dir/Cargo.toml; \
 	  if [ $$copy != newest ]; then rm $$dir/Cargo.lock; \
 	    sed -i "s/pyo3_adopter/pyo3_adopter_$$tag/g; s/pyo3-adopter/pyo3-adopter-$$tag/" $$dir/Cargo.toml $$dir/pyproject.toml $$dir/src/lib.rs; \
 	    sed -i "s|^pyo3 = .*|pyo3 = { version = \"~$$version\", features = [$${features:+\"$$features\"}] }|" $$dir/Cargo.toml; fi; \
@@ -90,7 +90,7 @@ adopters-build: cbreg-wheel $(ADOPT_DOWNLOADED) $(ADOPT_TOOLS) $(ADOPT_BUILDER)/
 	    $(CURDIR)/$(VENV)/bin/maturin build --release -i $(CURDIR)/$(VENV_PY) -o $(CURDIR)/$(ADOPT_REPAIRED)) || exit 1; \
 	done
 	rm -rf $(ADOPT_DIR)/pyo3_embed && cp -r tests/adopters/pyo3_embed $(ADOPT_DIR)/pyo3_embed
-	sed -i 's|path = "../../.."|path = "$(CURDIR)"|' $(ADOPT_DIR)/pyo3_embed/Cargo.toml
+	sed -i 's|^cbreg = { path = "[^"]*"|cbreg = { path = "$(CURDIR)"|' $(ADOPT_DIR)/pyo3_embed/Cargo.toml
 	cd $(ADOPT_DIR)/pyo3_embed && PYO3_PYTHON=$$($(PYTHON) -c 'import sys; print(sys.executable)') \
 	  CARGO_TARGET_DIR=$(CURDIR)/$(ADOPT_DIR)/embed-target $(CARGO) build
 
