@@ -7,7 +7,7 @@ __all__ = [
     "register", "invoke", "unregister", "clear", "close", "collect", "stats", "is_closed",
     "Subscription", "Stats", "get_include", "get_library", "get_cmake_dir", "get_static_library",
     "Error", "NotFound", "Closed", "InvalidArgument", "InvalidRegistry", "CallbackFailed",
-    "WouldDeadlock", "NoMemory", "InternalError",
+    "WouldDeadlock", "NoMemory", "InternalError", "Full", "InvalidSignal",
 ]
 
 __version__: str
