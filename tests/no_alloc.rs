@@ -1,43 +1,16 @@
 //! Invoke and a signal's emit allocate nothing, the first call on a new
 //! thread included.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cbreg::{Arg, Registry, Signal, Status, Value};
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-thread_local! { static COUNTING: Cell<bool> = const { Cell::new(false) }; }
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::SeqCst);
-        }
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Heap allocations made by `f` on this thread.
-fn allocations_in(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.load(Ordering::SeqCst);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCS.load(Ordering::SeqCst) - before
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations_in;
 
 #[test]
 fn counting_allocator_sees_allocations() {
-    assert!(allocations_in(|| drop(std::hint::black_box(Box::new(1u64)))) >= 1);
+    assert!(allocations_in(|| drop(std::hint::black_box(Box::new(1u64)))).1 >= 1);
 }
 
 #[test]
@@ -65,6 +38,7 @@ fn invoke_allocates_nothing_even_first_on_a_new_thread() {
                     assert_eq!(reg.call(gone, &args), Status::NotFound);
                 }
             })
+            .1
         })
         .join()
         .unwrap();
@@ -83,6 +57,7 @@ fn invoke_allocates_nothing_even_first_on_a_new_thread() {
                 );
             }
         })
+        .1
     })
     .join()
     .unwrap();
@@ -141,6 +116,7 @@ fn emit_allocates_nothing_even_first_on_a_new_thread() {
                     assert_eq!(report.failed, 1);
                 }
             })
+            .1
         })
         .join()
         .unwrap();
