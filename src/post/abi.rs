@@ -10,6 +10,7 @@
 
 use std::ffi::c_int;
 
+use super::push;
 use super::target::{self, PostConfig, PostStats};
 use crate::ffi::boundary::{
     boundary, core_of, no_catch_frame, put, required, unwinds_through,
@@ -92,7 +93,7 @@ pub unsafe extern "C" fn cbreg_post(
             // SAFETY: our caller's promises, passed on.
             return unsafe { post_checked(reg, id, args, nargs, flags) };
         };
-        if !target::try_post_scalar(reg.handle, id, target, arg) {
+        if !push::try_post_scalar(reg.handle, id, target, arg) {
             // SAFETY: our caller's promises, passed on.
             return unsafe { post_checked(reg, id, args, nargs, flags) };
         }
@@ -123,7 +124,7 @@ unsafe fn post_checked(
         let args = unsafe { value::checked_args(args, nargs) }?;
         let core = registry::lookup(reg.handle)?;
         let target = core.post_target(reg.handle, id)?;
-        target::post_values(reg.handle, id, target, flags, args).ok()
+        push::post_values(reg.handle, id, target, flags, args).ok()
     }}
 }
 
@@ -136,7 +137,7 @@ unsafe fn post_checked(
 #[no_mangle]
 pub extern "C" fn cbreg_post_reserve(target: TargetHandle) -> Status {
     boundary! { forward post_reserve(target); status {
-        target::reserve(target.handle)
+        push::reserve(target.handle)
     }}
 }
 
@@ -287,7 +288,7 @@ pub unsafe extern "C" fn cbreg_post_stats_total(out: *mut PostStats) -> Status {
     boundary! { forward post_stats_total(out); status {
         // SAFETY: NULL or storage for the stats (the caller's promise).
         let out = unsafe { required(out) }?;
-        *out = target::total_stats();
+        *out = super::stats::total_stats();
         Ok(())
     }}
 }

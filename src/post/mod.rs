@@ -7,8 +7,12 @@
 //!   of events and a byte arena, reserved when the ring is made);
 //! - `wake.rs`: how a sender wakes a consumer that is going to sleep, and
 //!   only then (a flag, the asymmetric barrier pair, an eventfd);
-//! - `target.rs`: targets (rings per sending thread, the consumer's drain
-//!   and counters), the sender's thread-local ring, fork;
+//! - `target.rs`: the table of targets and each target's rings (one per
+//!   sending thread: claimed, taken over, made);
+//! - `push.rs`: the sender's side (its thread-local ring, queueing);
+//! - `drain.rs`: the consumer's side (a batch over every ring, delivery
+//!   through invoke);
+//! - `stats.rs`: sizes and counters; `fork.rs`: the forked child;
 //! - `dispatcher.rs`: cbreg's own consumer thread, the default target, and
 //!   the consumer loop other dispatchers reuse;
 //! - `abi.rs`: the C ABI; `api.rs`: the Rust API (`Registry::post`, `Pump`).
@@ -22,12 +26,16 @@
 pub mod abi;
 mod api;
 pub(crate) mod dispatcher;
+mod drain;
+mod fork;
+mod push;
 mod ring;
+mod stats;
 pub(crate) mod target;
 mod wake;
 
 pub use api::{PostFlags, Pump, Target};
-pub use target::{PostConfig, PostStats};
+pub use stats::{PostConfig, PostStats};
 
 /// A host's drain of a pump: empties the wake descriptor and delivers up
 /// to `max` events. A drain that took events (or left some) makes the
@@ -78,7 +86,7 @@ pub mod model {
         /// refused (full, or the target was freed).
         pub fn post(&self, n: i64) -> bool {
             matches!(
-                super::target::push_on(&self.ring, 1, 2, TARGET, 0, &[Value::i64(n)]),
+                super::push::push_on(&self.ring, 1, 2, TARGET, 0, &[Value::i64(n)]),
                 Some(crate::Status::Ok)
             )
         }
