@@ -70,34 +70,8 @@ pub unsafe extern "C" fn cbreg_post(
     flags: u32,
 ) -> Status {
     no_catch_frame! { "the fast path returns statuses and never panics", {
-        // One scalar, no flags, a registry this copy holds, the thread's ring
-        // in hand and room in it: every other case (and every refusal, which
-        // is counted there) leaves by a tail call with the caller's arguments,
-        // so this path keeps nothing in saved registers.
-        let Some(core) = registry::installed(reg.handle) else {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        };
-        // One test for two conditions (nargs is 1, no flags).
-        if (nargs ^ 1) | flags as usize != 0 || args.is_null() {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        }
-        // SAFETY: non-null, and the caller promises one value there.
-        let arg = unsafe { &*args };
-        if !value::plainly_acceptable(arg) {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        }
-        let Ok(target) = core.post_target(reg.handle, id) else {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        };
-        if !push::try_post_scalar(reg.handle, id, target, arg) {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        }
-        Status::Ok
+        // SAFETY: our caller's promises, passed on.
+        unsafe { push::post(reg, id, args, nargs, flags) }
     }}
 }
 
@@ -108,7 +82,7 @@ pub unsafe extern "C" fn cbreg_post(
 /// # Safety
 /// `cbreg_post`'s contract for `args` and `nargs`.
 #[inline(never)]
-unsafe fn post_checked(
+pub(super) unsafe fn post_checked(
     reg: RegistryHandle,
     id: u64,
     args: *const Value,

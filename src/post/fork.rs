@@ -43,6 +43,9 @@ impl Target {
                 ring.tid.store(crate::hazard::current_tid(), Ordering::Relaxed);
             }
             ring.busy.store(0, Ordering::Relaxed);
+            // The child decides its barriers again: nothing is kept.
+            // SAFETY: the only thread left is this one, in a handler.
+            unsafe { ring.kept.forget() };
             dropped += ring.discard_all();
         }
         self.forked

@@ -2,13 +2,18 @@
 //! checked. A sender finds its ring through one thread-local word (the ring
 //! it last posted through, `tls_word::post_word`), checked against the
 //! ring's `bound`; a thread's first post to a target claims a ring
-//! (`target.rs`) and remembers it.
+//! (`target.rs`) and remembers it. The ring also keeps the entry its
+//! thread last posted one scalar to (`Ring::kept`), so the next post to it
+//! checks the entry with one load of its slot (`post`).
 
-use super::ring::Ring;
+use super::abi::post_checked;
+use super::ring::{KeptEntry, Ring};
 use super::stats::{COALESCE, NO_WAKE};
 use super::target::{lookup, Target, DISPATCHER};
+use crate::ffi::RegistryHandle;
+use crate::registry::{self, PostSlot};
 use crate::sync::{barrier, Ordering};
-use crate::value::Value;
+use crate::value::{self, Value};
 use crate::Status;
 
 /// The ring this thread last posted through (its `bound` says to which
@@ -20,26 +25,125 @@ fn this_threads_ring() -> Option<&'static Ring> {
     unsafe { (word as *const Ring).as_ref() }
 }
 
-/// The fast path of `cbreg_post`: queues an event whose only argument is
-/// a scalar, without flags, on this thread's ring to `target`. False,
-/// with nothing queued and nothing counted, when the thread has no ring
-/// there yet, the ring no longer serves `target`, or it is full: the
-/// caller then takes `post_values`, which settles and counts each case.
+/// `cbreg_post`: the fast path, for one scalar without flags to the entry
+/// this thread last posted one to through its ring (`Ring::kept`). The
+/// entry is checked by one load of its slot's state, which must be what
+/// it was then: live, and the same entry (a state is never live twice).
+/// Everything else, and every refusal, leaves by a tail call with the
+/// caller's arguments, so this path keeps nothing in saved registers.
+///
+/// # Safety
+/// `cbreg_post`'s: `args` points to `nargs` values (or `nargs` is 0).
 #[inline(always)]
-pub(crate) fn try_post_scalar(reg: u64, id: u64, target: u32, arg: &Value) -> bool {
+pub(crate) unsafe fn post(reg: RegistryHandle, id: u64, args: *const Value, nargs: usize, flags: u32) -> Status {
+    let word = crate::tls_word::post_word::get();
+    // One test for two conditions (nargs is 1, no flags).
+    if word == 0 || nargs != 1 || flags != 0 || args.is_null() {
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_scalar(reg, id, args, nargs, flags) };
+    }
+    // SAFETY: a ring this thread claimed (never freed); one value at
+    // `args` (the caller's promise).
+    let (ring, arg) = unsafe { (&*(word as *const Ring), &*args) };
+    // SAFETY: this thread owns the ring.
+    let kept = unsafe { ring.kept.get() };
+    // The tag first: nothing else is kept while it is `NO_TAG`.
+    if arg.tag != kept.tag || reg.handle != kept.reg || id != kept.id {
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_scalar(reg, id, args, nargs, flags) };
+    }
+    // SAFETY: kept by `keep`, from a `PostSlot`.
+    let slot = unsafe { PostSlot::from_addr(kept.slot) };
+    if slot.state() != kept.state {
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_scalar(reg, id, args, nargs, flags) };
+    }
+    ring.busy.store(1, Ordering::Relaxed);
+    // A ring keeps an entry only where the light barrier is a compiler
+    // fence (`keep`).
+    barrier::light_unfenced();
+    if ring.bound.load(Ordering::Relaxed) != slot.target() || !ring.try_push_scalar(reg.handle, id, arg) {
+        ring.busy.store(0, Ordering::Release);
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_scalar(reg, id, args, nargs, flags) };
+    }
+    ring.busy.store(0, Ordering::Release);
+    let wake = ring.wake();
+    if wake.must_signal_unfenced() {
+        return signal_and_ok(wake);
+    }
+    Status::Ok
+}
+
+/// The wake of a consumer that is going to sleep, out of line: the fast
+/// path ends in tail calls only.
+#[cold]
+#[inline(never)]
+extern "C" fn signal_and_ok(wake: &super::wake::Wake) -> Status {
+    wake.signal_if_sleeping();
+    Status::Ok
+}
+
+/// One scalar without flags to any entry, on this thread's ring: the
+/// registry and entry checked as invoke checks them. The entry is then
+/// kept for the next post; `post_checked` serves every other case.
+/// `extern "C"`, as the callers' tail calls need: nothing here unwinds,
+/// and a Rust function's call would be wrapped for an unwind.
+///
+/// # Safety
+/// `cbreg_post`'s contract for `args` and `nargs`.
+#[inline(never)]
+unsafe extern "C" fn post_scalar(reg: RegistryHandle, id: u64, args: *const Value, nargs: usize, flags: u32) -> Status {
+    let Some(core) = registry::installed(reg.handle) else {
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_checked(reg, id, args, nargs, flags) };
+    };
+    if (nargs ^ 1) | flags as usize != 0 || args.is_null() {
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_checked(reg, id, args, nargs, flags) };
+    }
+    // SAFETY: the caller's promise for `args`: one value.
+    let arg = unsafe { &*args };
+    if !value::plainly_acceptable(arg) {
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_checked(reg, id, args, nargs, flags) };
+    }
+    let Ok((slot, state)) = core.post_slot(reg.handle, id) else {
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_checked(reg, id, args, nargs, flags) };
+    };
     let Some(ring) = this_threads_ring() else {
-        return false;
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_checked(reg, id, args, nargs, flags) };
     };
     // Both barriers of this path are the same kind: decided once.
     let fenced = !barrier::light_is_compiler_only();
     ring.busy.store(1, Ordering::Relaxed);
     barrier::light_if(fenced);
-    let pushed = ring.bound.load(Ordering::Relaxed) == target && ring.try_push_scalar(reg, id, arg);
+    let pushed = ring.bound.load(Ordering::Relaxed) == slot.target() && ring.try_push_scalar(reg.handle, id, arg);
     ring.busy.store(0, Ordering::Release);
-    if pushed {
-        ring.wake().after_publish_fenced(fenced);
+    if !pushed {
+        // SAFETY: our caller's promises, passed on.
+        return unsafe { post_checked(reg, id, args, nargs, flags) };
     }
-    pushed
+    ring.wake().after_publish_fenced(fenced);
+    if !fenced {
+        keep(ring, reg.handle, id, slot, state, arg.tag);
+    }
+    Status::Ok
+}
+
+/// Remembers in this thread's ring the entry it just posted to.
+fn keep(ring: &Ring, reg: u64, id: u64, slot: PostSlot, state: u64, tag: u32) {
+    let entry = KeptEntry {
+        reg,
+        id,
+        slot: slot.addr(),
+        state,
+        tag,
+    };
+    // SAFETY: this thread owns the ring.
+    unsafe { ring.kept.set(entry) };
 }
 
 #[inline(always)]

@@ -70,10 +70,16 @@ pub(crate) struct Ring {
     tail: AtomicU64,
     /// Arena bytes handed out (monotonic position).
     arena_tail: AtomicU64,
-    /// The producer's last view of `head` and `arena_head`: it loads the
+    /// The producer's last view of `head` plus the capacity (the first
+    /// sequence with no place), and of `arena_head`: it loads the
     /// consumer's words only when these say the ring may be full.
-    cached_head: AtomicU64,
+    limit: std::cell::Cell<u64>,
     cached_arena_head: AtomicU64,
+    /// The entry the owner last posted one scalar to through this ring
+    /// (`push.rs`): registry handle, id, the entry's slot and its state
+    /// then, and the argument's tag. A post that matches all of them, and
+    /// finds the slot's state unchanged, needs no other check of them.
+    pub(crate) kept: Kept,
     /// 1 while the owner is inside a post on this ring (from before it
     /// checks `bound` until after it publishes): a target's `free` waits
     /// for it to be 0 (`target.rs`).
@@ -127,12 +133,13 @@ impl Ring {
         Box::new(Ring {
             tail: AtomicU64::new(0),
             arena_tail: AtomicU64::new(0),
-            cached_head: AtomicU64::new(0),
+            limit: std::cell::Cell::new(events as u64),
             cached_arena_head: AtomicU64::new(0),
             busy: AtomicU32::new(0),
             bound: AtomicU32::new(bound),
             full: AtomicU64::new(0),
             memo: std::array::from_fn(|_| (AtomicU64::new(0), AtomicU64::new(0))),
+            kept: Kept::new(),
             _consumer: LineBreak,
             head: AtomicU64::new(0),
             arena_head: AtomicU64::new(0),
@@ -269,15 +276,14 @@ impl Ring {
     /// consumer's word only when that says the ring is full.
     #[inline(always)]
     fn room_for_one(&self, tail: u64) -> bool {
-        tail.wrapping_sub(self.cached_head.load(Ordering::Relaxed)) <= self.mask
-            || self.refresh_head(tail)
+        tail < self.limit.get() || self.refresh_head(tail)
     }
 
     #[cold]
     fn refresh_head(&self, tail: u64) -> bool {
-        let head = self.head.load(Ordering::Acquire);
-        self.cached_head.store(head, Ordering::Relaxed);
-        tail.wrapping_sub(head) <= self.mask
+        let limit = self.head.load(Ordering::Acquire) + self.mask + 1;
+        self.limit.set(limit);
+        tail < limit
     }
 
     #[cold]
@@ -420,11 +426,14 @@ impl Ring {
         dropped
     }
 
-    /// Forgets the previous owner's coalescing memory (a new owner).
+    /// Forgets the previous owner's coalescing memory and kept entry (a
+    /// new owner, or a forked child).
     pub(crate) fn forget_memo(&self) {
         for (id, _) in &self.memo {
             id.store(0, Ordering::Relaxed);
         }
+        // SAFETY: a new owner's, before its first post.
+        unsafe { self.kept.forget() };
     }
 }
 
@@ -437,6 +446,61 @@ impl Drop for Ring {
                 self.arena_len / 8,
             ))
         });
+    }
+}
+
+/// What `Ring::kept` holds.
+#[derive(Clone, Copy)]
+pub(crate) struct KeptEntry {
+    pub(crate) reg: u64,
+    pub(crate) id: u64,
+    pub(crate) slot: usize,
+    pub(crate) state: u64,
+    /// `NO_TAG` while nothing is kept: no argument has it, so no post
+    /// matches.
+    pub(crate) tag: u32,
+}
+
+const NO_TAG: u32 = u32::MAX;
+
+/// Plain memory, not atomics: only the ring's owner reads and writes it
+/// (and a new owner, or a forked child, forgets it while no post of the
+/// old one can run), and plain fields let each comparison read memory
+/// directly.
+pub(crate) struct Kept(std::cell::UnsafeCell<KeptEntry>);
+
+impl Kept {
+    fn new() -> Kept {
+        Kept(std::cell::UnsafeCell::new(KeptEntry {
+            reg: 0,
+            id: 0,
+            slot: 0,
+            state: 0,
+            tag: NO_TAG,
+        }))
+    }
+
+    /// # Safety
+    /// Called by the ring's owner.
+    #[inline(always)]
+    pub(crate) unsafe fn get(&self) -> &KeptEntry {
+        // SAFETY: the caller's promise: no one writes it meanwhile.
+        unsafe { &*self.0.get() }
+    }
+
+    /// # Safety
+    /// Called by the ring's owner.
+    pub(crate) unsafe fn set(&self, entry: KeptEntry) {
+        // SAFETY: the caller's promise: no one reads it meanwhile.
+        unsafe { *self.0.get() = entry }
+    }
+
+    /// # Safety
+    /// No post of the owner runs on the ring (a new owner took it over, or
+    /// this is a forked child).
+    pub(crate) unsafe fn forget(&self) {
+        // SAFETY: the caller's promise.
+        unsafe { (*self.0.get()).tag = NO_TAG }
     }
 }
 
