@@ -71,16 +71,15 @@ impl Target {
                 // A share per ring per round, so one busy sender does not
                 // hold the others back.
                 let share = (max - taken).min(ROUND_SHARE);
-                for _ in 0..share {
-                    if ring.pop(|event| self.deliver(event)).is_none() {
-                        break;
-                    }
-                    taken += 1;
-                    if FORKS.load(StdOrdering::Relaxed) != forks {
-                        return; // this is a forked child: its rings were reset
-                    }
-                }
-                if taken >= max {
+                let mut forked = false;
+                taken += ring.pop_many(share, |event| {
+                    self.deliver(event);
+                    // A callback forked, and this is the child: its rings
+                    // were emptied, take nothing more from them.
+                    forked = FORKS.load(StdOrdering::Relaxed) != forks;
+                    forked
+                });
+                if forked || taken >= max {
                     return;
                 }
             }
@@ -92,7 +91,8 @@ impl Target {
     }
 
     fn deliver(&self, event: Taken<'_>) {
-        let count = |c: &StdAtomicU64| c.fetch_add(1, StdOrdering::Relaxed);
+        // One consumer at a time writes the counters: no read-modify-write.
+        let count = |c: &StdAtomicU64| c.store(c.load(StdOrdering::Relaxed) + 1, StdOrdering::Relaxed);
         if event.superseded {
             count(&self.coalesced);
             return;

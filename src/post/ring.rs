@@ -364,53 +364,103 @@ impl Ring {
     /// Takes the oldest event, if any: calls `f` with it (its arguments
     /// rebuilt as values pointing into the arena, valid during the call),
     /// then frees its place. The caller is the one consumer.
-    #[inline]
+    #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn pop<R>(&self, f: impl FnOnce(Taken<'_>) -> R) -> Option<R> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.pop_many(1, |e| {
+            out = f.take().map(|f| f(e));
+            false
+        });
+        out
+    }
+
+    /// Takes up to `max` of the oldest events, calling `f` with each in
+    /// order (as `pop` does), and frees their places together after the
+    /// last: one look at the producer's tail and one release of `head` per
+    /// batch, not per event. `f` returning true stops the batch after that
+    /// event, and then nothing is freed: the caller learnt that this is a
+    /// forked child, whose rings were emptied under it. Returns how many
+    /// events `f` was called with.
+    #[inline]
+    pub(crate) fn pop_many(&self, max: usize, mut f: impl FnMut(Taken<'_>) -> bool) -> usize {
         let head = self.head.load(Ordering::Relaxed);
-        if head == self.cached_tail.load(Ordering::Relaxed) {
-            let tail = self.tail.load(Ordering::Acquire);
+        let mut tail = self.cached_tail.load(Ordering::Relaxed);
+        if head == tail {
+            tail = self.tail.load(Ordering::Acquire);
             self.cached_tail.store(tail, Ordering::Relaxed);
             if head == tail {
-                return None;
+                return 0;
             }
         }
-        let e = self.event(head);
-        let meta = e.words[2].load(Ordering::Relaxed);
-        let nargs = (meta & 0xff) as usize;
-        // Only the `nargs` values used are written: the array is large.
-        let mut values = [std::mem::MaybeUninit::<Value>::uninit(); crate::ffi::CBREG_MAX_ARGS];
-        let nargs = nargs.min(values.len());
-        let spill_at = e.words[3].load(Ordering::Relaxed);
-        for (i, v) in values.iter_mut().enumerate().take(nargs) {
-            let (word0, payload) = if i < INLINE_ARGS {
-                (
-                    e.words[4 + 2 * i].load(Ordering::Relaxed),
-                    e.words[5 + 2 * i].load(Ordering::Relaxed),
-                )
-            } else {
-                let at = spill_at + ((i - INLINE_ARGS) * SPILLED_ARG_BYTES) as u64;
-                let p = self.arena_ptr(at) as *const u64;
-                // SAFETY: the producer wrote these 16 bytes before it
-                // published the event (acquire on `tail` above).
-                unsafe { (p.read(), p.add(1).read()) }
-            };
-            v.write(rebuild(word0, payload, |at| self.arena_ptr(at)));
+        let n = (tail - head).min(max as u64);
+        let mut freed = 0;
+        for seq in head..head + n {
+            let e = self.event(seq);
+            let meta = e.words[2].load(Ordering::Relaxed);
+            let mut values = [std::mem::MaybeUninit::<Value>::uninit(); crate::ffi::CBREG_MAX_ARGS];
+            let args = self.rebuild_args(e, meta, &mut values);
+            let stop = f(Taken {
+                reg: e.words[0].load(Ordering::Relaxed),
+                id: e.words[1].load(Ordering::Relaxed),
+                superseded: meta & SUPERSEDED != 0,
+                args,
+            });
+            freed += meta >> 32;
+            if stop {
+                return (seq - head + 1) as usize;
+            }
+        }
+        if freed != 0 {
+            let arena_head = self.arena_head.load(Ordering::Relaxed);
+            self.arena_head.store(arena_head + freed, Ordering::Release);
+        }
+        self.head.store(head + n, Ordering::Release);
+        n as usize
+    }
+
+    /// An event's arguments as values (pointing into the arena), written
+    /// to the first `nargs` of `values`.
+    #[inline(always)]
+    fn rebuild_args<'v>(
+        &self,
+        e: &Event,
+        meta: u64,
+        values: &'v mut [std::mem::MaybeUninit<Value>; crate::ffi::CBREG_MAX_ARGS],
+    ) -> &'v [Value] {
+        let nargs = ((meta & 0xff) as usize).min(values.len());
+        if meta >> 32 == 0 && nargs <= INLINE_ARGS {
+            // No arena bytes: scalars only, each its two words.
+            for (i, v) in values.iter_mut().enumerate().take(nargs) {
+                let word0 = e.words[4 + 2 * i].load(Ordering::Relaxed);
+                let mut value = Value::none();
+                value.tag = word0 as u32;
+                value.len = (word0 >> 32) as usize;
+                value.r#as = Payload {
+                    i64: e.words[5 + 2 * i].load(Ordering::Relaxed) as i64,
+                };
+                v.write(value);
+            }
+        } else {
+            let spill_at = e.words[3].load(Ordering::Relaxed);
+            for (i, v) in values.iter_mut().enumerate().take(nargs) {
+                let (word0, payload) = if i < INLINE_ARGS {
+                    (
+                        e.words[4 + 2 * i].load(Ordering::Relaxed),
+                        e.words[5 + 2 * i].load(Ordering::Relaxed),
+                    )
+                } else {
+                    let at = spill_at + ((i - INLINE_ARGS) * SPILLED_ARG_BYTES) as u64;
+                    let p = self.arena_ptr(at) as *const u64;
+                    // SAFETY: the producer wrote these 16 bytes before it
+                    // published the event (acquire on `tail`).
+                    unsafe { (p.read(), p.add(1).read()) }
+                };
+                v.write(rebuild(word0, payload, |at| self.arena_ptr(at)));
+            }
         }
         // SAFETY: the first `nargs` were written just now.
-        let args = unsafe { &*(&values[..nargs] as *const [std::mem::MaybeUninit<Value>] as *const [Value]) };
-        let out = f(Taken {
-            reg: e.words[0].load(Ordering::Relaxed),
-            id: e.words[1].load(Ordering::Relaxed),
-            superseded: meta & SUPERSEDED != 0,
-            args,
-        });
-        let taken = meta >> 32;
-        if taken != 0 {
-            let arena_head = self.arena_head.load(Ordering::Relaxed);
-            self.arena_head.store(arena_head + taken, Ordering::Release);
-        }
-        self.head.store(head + 1, Ordering::Release);
-        Some(out)
+        unsafe { &*(&values[..nargs] as *const [std::mem::MaybeUninit<Value>] as *const [Value]) }
     }
 
     /// Drops every pending event without delivering it; returns how many.
