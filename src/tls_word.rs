@@ -190,7 +190,7 @@ pub(crate) mod python_word {
 }
 
 /// `post`'s word: the ring this thread last posted through
-/// (`post/target.rs`), 0 while it has none; read on each post.
+/// (`post/push.rs`), 0 while it has none; read on each post.
 pub(crate) mod post_word {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
     use super::imp::with_tls_word;

@@ -96,6 +96,17 @@ pub mod model {
             self.ring.pop(|e| e.args[0].as_i64().unwrap())
         }
 
+        /// The consumer takes up to `max` of the oldest events in one batch
+        /// (one look at the tail, one release of the places).
+        pub fn take_batch(&self, max: usize) -> Vec<i64> {
+            let mut out = Vec::new();
+            self.ring.pop_many(max, |e| {
+                out.push(e.args[0].as_i64().unwrap());
+                false
+            });
+            out
+        }
+
         pub fn prepare_sleep(&self) {
             self.wake.prepare_sleep()
         }
