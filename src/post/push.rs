@@ -47,8 +47,12 @@ pub(crate) unsafe fn post(reg: RegistryHandle, id: u64, args: *const Value, narg
     let (ring, arg) = unsafe { (&*(word as *const Ring), &*args) };
     // SAFETY: this thread owns the ring.
     let kept = unsafe { ring.kept.get() };
+    // Read once: the stores below may alias `args` as far as the
+    // compiler knows.
+    // SAFETY: every member of the payload is 8 bytes of plain data.
+    let (tag, payload) = (arg.tag, unsafe { arg.r#as.i64 } as u64);
     // The tag first: nothing else is kept while it is `NO_TAG`.
-    if arg.tag != kept.tag || reg.handle != kept.reg || id != kept.id {
+    if tag as u64 != kept.tag || reg.handle != kept.reg || id != kept.id {
         // SAFETY: our caller's promises, passed on.
         return unsafe { post_scalar(reg, id, args, nargs, flags) };
     }
@@ -62,7 +66,7 @@ pub(crate) unsafe fn post(reg: RegistryHandle, id: u64, args: *const Value, narg
     // A ring keeps an entry only where the light barrier is a compiler
     // fence (`keep`).
     barrier::light_unfenced();
-    if ring.bound.load(Ordering::Relaxed) != slot.target() || !ring.try_push_scalar(reg.handle, id, arg) {
+    if ring.bound.load(Ordering::Relaxed) != slot.target() || !ring.try_push_scalar(reg.handle, id, tag, payload) {
         ring.busy.store(0, Ordering::Release);
         // SAFETY: our caller's promises, passed on.
         return unsafe { post_scalar(reg, id, args, nargs, flags) };
@@ -120,7 +124,10 @@ unsafe extern "C" fn post_scalar(reg: RegistryHandle, id: u64, args: *const Valu
     let fenced = !barrier::light_is_compiler_only();
     ring.busy.store(1, Ordering::Relaxed);
     barrier::light_if(fenced);
-    let pushed = ring.bound.load(Ordering::Relaxed) == slot.target() && ring.try_push_scalar(reg.handle, id, arg);
+    // SAFETY: every member of the payload is 8 bytes of plain data.
+    let payload = unsafe { arg.r#as.i64 } as u64;
+    let pushed = ring.bound.load(Ordering::Relaxed) == slot.target()
+        && ring.try_push_scalar(reg.handle, id, arg.tag, payload);
     ring.busy.store(0, Ordering::Release);
     if !pushed {
         // SAFETY: our caller's promises, passed on.
@@ -140,7 +147,7 @@ fn keep(ring: &Ring, reg: u64, id: u64, slot: PostSlot, state: u64, tag: u32) {
         id,
         slot: slot.addr(),
         state,
-        tag,
+        tag: tag as u64,
     };
     // SAFETY: this thread owns the ring.
     unsafe { ring.kept.set(entry) };

@@ -176,7 +176,7 @@ impl Ring {
     /// the ring is full (not counted: the caller's general path will be).
     /// The caller owns the ring.
     #[inline(always)]
-    pub(crate) fn try_push_scalar(&self, reg: u64, id: u64, arg: &Value) -> bool {
+    pub(crate) fn try_push_scalar(&self, reg: u64, id: u64, tag: u32, payload: u64) -> bool {
         let tail = self.tail.load(Ordering::Relaxed);
         if !self.room_for_one(tail) {
             return false;
@@ -185,9 +185,8 @@ impl Ring {
         e.words[0].store(reg, Ordering::Relaxed);
         e.words[1].store(id, Ordering::Relaxed);
         e.words[2].store(1, Ordering::Relaxed);
-        e.words[4].store(arg.tag as u64, Ordering::Relaxed);
-        // SAFETY: every member of the payload is 8 bytes of plain data.
-        e.words[5].store(unsafe { arg.r#as.i64 } as u64, Ordering::Relaxed);
+        e.words[4].store(tag as u64, Ordering::Relaxed);
+        e.words[5].store(payload, Ordering::Relaxed);
         self.tail.store(tail + 1, Ordering::Release);
         true
     }
@@ -506,12 +505,12 @@ pub(crate) struct KeptEntry {
     pub(crate) id: u64,
     pub(crate) slot: usize,
     pub(crate) state: u64,
-    /// `NO_TAG` while nothing is kept: no argument has it, so no post
-    /// matches.
-    pub(crate) tag: u32,
+    /// The tag, widened: `NO_TAG` while nothing is kept, which no 32-bit
+    /// tag widens to, so no post matches it (whatever its other words).
+    pub(crate) tag: u64,
 }
 
-const NO_TAG: u32 = u32::MAX;
+const NO_TAG: u64 = u64::MAX;
 
 /// Plain memory, not atomics: only the ring's owner reads and writes it
 /// (and a new owner, or a forked child, forgets it while no post of the
