@@ -190,13 +190,15 @@ pub(crate) mod python_word {
 }
 
 /// `post`'s word: the ring this thread last posted through
-/// (`post/push.rs`), 0 while it has none; read on each post.
+/// (`post/push.rs`), `post::NO_RING` while it has none (so the post path
+/// reads through it with no test); read on each post.
 pub(crate) mod post_word {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
     use super::imp::with_tls_word;
 
-    // 8 bytes of initialised TLS starting at 0, hidden as the record word
-    // is.
+    // 8 bytes of initialised TLS starting as the address of
+    // `post::NO_RING` (relocated, as the record word's first value is),
+    // hidden as the record word is.
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
     std::arch::global_asm!(
         ".pushsection .tdata.cbreg_0_1_post_word,\"awT\",@progbits",
@@ -206,9 +208,10 @@ pub(crate) mod post_word {
         ".type cbreg_0_1_post_word,@object",
         ".size cbreg_0_1_post_word,8",
         "cbreg_0_1_post_word:",
-        ".quad 0",
+        ".quad {no_ring}",
         ".popsection",
+        no_ring = sym crate::post::NO_RING,
     );
 
-    super::imp::word_access!("cbreg_0_1_post_word", 0);
+    super::imp::word_access!("cbreg_0_1_post_word", crate::post::no_ring_word());
 }

@@ -7,7 +7,7 @@
 //! checks the entry with one load of its slot (`post`).
 
 use super::abi::post_checked;
-use super::ring::{KeptEntry, Ring};
+use super::ring::{no_ring_word, Kept, KeptEntry, Ring};
 use super::stats::{COALESCE, NO_WAKE};
 use super::target::{lookup, Target, DISPATCHER};
 use crate::ffi::RegistryHandle;
@@ -21,8 +21,11 @@ use crate::Status;
 #[inline(always)]
 fn this_threads_ring() -> Option<&'static Ring> {
     let word = crate::tls_word::post_word::get();
-    // SAFETY: 0 or a ring this thread claimed; rings are never freed.
-    unsafe { (word as *const Ring).as_ref() }
+    if word == no_ring_word() {
+        return None;
+    }
+    // SAFETY: a ring this thread claimed; rings are never freed.
+    Some(unsafe { &*(word as *const Ring) })
 }
 
 /// `cbreg_post`: the fast path, for one scalar without flags to the entry
@@ -36,17 +39,16 @@ fn this_threads_ring() -> Option<&'static Ring> {
 /// `cbreg_post`'s: `args` points to `nargs` values (or `nargs` is 0).
 #[inline(always)]
 pub(crate) unsafe fn post(reg: RegistryHandle, id: u64, args: *const Value, nargs: usize, flags: u32) -> Status {
-    let word = crate::tls_word::post_word::get();
-    // One test for two conditions (nargs is 1, no flags).
-    if word == 0 || nargs != 1 || flags != 0 || args.is_null() {
+    if nargs != 1 || flags != 0 || args.is_null() {
         // SAFETY: our caller's promises, passed on.
         return unsafe { post_scalar(reg, id, args, nargs, flags) };
     }
-    // SAFETY: a ring this thread claimed (never freed); one value at
-    // `args` (the caller's promise).
-    let (ring, arg) = unsafe { (&*(word as *const Ring), &*args) };
-    // SAFETY: this thread owns the ring.
-    let kept = unsafe { ring.kept.get() };
+    // The word is a ring this thread claimed (never freed), or `NO_RING`;
+    // both start with a kept entry, and `NO_RING`'s matches no post.
+    let word = crate::tls_word::post_word::get();
+    // SAFETY: one value at `args` (the caller's promise); the word's
+    // kept entry is this thread's to read.
+    let (arg, kept) = unsafe { (&*args, (*(word as *const Kept)).get()) };
     // Read once: the stores below may alias `args` as far as the
     // compiler knows.
     // SAFETY: every member of the payload is 8 bytes of plain data.
@@ -62,6 +64,8 @@ pub(crate) unsafe fn post(reg: RegistryHandle, id: u64, args: *const Value, narg
         // SAFETY: our caller's promises, passed on.
         return unsafe { post_scalar(reg, id, args, nargs, flags) };
     }
+    // SAFETY: something was kept: the word is a ring.
+    let ring = unsafe { &*(word as *const Ring) };
     ring.busy.store(1, Ordering::Relaxed);
     // A ring keeps an entry only where the light barrier is a compiler
     // fence (`keep`).

@@ -66,6 +66,12 @@ struct LineBreak;
 #[repr(C)]
 pub(crate) struct Ring {
     // ---- written by the producer ----
+    /// The entry the owner last posted one scalar to through this ring
+    /// (`push.rs`): registry handle, id, the entry's slot and its state
+    /// then, and the argument's tag. A post that matches all of them, and
+    /// finds the slot's state unchanged, needs no other check of them.
+    /// First, so that a thread with no ring reads `NO_RING` in its place.
+    pub(crate) kept: Kept,
     /// Events published (a sequence: event `s` sits at `s & mask`).
     tail: AtomicU64,
     /// Arena bytes handed out (monotonic position).
@@ -75,11 +81,6 @@ pub(crate) struct Ring {
     /// consumer's words only when these say the ring may be full.
     limit: std::cell::Cell<u64>,
     cached_arena_head: AtomicU64,
-    /// The entry the owner last posted one scalar to through this ring
-    /// (`push.rs`): registry handle, id, the entry's slot and its state
-    /// then, and the argument's tag. A post that matches all of them, and
-    /// finds the slot's state unchanged, needs no other check of them.
-    pub(crate) kept: Kept,
     /// 1 while the owner is inside a post on this ring (from before it
     /// checks `bound` until after it publishes): a target's `free` waits
     /// for it to be 0 (`target.rs`).
@@ -516,10 +517,29 @@ const NO_TAG: u64 = u64::MAX;
 /// (and a new owner, or a forked child, forgets it while no post of the
 /// old one can run), and plain fields let each comparison read memory
 /// directly.
+#[repr(transparent)]
 pub(crate) struct Kept(std::cell::UnsafeCell<KeptEntry>);
 
+/// What a thread with no ring has for one (`tls_word::post_word`'s first
+/// value): a kept entry that no post matches, at the address a ring's
+/// `kept` would be. Never written.
+// Read only through the word, as a ring's `kept` is.
+#[allow(dead_code)]
+pub(crate) struct NoRing(Kept);
+
+// SAFETY: never written (`kept` is written only through a claimed ring).
+unsafe impl Sync for NoRing {}
+
+pub(crate) static NO_RING: NoRing = NoRing(Kept::new());
+
+/// The word of a thread with no ring.
+#[inline(always)]
+pub(crate) fn no_ring_word() -> usize {
+    &NO_RING as *const NoRing as usize
+}
+
 impl Kept {
-    fn new() -> Kept {
+    const fn new() -> Kept {
         Kept(std::cell::UnsafeCell::new(KeptEntry {
             reg: 0,
             id: 0,
