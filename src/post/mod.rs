@@ -35,8 +35,10 @@ pub(crate) mod target;
 mod wake;
 
 pub use api::{PostFlags, Pump, Target};
+// The first value of `tls_word::post_word`: a symbol where the word is
+// defined in assembly, a function's result where it is a `thread_local!`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
 pub(crate) use ring::NO_RING;
-// The first value of the word where it is a `thread_local!` cell.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri))))]
 pub(crate) use ring::no_ring_word;
 pub use stats::{PostConfig, PostStats};
