@@ -12,6 +12,8 @@
 //! - `push.rs`: the sender's side (its thread-local ring, queueing);
 //! - `drain.rs`: the consumer's side (a batch over every ring, delivery
 //!   through invoke);
+//! - `kept.rs`: the entry a ring's owner last posted to, kept for the
+//!   next post's check;
 //! - `stats.rs`: sizes and counters; `fork.rs`: the forked child;
 //! - `dispatcher.rs`: cbreg's own consumer thread, the default target, and
 //!   the consumer loop other dispatchers reuse;
@@ -28,6 +30,7 @@ mod api;
 pub(crate) mod dispatcher;
 mod drain;
 mod fork;
+mod kept;
 mod push;
 mod ring;
 mod stats;
@@ -38,9 +41,9 @@ pub use api::{PostFlags, Pump, Target};
 // The first value of `tls_word::post_word`: a symbol where the word is
 // defined in assembly, a function's result where it is a `thread_local!`.
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
-pub(crate) use ring::NO_RING;
+pub(crate) use kept::NO_RING;
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri))))]
-pub(crate) use ring::no_ring_word;
+pub(crate) use kept::no_ring_word;
 pub use stats::{PostConfig, PostStats};
 
 /// A host's drain of a pump: empties the wake descriptor and delivers up

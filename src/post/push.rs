@@ -7,7 +7,8 @@
 //! checks the entry with one load of its slot (`post`).
 
 use super::abi::post_checked;
-use super::ring::{no_ring_word, Kept, KeptEntry, Ring};
+use super::kept::{no_ring_word, Kept, KeptEntry};
+use super::ring::Ring;
 use super::stats::{COALESCE, NO_WAKE};
 use super::target::{lookup, Target, DISPATCHER};
 use crate::ffi::RegistryHandle;
