@@ -203,13 +203,15 @@ pub(crate) mod python_word {
 }
 
 /// `post`'s word: the ring this thread last posted through
-/// (`post/target.rs`), 0 while it has none; read on each post.
+/// (`post/push.rs`), `post::NO_RING` while it has none (so the post path
+/// reads through it with no test); read on each post.
 pub(crate) mod post_word {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
     use super::imp::with_tls_word;
 
-    // 8 bytes of initialised TLS starting at 0, hidden as the record word
-    // is.
+    // 8 bytes of initialised TLS starting as the address of
+    // `post::NO_RING` (relocated, as the record word's first value is),
+    // hidden as the record word is.
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
     std::arch::global_asm!(
         concat!(
@@ -223,9 +225,10 @@ pub(crate) mod post_word {
         concat!(".type ", versioned!("post_word"), ",@object"),
         concat!(".size ", versioned!("post_word"), ",8"),
         concat!(versioned!("post_word"), ":"),
-        ".quad 0",
+        ".quad {no_ring}",
         ".popsection",
+        no_ring = sym crate::post::NO_RING,
     );
 
-    super::imp::word_access!(versioned!("post_word"), 0);
+    super::imp::word_access!(versioned!("post_word"), crate::post::no_ring_word());
 }

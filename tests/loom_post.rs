@@ -1,8 +1,8 @@
 //! Loom models of post's ring and wake, run on the real code
 //! (`RUSTFLAGS="--cfg loom"`, see `make loom`): a consumer going to sleep
 //! never misses an event (no lost wake), no event is taken twice, one
-//! sender's events come out in order, and freeing a target never misses a
-//! post in flight.
+//! sender's events come out in order (taken one at a time or in batches),
+//! and freeing a target never misses a post in flight.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -55,6 +55,23 @@ fn one_senders_events_are_taken_once_each_and_in_order() {
             taken.push(n);
         }
         assert_eq!(taken, sent, "lost, repeated or reordered");
+    });
+}
+
+#[test]
+fn a_batch_takes_each_event_once_and_in_order_and_frees_its_places() {
+    loom::model(|| {
+        let q = Arc::new(Queue::new(2));
+        let sender = {
+            let q = q.clone();
+            thread::spawn(move || (1..=3).filter(|&n| q.post(n)).collect::<Vec<_>>())
+        };
+        let mut taken = q.take_batch(2);
+        let sent = sender.join().unwrap();
+        taken.extend(q.take_batch(2));
+        taken.extend(q.take_batch(2));
+        assert_eq!(taken, sent, "lost, repeated or reordered");
+        assert!(!q.any_pending());
     });
 }
 

@@ -571,3 +571,54 @@ fn the_drained_ring_of_an_exited_thread_is_reused() {
     assert!(pump.stats().rings <= 4, "{:?}", pump.stats());
     assert_accounted(&pump.stats());
 }
+
+/// The fast path keeps the entry a thread last posted to; every post still
+/// checks it: unregistered is `NOT_FOUND`, a newer entry in the same slot
+/// does not answer to the old id, a new target is followed, a closed
+/// registry is `CLOSED` and a freed one `INVALID_REGISTRY`.
+#[test]
+fn the_entry_a_thread_posted_to_last_is_checked_again_at_each_post() {
+    fn post_f64(handle: u64, id: u64) -> Status {
+        let arg = Value::f64(440.0);
+        // SAFETY: one scalar value.
+        unsafe { cbreg::post::abi::cbreg_post(cbreg::ffi::RegistryHandle { handle }, id, &arg, 1, 0) }
+    }
+    let reg = Registry::new().unwrap();
+    let pump = Pump::new().unwrap();
+    let other = Pump::new().unwrap();
+    let (id, _seen) = recorder(&reg);
+    reg.set_target(id, pump.target()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(post_f64(reg.handle(), id), Status::Ok);
+    }
+    reg.set_target(id, other.target()).unwrap();
+    assert_eq!(post_f64(reg.handle(), id), Status::Ok);
+    assert_eq!((drain_all(&pump), drain_all(&other)), (3, 1));
+
+    assert_eq!(reg.unregister(id), Status::Ok);
+    assert_eq!(post_f64(reg.handle(), id), Status::NotFound);
+    let (newer, _) = recorder(&reg);
+    reg.set_target(newer, pump.target()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(post_f64(reg.handle(), newer), Status::Ok);
+    }
+    assert_eq!(post_f64(reg.handle(), id), Status::NotFound);
+    assert_eq!(post_f64(reg.handle(), newer), Status::Ok);
+    assert_eq!(drain_all(&pump), 4);
+
+    let handle = reg.handle();
+    reg.close();
+    assert_eq!(post_f64(handle, newer), Status::Closed);
+    let freed = Registry::new().unwrap();
+    let (last, _) = recorder(&freed);
+    freed.set_target(last, pump.target()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(post_f64(freed.handle(), last), Status::Ok);
+    }
+    let freed_handle = freed.handle();
+    drop(freed);
+    assert_eq!(post_f64(freed_handle, last), Status::InvalidRegistry);
+    drain_all(&pump);
+    assert_accounted(&pump.stats());
+    assert_accounted(&other.stats());
+}

@@ -55,6 +55,10 @@ fn a_forked_child_starts_with_consistent_rings_and_drops_what_the_parent_had_pen
     std::thread::sleep(Duration::from_millis(5));
     // The dispatcher is running in the parent.
     reg.post(on_dispatcher, &[Arg::i64(1)]).unwrap();
+    // This thread's ring to the pump keeps `on_pump` as its last entry.
+    for i in 3..5 {
+        reg.post(on_pump, &[Arg::i64(i)]).unwrap();
+    }
     // SAFETY: the child calls cbreg, allocates and exits with `_exit`.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
@@ -75,7 +79,7 @@ fn a_forked_child_starts_with_consistent_rings_and_drops_what_the_parent_had_pen
     // The parent still has every event it posted, and delivers them.
     while pump.drain(1 << 16) != 0 {}
     let seen = pump_seen.lock().unwrap();
-    assert_eq!(&seen[..3], &[0, 1, 2]);
+    assert_eq!(&seen[..5], &[0, 1, 2, 3, 4]);
     let s = pump.stats();
     assert_eq!(s.dropped_fork, 0);
     assert_eq!(s.posted, s.delivered + s.dropped_full, "{s:?}");
@@ -90,7 +94,7 @@ fn child(
     dispatcher_seen: &Mutex<Vec<i64>>,
 ) -> i32 {
     let before = pump.stats();
-    if before.pending != 0 || before.dropped_fork < 3 {
+    if before.pending != 0 || before.dropped_fork < 5 {
         eprintln!("child: pending events survived the fork: {before:?}");
         return 1;
     }
@@ -104,6 +108,16 @@ fn child(
     {
         eprintln!("child: accounting broken: {before:?}");
         return 3;
+    }
+    // The entry this thread last posted to is forgotten, and nothing that
+    // was kept lets a malformed argument through.
+    let mut bad = Value::i64(0);
+    bad.tag = u32::MAX;
+    let reg_handle = cbreg::ffi::RegistryHandle { handle: reg.handle() };
+    // SAFETY: one value.
+    if unsafe { cbreg::post::abi::cbreg_post(reg_handle, on_pump, &bad, 1, 0) } != Status::InvalidArgument {
+        eprintln!("child: a post with a bad tag was taken");
+        return 9;
     }
     // The child posts and drains; its descriptor is its own.
     if reg.post(on_pump, &[Arg::i64(7)]) != Ok(()) || pump.drain(10) != 1 {

@@ -10,6 +10,7 @@
 
 use std::ffi::c_int;
 
+use super::push;
 use super::target::{self, PostConfig, PostStats};
 use crate::ffi::boundary::{
     boundary, core_of, no_catch_frame, put, required, unwinds_through,
@@ -69,34 +70,8 @@ pub unsafe extern "C" fn cbreg_post(
     flags: u32,
 ) -> Status {
     no_catch_frame! { "the fast path returns statuses and never panics", {
-        // One scalar, no flags, a registry this copy holds, the thread's ring
-        // in hand and room in it: every other case (and every refusal, which
-        // is counted there) leaves by a tail call with the caller's arguments,
-        // so this path keeps nothing in saved registers.
-        let Some(core) = registry::installed(reg.handle) else {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        };
-        // One test for two conditions (nargs is 1, no flags).
-        if (nargs ^ 1) | flags as usize != 0 || args.is_null() {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        }
-        // SAFETY: non-null, and the caller promises one value there.
-        let arg = unsafe { &*args };
-        if !value::plainly_acceptable(arg) {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        }
-        let Ok(target) = core.post_target(reg.handle, id) else {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        };
-        if !target::try_post_scalar(reg.handle, id, target, arg) {
-            // SAFETY: our caller's promises, passed on.
-            return unsafe { post_checked(reg, id, args, nargs, flags) };
-        }
-        Status::Ok
+        // SAFETY: our caller's promises, passed on.
+        unsafe { push::post(reg, id, args, nargs, flags) }
     }}
 }
 
@@ -107,7 +82,7 @@ pub unsafe extern "C" fn cbreg_post(
 /// # Safety
 /// `cbreg_post`'s contract for `args` and `nargs`.
 #[inline(never)]
-unsafe fn post_checked(
+pub(super) unsafe fn post_checked(
     reg: RegistryHandle,
     id: u64,
     args: *const Value,
@@ -123,7 +98,7 @@ unsafe fn post_checked(
         let args = unsafe { value::checked_args(args, nargs) }?;
         let core = registry::lookup(reg.handle)?;
         let target = core.post_target(reg.handle, id)?;
-        target::post_values(reg.handle, id, target, flags, args).ok()
+        push::post_values(reg.handle, id, target, flags, args).ok()
     }}
 }
 
@@ -136,7 +111,7 @@ unsafe fn post_checked(
 #[no_mangle]
 pub extern "C" fn cbreg_post_reserve(target: TargetHandle) -> Status {
     boundary! { forward post_reserve(target); status {
-        target::reserve(target.handle)
+        push::reserve(target.handle)
     }}
 }
 
@@ -287,7 +262,7 @@ pub unsafe extern "C" fn cbreg_post_stats_total(out: *mut PostStats) -> Status {
     boundary! { forward post_stats_total(out); status {
         // SAFETY: NULL or storage for the stats (the caller's promise).
         let out = unsafe { required(out) }?;
-        *out = target::total_stats();
+        *out = super::stats::total_stats();
         Ok(())
     }}
 }

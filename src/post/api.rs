@@ -53,7 +53,7 @@ impl Registry {
         // SAFETY: every `Arg` borrows its memory for at least this call,
         // and post copies it.
         unsafe {
-            abi::cbreg_post(
+            super::push::post(
                 registry_handle(self),
                 id,
                 values.as_ptr(),

@@ -7,8 +7,14 @@
 //!   of events and a byte arena, reserved when the ring is made);
 //! - `wake.rs`: how a sender wakes a consumer that is going to sleep, and
 //!   only then (a flag, the asymmetric barrier pair, an eventfd);
-//! - `target.rs`: targets (rings per sending thread, the consumer's drain
-//!   and counters), the sender's thread-local ring, fork;
+//! - `target.rs`: the table of targets and each target's rings (one per
+//!   sending thread: claimed, taken over, made);
+//! - `push.rs`: the sender's side (its thread-local ring, queueing);
+//! - `drain.rs`: the consumer's side (a batch over every ring, delivery
+//!   through invoke);
+//! - `kept.rs`: the entry a ring's owner last posted to, kept for the
+//!   next post's check;
+//! - `stats.rs`: sizes and counters; `fork.rs`: the forked child;
 //! - `dispatcher.rs`: cbreg's own consumer thread, the default target, and
 //!   the consumer loop other dispatchers reuse;
 //! - `abi.rs`: the C ABI; `api.rs`: the Rust API (`Registry::post`, `Pump`).
@@ -22,12 +28,23 @@
 pub mod abi;
 mod api;
 pub(crate) mod dispatcher;
+mod drain;
+mod fork;
+mod kept;
+mod push;
 mod ring;
+mod stats;
 pub(crate) mod target;
 mod wake;
 
 pub use api::{PostFlags, Pump, Target};
-pub use target::{PostConfig, PostStats};
+// The first value of `tls_word::post_word`: a symbol where the word is
+// defined in assembly, a function's result where it is a `thread_local!`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+pub(crate) use kept::NO_RING;
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri))))]
+pub(crate) use kept::no_ring_word;
+pub use stats::{PostConfig, PostStats};
 
 /// A host's drain of a pump: empties the wake descriptor and delivers up
 /// to `max` events. A drain that took events (or left some) makes the
@@ -78,7 +95,7 @@ pub mod model {
         /// refused (full, or the target was freed).
         pub fn post(&self, n: i64) -> bool {
             matches!(
-                super::target::push_on(&self.ring, 1, 2, TARGET, 0, &[Value::i64(n)]),
+                super::push::push_on(&self.ring, 1, 2, TARGET, 0, &[Value::i64(n)]),
                 Some(crate::Status::Ok)
             )
         }
@@ -86,6 +103,17 @@ pub mod model {
         /// The consumer takes the oldest event, if any.
         pub fn take(&self) -> Option<i64> {
             self.ring.pop(|e| e.args[0].as_i64().unwrap())
+        }
+
+        /// The consumer takes up to `max` of the oldest events in one batch
+        /// (one look at the tail, one release of the places).
+        pub fn take_batch(&self, max: usize) -> Vec<i64> {
+            let mut out = Vec::new();
+            self.ring.pop_many(max, |e| {
+                out.push(e.args[0].as_i64().unwrap());
+                false
+            });
+            out
         }
 
         pub fn prepare_sleep(&self) {

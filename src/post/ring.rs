@@ -26,6 +26,7 @@
 //! would straddle the end skips to the start, and the skipped bytes count
 //! as the event's. A post that does not fit in either writes nothing.
 
+use super::kept::Kept;
 use super::wake::Wake;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::value::{Payload, Tag, Value};
@@ -66,13 +67,20 @@ struct LineBreak;
 #[repr(C)]
 pub(crate) struct Ring {
     // ---- written by the producer ----
+    /// The entry the owner last posted one scalar to through this ring
+    /// (`push.rs`): registry handle, id, the entry's slot and its state
+    /// then, and the argument's tag. A post that matches all of them, and
+    /// finds the slot's state unchanged, needs no other check of them.
+    /// First, so that a thread with no ring reads `NO_RING` in its place.
+    pub(crate) kept: Kept,
     /// Events published (a sequence: event `s` sits at `s & mask`).
     tail: AtomicU64,
     /// Arena bytes handed out (monotonic position).
     arena_tail: AtomicU64,
-    /// The producer's last view of `head` and `arena_head`: it loads the
+    /// The producer's last view of `head` plus the capacity (the first
+    /// sequence with no place), and of `arena_head`: it loads the
     /// consumer's words only when these say the ring may be full.
-    cached_head: AtomicU64,
+    limit: std::cell::Cell<u64>,
     cached_arena_head: AtomicU64,
     /// 1 while the owner is inside a post on this ring (from before it
     /// checks `bound` until after it publishes): a target's `free` waits
@@ -127,12 +135,13 @@ impl Ring {
         Box::new(Ring {
             tail: AtomicU64::new(0),
             arena_tail: AtomicU64::new(0),
-            cached_head: AtomicU64::new(0),
+            limit: std::cell::Cell::new(events as u64),
             cached_arena_head: AtomicU64::new(0),
             busy: AtomicU32::new(0),
             bound: AtomicU32::new(bound),
             full: AtomicU64::new(0),
             memo: std::array::from_fn(|_| (AtomicU64::new(0), AtomicU64::new(0))),
+            kept: Kept::new(),
             _consumer: LineBreak,
             head: AtomicU64::new(0),
             arena_head: AtomicU64::new(0),
@@ -169,7 +178,7 @@ impl Ring {
     /// the ring is full (not counted: the caller's general path will be).
     /// The caller owns the ring.
     #[inline(always)]
-    pub(crate) fn try_push_scalar(&self, reg: u64, id: u64, arg: &Value) -> bool {
+    pub(crate) fn try_push_scalar(&self, reg: u64, id: u64, tag: u32, payload: u64) -> bool {
         let tail = self.tail.load(Ordering::Relaxed);
         if !self.room_for_one(tail) {
             return false;
@@ -178,9 +187,8 @@ impl Ring {
         e.words[0].store(reg, Ordering::Relaxed);
         e.words[1].store(id, Ordering::Relaxed);
         e.words[2].store(1, Ordering::Relaxed);
-        e.words[4].store(arg.tag as u64, Ordering::Relaxed);
-        // SAFETY: every member of the payload is 8 bytes of plain data.
-        e.words[5].store(unsafe { arg.r#as.i64 } as u64, Ordering::Relaxed);
+        e.words[4].store(tag as u64, Ordering::Relaxed);
+        e.words[5].store(payload, Ordering::Relaxed);
         self.tail.store(tail + 1, Ordering::Release);
         true
     }
@@ -269,15 +277,14 @@ impl Ring {
     /// consumer's word only when that says the ring is full.
     #[inline(always)]
     fn room_for_one(&self, tail: u64) -> bool {
-        tail.wrapping_sub(self.cached_head.load(Ordering::Relaxed)) <= self.mask
-            || self.refresh_head(tail)
+        tail < self.limit.get() || self.refresh_head(tail)
     }
 
     #[cold]
     fn refresh_head(&self, tail: u64) -> bool {
-        let head = self.head.load(Ordering::Acquire);
-        self.cached_head.store(head, Ordering::Relaxed);
-        tail.wrapping_sub(head) <= self.mask
+        let limit = self.head.load(Ordering::Acquire) + self.mask + 1;
+        self.limit.set(limit);
+        tail < limit
     }
 
     #[cold]
@@ -358,53 +365,103 @@ impl Ring {
     /// Takes the oldest event, if any: calls `f` with it (its arguments
     /// rebuilt as values pointing into the arena, valid during the call),
     /// then frees its place. The caller is the one consumer.
-    #[inline]
+    #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn pop<R>(&self, f: impl FnOnce(Taken<'_>) -> R) -> Option<R> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.pop_many(1, |e| {
+            out = f.take().map(|f| f(e));
+            false
+        });
+        out
+    }
+
+    /// Takes up to `max` of the oldest events, calling `f` with each in
+    /// order (as `pop` does), and frees their places together after the
+    /// last: one look at the producer's tail and one release of `head` per
+    /// batch, not per event. `f` returning true stops the batch after that
+    /// event, and then nothing is freed: the caller learnt that this is a
+    /// forked child, whose rings were emptied under it. Returns how many
+    /// events `f` was called with.
+    #[inline]
+    pub(crate) fn pop_many(&self, max: usize, mut f: impl FnMut(Taken<'_>) -> bool) -> usize {
         let head = self.head.load(Ordering::Relaxed);
-        if head == self.cached_tail.load(Ordering::Relaxed) {
-            let tail = self.tail.load(Ordering::Acquire);
+        let mut tail = self.cached_tail.load(Ordering::Relaxed);
+        if head == tail {
+            tail = self.tail.load(Ordering::Acquire);
             self.cached_tail.store(tail, Ordering::Relaxed);
             if head == tail {
-                return None;
+                return 0;
             }
         }
-        let e = self.event(head);
-        let meta = e.words[2].load(Ordering::Relaxed);
-        let nargs = (meta & 0xff) as usize;
-        // Only the `nargs` values used are written: the array is large.
-        let mut values = [std::mem::MaybeUninit::<Value>::uninit(); crate::ffi::CBREG_MAX_ARGS];
-        let nargs = nargs.min(values.len());
-        let spill_at = e.words[3].load(Ordering::Relaxed);
-        for (i, v) in values.iter_mut().enumerate().take(nargs) {
-            let (word0, payload) = if i < INLINE_ARGS {
-                (
-                    e.words[4 + 2 * i].load(Ordering::Relaxed),
-                    e.words[5 + 2 * i].load(Ordering::Relaxed),
-                )
-            } else {
-                let at = spill_at + ((i - INLINE_ARGS) * SPILLED_ARG_BYTES) as u64;
-                let p = self.arena_ptr(at) as *const u64;
-                // SAFETY: the producer wrote these 16 bytes before it
-                // published the event (acquire on `tail` above).
-                unsafe { (p.read(), p.add(1).read()) }
-            };
-            v.write(rebuild(word0, payload, |at| self.arena_ptr(at)));
+        let n = (tail - head).min(max as u64);
+        let mut freed = 0;
+        for seq in head..head + n {
+            let e = self.event(seq);
+            let meta = e.words[2].load(Ordering::Relaxed);
+            let mut values = [std::mem::MaybeUninit::<Value>::uninit(); crate::ffi::CBREG_MAX_ARGS];
+            let args = self.rebuild_args(e, meta, &mut values);
+            let stop = f(Taken {
+                reg: e.words[0].load(Ordering::Relaxed),
+                id: e.words[1].load(Ordering::Relaxed),
+                superseded: meta & SUPERSEDED != 0,
+                args,
+            });
+            freed += meta >> 32;
+            if stop {
+                return (seq - head + 1) as usize;
+            }
+        }
+        if freed != 0 {
+            let arena_head = self.arena_head.load(Ordering::Relaxed);
+            self.arena_head.store(arena_head + freed, Ordering::Release);
+        }
+        self.head.store(head + n, Ordering::Release);
+        n as usize
+    }
+
+    /// An event's arguments as values (pointing into the arena), written
+    /// to the first `nargs` of `values`.
+    #[inline(always)]
+    fn rebuild_args<'v>(
+        &self,
+        e: &Event,
+        meta: u64,
+        values: &'v mut [std::mem::MaybeUninit<Value>; crate::ffi::CBREG_MAX_ARGS],
+    ) -> &'v [Value] {
+        let nargs = ((meta & 0xff) as usize).min(values.len());
+        if meta >> 32 == 0 && nargs <= INLINE_ARGS {
+            // No arena bytes: scalars only, each its two words.
+            for (i, v) in values.iter_mut().enumerate().take(nargs) {
+                let word0 = e.words[4 + 2 * i].load(Ordering::Relaxed);
+                let mut value = Value::none();
+                value.tag = word0 as u32;
+                value.len = (word0 >> 32) as usize;
+                value.r#as = Payload {
+                    i64: e.words[5 + 2 * i].load(Ordering::Relaxed) as i64,
+                };
+                v.write(value);
+            }
+        } else {
+            let spill_at = e.words[3].load(Ordering::Relaxed);
+            for (i, v) in values.iter_mut().enumerate().take(nargs) {
+                let (word0, payload) = if i < INLINE_ARGS {
+                    (
+                        e.words[4 + 2 * i].load(Ordering::Relaxed),
+                        e.words[5 + 2 * i].load(Ordering::Relaxed),
+                    )
+                } else {
+                    let at = spill_at + ((i - INLINE_ARGS) * SPILLED_ARG_BYTES) as u64;
+                    let p = self.arena_ptr(at) as *const u64;
+                    // SAFETY: the producer wrote these 16 bytes before it
+                    // published the event (acquire on `tail`).
+                    unsafe { (p.read(), p.add(1).read()) }
+                };
+                v.write(rebuild(word0, payload, |at| self.arena_ptr(at)));
+            }
         }
         // SAFETY: the first `nargs` were written just now.
-        let args = unsafe { &*(&values[..nargs] as *const [std::mem::MaybeUninit<Value>] as *const [Value]) };
-        let out = f(Taken {
-            reg: e.words[0].load(Ordering::Relaxed),
-            id: e.words[1].load(Ordering::Relaxed),
-            superseded: meta & SUPERSEDED != 0,
-            args,
-        });
-        let taken = meta >> 32;
-        if taken != 0 {
-            let arena_head = self.arena_head.load(Ordering::Relaxed);
-            self.arena_head.store(arena_head + taken, Ordering::Release);
-        }
-        self.head.store(head + 1, Ordering::Release);
-        Some(out)
+        unsafe { &*(&values[..nargs] as *const [std::mem::MaybeUninit<Value>] as *const [Value]) }
     }
 
     /// Drops every pending event without delivering it; returns how many.
@@ -420,11 +477,14 @@ impl Ring {
         dropped
     }
 
-    /// Forgets the previous owner's coalescing memory (a new owner).
+    /// Forgets the previous owner's coalescing memory and kept entry (a
+    /// new owner, or a forked child).
     pub(crate) fn forget_memo(&self) {
         for (id, _) in &self.memo {
             id.store(0, Ordering::Relaxed);
         }
+        // SAFETY: a new owner's, before its first post.
+        unsafe { self.kept.forget() };
     }
 }
 

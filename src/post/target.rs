@@ -1,27 +1,20 @@
 //! Targets: where posted events wait and who takes them.
 //!
 //! A target is a set of rings, one per sending thread (`ring.rs`), a wake
-//! descriptor (`wake.rs`) and the consumer's counters. Target 0 is the
-//! native dispatcher (`dispatcher.rs`); the others are pumps a host drains
-//! from its own loop, and, later, the Python adapter's dispatchers. A
+//! descriptor (`wake.rs`) and the consumer's counters (`stats.rs`). Target
+//! 0 is the native dispatcher (`dispatcher.rs`); the others are pumps a
+//! host drains from its own loop, and the Python adapter's dispatchers. A
 //! handle is `generation << 6 | index`; the table holds each `Target` for
 //! ever (its memory is reused by the next target at that index), so a
 //! stale handle can be detected, never followed into freed memory.
 //!
-//! A sender finds its ring through one thread-local word (the ring it last
-//! posted through, `tls_word::post_word`), checked against the ring's
-//! `bound`: a ring stays with its thread until the thread exits, whichever
-//! target its index serves. A thread's first post to a
-//! target claims a free ring (made in advance: `PREALLOCATED_RINGS` per
-//! target, more by `cbreg_post_reserve`), takes over the empty ring of a
-//! thread that has exited, or, on a thread not marked real-time, makes a
-//! new one. A real-time thread never allocates: with no ring to claim its
-//! post is `FULL` and counted.
-//!
-//! The consumer drains one target at a time (`draining`), delivering each
-//! event through the ordinary invoke path: a stale id is dropped and
-//! counted, a one-shot runs once, `unregister_wait` waits for a delivery
-//! like for any invoke.
+//! This file owns the table (lookup, create, free) and the rings of a
+//! target: a thread's first post to a target claims a free ring (made in
+//! advance: `PREALLOCATED_RINGS` per target, more by `cbreg_post_reserve`),
+//! takes over the empty ring of a thread that has exited, or, on a thread
+//! not marked real-time, makes a new one. A real-time thread never
+//! allocates: with no ring to claim its post is `FULL` and counted. The
+//! sender's side is `push.rs`, the consumer's `drain.rs`, fork `fork.rs`.
 //!
 //! Freeing a pump: its handle stops working at once (`life`), each ring's
 //! `bound` is taken away, a heavy barrier, then the free waits for posts
@@ -31,12 +24,14 @@
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::time::Duration;
 
-use super::ring::{Ring, Taken, UNBOUND};
+use super::fork::after_fork_handler;
+use super::ring::{Ring, UNBOUND};
 use super::wake::Wake;
-use crate::ffi::RegistryHandle;
 use crate::sync::{barrier, AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
-use crate::value::Value;
 use crate::Status;
+
+pub(crate) use super::drain::{BatchScope, Plain};
+pub(crate) use super::stats::{PostConfig, PostStats};
 
 /// Targets at once (the dispatcher included).
 #[cfg(not(loom))]
@@ -62,137 +57,36 @@ pub(crate) const DISPATCHER: u32 = 0;
 /// `life` of a table entry with no target.
 const FREE: u32 = UNBOUND;
 
-/// The flags `cbreg_post` knows.
-pub(crate) const NO_WAKE: u32 = 1;
-pub(crate) const COALESCE: u32 = 2;
-
-/// Sizes and period of a target (`cbreg_post_config`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PostConfig {
-    /// Events each sender's ring holds (rounded up to a power of two;
-    /// 0: the default, 1024).
-    pub ring_events: u32,
-    /// Bytes of each sender's arena for strings, bytes, arrays and
-    /// arguments past the second (rounded up to a power of two; 0: the
-    /// default, 16384).
-    pub ring_bytes: u32,
-    /// The longest the consumer sleeps without a wake, in microseconds
-    /// (0: the default, 1000). What bounds the delay of a
-    /// `CBREG_POST_NO_WAKE` event.
-    pub period_us: u32,
-}
-
-impl PostConfig {
-    pub(crate) const DEFAULT: PostConfig = PostConfig {
-        ring_events: 1024,
-        ring_bytes: 16384,
-        period_us: 1000,
-    };
-
-    /// Zeros replaced by defaults, sizes rounded up to powers of two.
-    pub(crate) fn normalized(self) -> Result<PostConfig, Status> {
-        let pick = |v: u32, d: u32| if v == 0 { d } else { v };
-        let events = pick(self.ring_events, Self::DEFAULT.ring_events);
-        let bytes = pick(self.ring_bytes, Self::DEFAULT.ring_bytes);
-        if events > 1 << 24 || bytes > 1 << 30 {
-            return Err(Status::InvalidArgument);
-        }
-        Ok(PostConfig {
-            ring_events: events.next_power_of_two(),
-            ring_bytes: bytes.next_power_of_two().max(8),
-            period_us: pick(self.period_us, Self::DEFAULT.period_us),
-        })
-    }
-}
-
-impl Default for PostConfig {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
-/// Counters of one target (`cbreg_post_stats`). At rest (nothing pending)
-/// `posted` equals `delivered` plus every `dropped_*` plus `coalesced`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PostStats {
-    /// Posts that reached this target (queued or refused as full).
-    pub posted: u64,
-    /// Events delivered (the callback ran, whatever it returned).
-    pub delivered: u64,
-    /// Posts refused with `CBREG_STATUS_FULL`.
-    pub dropped_full: u64,
-    /// Events whose entry was gone by delivery (unregistered, cleared, a
-    /// one-shot that already ran, its registry freed).
-    pub dropped_stale: u64,
-    /// Events whose registry was closed by delivery, or left when the
-    /// target was freed.
-    pub dropped_closed: u64,
-    /// Events pending in the parent when this process was forked (the
-    /// parent delivers them, the child drops them).
-    pub dropped_fork: u64,
-    /// Coalescing events skipped because a newer one for the same entry
-    /// from the same sender followed.
-    pub coalesced: u64,
-    /// Events queued and not yet taken.
-    pub pending: u64,
-    /// The most events a drain found waiting in one ring.
-    pub high_water: u64,
-    /// Configured events per ring and arena bytes per ring.
-    pub ring_events: u64,
-    pub ring_bytes: u64,
-    /// Rings made (sending threads served at once).
-    pub rings: u64,
-    /// Wakes sent by senders (system calls).
-    pub wakes: u64,
-}
-
-/// How a consumer runs a batch of deliveries: the seam where a Python
-/// dispatcher attaches to its interpreter once per batch. The native
-/// targets run it as is.
-pub(crate) trait BatchScope {
-    fn run(&self, batch: &mut dyn FnMut());
-}
-
-/// A batch with nothing around it.
-pub(crate) struct Plain;
-
-impl BatchScope for Plain {
-    fn run(&self, batch: &mut dyn FnMut()) {
-        batch()
-    }
-}
 
 pub(crate) struct Target {
     /// The handle while the target is alive, `FREE` otherwise.
-    life: AtomicU32,
+    pub(super) life: AtomicU32,
     /// The generation the next target at this index gets.
-    generation: AtomicU32,
-    rings: [AtomicPtr<Ring>; MAX_RINGS],
+    pub(super) generation: AtomicU32,
+    pub(super) rings: [AtomicPtr<Ring>; MAX_RINGS],
     /// Rings made so far (`rings[..made]` are set).
-    made: AtomicUsize,
-    ring_events: usize,
-    ring_bytes: usize,
-    period_us: AtomicU32,
+    pub(super) made: AtomicUsize,
+    pub(super) ring_events: usize,
+    pub(super) ring_bytes: usize,
+    pub(super) period_us: AtomicU32,
     pub(crate) wake: Wake,
-    draining: AtomicBool,
+    pub(super) draining: AtomicBool,
     /// The token of the thread draining (0 when none): a free from inside
     /// one of the drain's callbacks must not wait for that drain.
-    drainer: AtomicU32,
+    pub(super) drainer: AtomicU32,
     // Consumer counters (one consumer at a time writes them).
-    delivered: StdAtomicU64,
-    stale: StdAtomicU64,
-    closed: StdAtomicU64,
-    forked: StdAtomicU64,
-    coalesced: StdAtomicU64,
-    high_water: StdAtomicU64,
+    pub(super) delivered: StdAtomicU64,
+    pub(super) stale: StdAtomicU64,
+    pub(super) closed: StdAtomicU64,
+    pub(super) forked: StdAtomicU64,
+    pub(super) coalesced: StdAtomicU64,
+    pub(super) high_water: StdAtomicU64,
     /// Real-time posts refused for want of a ring.
-    no_ring: StdAtomicU64,
+    pub(super) no_ring: StdAtomicU64,
     /// Ring totals when this target was created (counts of earlier targets
     /// at this index).
-    base_posted: StdAtomicU64,
-    base_full: StdAtomicU64,
+    pub(super) base_posted: StdAtomicU64,
+    pub(super) base_full: StdAtomicU64,
 }
 
 // ---- the table ----
@@ -239,7 +133,7 @@ pub(crate) fn lookup(handle: u32) -> Result<&'static Target, Status> {
 }
 
 /// Calls `f` on every target ever made.
-fn for_each(mut f: impl FnMut(&'static Target)) {
+pub(super) fn for_each(mut f: impl FnMut(&'static Target)) {
     (0..MAX_TARGETS).filter_map(at).for_each(&mut f)
 }
 
@@ -415,7 +309,7 @@ impl Target {
         })
     }
 
-    fn made_rings(&self) -> impl Iterator<Item = &Ring> {
+    pub(super) fn made_rings(&self) -> impl Iterator<Item = &Ring> {
         let made = self.made.load(Ordering::Acquire).min(MAX_RINGS);
         self.rings[..made].iter().filter_map(|r| {
             // SAFETY: rings, once published, are never freed.
@@ -453,26 +347,6 @@ impl Target {
         }
     }
 
-    fn reset_counters(&self) {
-        for c in [
-            &self.delivered,
-            &self.stale,
-            &self.closed,
-            &self.forked,
-            &self.coalesced,
-            &self.high_water,
-            &self.no_ring,
-        ] {
-            c.store(0, std::sync::atomic::Ordering::Relaxed);
-        }
-        let (mut posted, mut full) = (0, 0);
-        for ring in self.made_rings() {
-            posted += ring.posted();
-            full += ring.refused();
-        }
-        self.base_posted.store(posted, std::sync::atomic::Ordering::Relaxed);
-        self.base_full.store(full, std::sync::atomic::Ordering::Relaxed);
-    }
 
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn period(&self) -> Option<Duration> {
@@ -484,7 +358,7 @@ impl Target {
 
     /// This thread's ring on this target: its own, a free one, the empty
     /// ring of an exited thread, or (not on a real-time thread) a new one.
-    fn claim_ring(&self, handle: u32) -> Result<&Ring, Status> {
+    pub(super) fn claim_ring(&self, handle: u32) -> Result<&Ring, Status> {
         let me = crate::hazard::token();
         if let Some(ring) = self
             .made_rings()
@@ -530,283 +404,6 @@ impl Target {
         }
     }
 
-    // ---- consumer ----
-
-    /// Whether any ring holds an event.
-    pub(crate) fn any_pending(&self) -> bool {
-        self.made_rings().any(|r| r.pending() != 0)
-    }
-
-    /// Delivers up to `max` events, round-robin over the rings, inside
-    /// `scope`; returns how many it took (delivered, dropped or skipped).
-    /// One consumer at a time: a drain that finds another running (or is
-    /// nested in one, from a callback) returns 0 at once.
-    pub(crate) fn drain(&self, max: usize, scope: &dyn BatchScope) -> usize {
-        if max == 0 || self.draining.swap(true, Ordering::Acquire) {
-            return 0;
-        }
-        self.drainer.store(crate::hazard::token(), Ordering::Release);
-        struct Release<'a>(&'a Target);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                self.0.drainer.store(0, Ordering::Relaxed);
-                self.0.draining.store(false, Ordering::Release);
-            }
-        }
-        let _release = Release(self);
-        let mut taken = 0;
-        let forks = FORKS.load(std::sync::atomic::Ordering::Acquire);
-        scope.run(&mut || loop {
-            let before = taken;
-            for ring in self.made_rings() {
-                let pending = ring.pending();
-                if pending > self.high_water.load(std::sync::atomic::Ordering::Relaxed) {
-                    self.high_water
-                        .store(pending, std::sync::atomic::Ordering::Relaxed);
-                }
-                // A share per ring per round, so one busy sender does not
-                // hold the others back.
-                let share = (max - taken).min(ROUND_SHARE);
-                for _ in 0..share {
-                    if ring.pop(|event| self.deliver(event)).is_none() {
-                        break;
-                    }
-                    taken += 1;
-                    if FORKS.load(std::sync::atomic::Ordering::Relaxed) != forks {
-                        return; // this is a forked child: its rings were reset
-                    }
-                }
-                if taken >= max {
-                    return;
-                }
-            }
-            if taken == before {
-                return;
-            }
-        });
-        taken
-    }
-
-    fn deliver(&self, event: Taken<'_>) {
-        let count = |c: &StdAtomicU64| c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if event.superseded {
-            count(&self.coalesced);
-            return;
-        }
-        let reg = RegistryHandle { handle: event.reg };
-        let args: &[Value] = event.args;
-        // SAFETY: the values were well formed when posted and point into
-        // the arena, which holds their copies until `pop` returns.
-        let status = unsafe {
-            crate::ffi::cbreg_invoke(reg, event.id, args.as_ptr(), args.len(), std::ptr::null_mut())
-        };
-        match status {
-            Status::NotFound => {
-                let mut closed = false;
-                // SAFETY: a valid out-pointer.
-                let _ = unsafe { crate::ffi::cbreg_registry_is_closed(reg, &mut closed) };
-                count(if closed { &self.closed } else { &self.stale })
-            }
-            Status::InvalidRegistry | Status::InvalidArgument => count(&self.stale),
-            _ => count(&self.delivered),
-        };
-    }
-
-    pub(crate) fn stats(&self) -> PostStats {
-        let load = |c: &StdAtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        let (mut posted, mut full, mut pending, mut rings) = (0, 0, 0, 0);
-        for ring in self.made_rings() {
-            posted += ring.posted();
-            full += ring.refused();
-            pending += ring.pending();
-            rings += 1;
-        }
-        let no_ring = load(&self.no_ring);
-        PostStats {
-            posted: posted - load(&self.base_posted) + no_ring,
-            delivered: load(&self.delivered),
-            dropped_full: full - load(&self.base_full) + no_ring,
-            dropped_stale: load(&self.stale),
-            dropped_closed: load(&self.closed),
-            dropped_fork: load(&self.forked),
-            coalesced: load(&self.coalesced),
-            pending,
-            high_water: load(&self.high_water),
-            ring_events: self.ring_events as u64,
-            ring_bytes: self.ring_bytes as u64,
-            rings,
-            wakes: self.wake.signals.load(std::sync::atomic::Ordering::Relaxed),
-        }
-    }
-
-    #[cfg_attr(any(loom, not(unix)), allow(dead_code))]
-    fn after_fork_in_child(&self, me: u32) {
-        let mut dropped = 0;
-        for ring in self.made_rings() {
-            if ring.owner.load(Ordering::Relaxed) != me {
-                ring.owner.store(0, Ordering::Relaxed);
-                ring.tid.store(0, Ordering::Relaxed);
-            } else {
-                ring.tid.store(crate::hazard::current_tid(), Ordering::Relaxed);
-            }
-            ring.busy.store(0, Ordering::Relaxed);
-            dropped += ring.discard_all();
-        }
-        self.forked
-            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
-        self.drainer.store(0, Ordering::Relaxed);
-        self.draining.store(false, Ordering::Release);
-        self.wake.after_fork_in_child();
-    }
-}
-
-/// Events one ring gives per round of a drain.
-const ROUND_SHARE: usize = 64;
-
-/// Forks this process has been through (in the child): a drain that was
-/// running in the forking thread stops taking from rings that were reset.
-static FORKS: StdAtomicU64 = StdAtomicU64::new(0);
-
-// ---- the sender's side ----
-
-/// The ring this thread last posted through (its `bound` says to which
-/// target), if any.
-#[inline(always)]
-fn this_threads_ring() -> Option<&'static Ring> {
-    let word = crate::tls_word::post_word::get();
-    // SAFETY: 0 or a ring this thread claimed; rings are never freed.
-    unsafe { (word as *const Ring).as_ref() }
-}
-
-/// The fast path of `cbreg_post`: queues an event whose only argument is
-/// a scalar, without flags, on this thread's ring to `target`. False,
-/// with nothing queued and nothing counted, when the thread has no ring
-/// there yet, the ring no longer serves `target`, or it is full: the
-/// caller then takes `post_values`, which settles and counts each case.
-#[inline(always)]
-pub(crate) fn try_post_scalar(reg: u64, id: u64, target: u32, arg: &Value) -> bool {
-    let Some(ring) = this_threads_ring() else {
-        return false;
-    };
-    // Both barriers of this path are the same kind: decided once.
-    let fenced = !barrier::light_is_compiler_only();
-    ring.busy.store(1, Ordering::Relaxed);
-    barrier::light_if(fenced);
-    let pushed = ring.bound.load(Ordering::Relaxed) == target && ring.try_push_scalar(reg, id, arg);
-    ring.busy.store(0, Ordering::Release);
-    if pushed {
-        ring.wake().after_publish_fenced(fenced);
-    }
-    pushed
-}
-
-#[inline(always)]
-fn finish(ring: &Ring, pushed: Result<u64, super::ring::Full>, id: u64, flags: u32) -> Status {
-    match pushed {
-        Ok(seq) => {
-            if flags & COALESCE != 0 {
-                ring.coalesce(id, seq);
-            }
-            ring.wake().after_publish(flags & NO_WAKE != 0);
-            Status::Ok
-        }
-        Err(_) => Status::Full,
-    }
-}
-
-/// Queues an event with any arguments (checked by the caller).
-pub(crate) fn post_values(reg: u64, id: u64, target: u32, flags: u32, args: &[Value]) -> Status {
-    this_threads_ring()
-        .and_then(|ring| push_on(ring, reg, id, target, flags, args))
-        .unwrap_or_else(|| post_slow(reg, id, target, flags, args))
-}
-
-/// Pushes on this thread's ring if it still serves `target`.
-pub(crate) fn push_on(ring: &Ring, reg: u64, id: u64, target: u32, flags: u32, args: &[Value]) -> Option<Status> {
-    ring.busy.store(1, Ordering::Relaxed);
-    barrier::light();
-    if ring.bound.load(Ordering::Relaxed) != target {
-        ring.busy.store(0, Ordering::Release);
-        return None;
-    }
-    let pushed = ring.push(reg, id, flags, args);
-    ring.busy.store(0, Ordering::Release);
-    Some(finish(ring, pushed, id, flags))
-}
-
-/// A thread's first post to `target` (or its first since it last posted
-/// to another): find the target, start the dispatcher if it is the one,
-/// claim a ring, remember it, post.
-#[cold]
-#[inline(never)]
-fn post_slow(reg: u64, id: u64, target: u32, flags: u32, args: &[Value]) -> Status {
-    let t = match lookup(target) {
-        Ok(t) => t,
-        Err(e) => return e,
-    };
-    let ring = match reserve_on(t, target) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    push_on(ring, reg, id, target, flags, args).unwrap_or(Status::Closed)
-}
-
-/// Claims this thread's ring on `t` (alive as `handle`) and remembers it.
-fn reserve_on(t: &'static Target, handle: u32) -> Result<&'static Ring, Status> {
-    if handle == DISPATCHER && !crate::hazard::is_realtime() {
-        super::dispatcher::ensure_started(t);
-    }
-    let ring = t.claim_ring(handle)?;
-    crate::tls_word::post_word::set(ring as *const Ring as usize);
-    Ok(ring)
-}
-
-/// `cbreg_post_reserve`: makes sure this thread has a ring on `handle`'s
-/// target (and the dispatcher runs, for it), so its next posts there
-/// allocate nothing and make no system call but a wake.
-pub(crate) fn reserve(handle: u32) -> Result<(), Status> {
-    let t = lookup(handle)?;
-    reserve_on(t, handle).map(|_| ())
-}
-
-/// Every target's counters summed (`cbreg_post_stats` of no target).
-pub(crate) fn total_stats() -> PostStats {
-    let mut sum = PostStats::default();
-    for_each(|t| {
-        let s = t.stats();
-        sum.posted += s.posted;
-        sum.delivered += s.delivered;
-        sum.dropped_full += s.dropped_full;
-        sum.dropped_stale += s.dropped_stale;
-        sum.dropped_closed += s.dropped_closed;
-        sum.dropped_fork += s.dropped_fork;
-        sum.coalesced += s.coalesced;
-        sum.pending += s.pending;
-        sum.high_water = sum.high_water.max(s.high_water);
-        sum.rings += s.rings;
-        sum.wakes += s.wakes;
-    });
-    sum
-}
-
-// ---- fork ----
-
-/// Sets the fork child's `Post` step (`crate::fork`, which runs it after
-/// the registries'), before the first target exists.
-fn after_fork_handler() {
-    crate::fork::set_child_step(crate::fork::ChildStep::Post, after_fork_in_child);
-}
-
-/// The child of a fork: only the forking thread exists. Every ring of
-/// another thread is free again, every event pending is dropped (the parent
-/// delivers it; delivering it here too would run it twice) and counted,
-/// each target gets a new wake descriptor, and the dispatcher starts again
-/// when next needed.
-fn after_fork_in_child() {
-    FORKS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    let me = crate::hazard::token();
-    for_each(|t| t.after_fork_in_child(me));
-    super::dispatcher::after_fork_in_child();
 }
 
 impl Drop for Target {

@@ -79,9 +79,18 @@ impl Wake {
         }
     }
 
+    /// `after_publish` where the light barrier is a compiler fence, the
+    /// signal left to the caller: whether the consumer said it is going to
+    /// sleep (then `signal_if_sleeping`).
+    #[inline(always)]
+    pub(crate) fn must_signal_unfenced(&self) -> bool {
+        barrier::light_unfenced();
+        self.sleeping.load(Ordering::Relaxed) != 0
+    }
+
     #[cold]
     #[inline(never)]
-    fn signal_if_sleeping(&self) {
+    pub(crate) fn signal_if_sleeping(&self) {
         if self.sleeping.swap(0, Ordering::AcqRel) != 0 {
             self.signal();
         }

@@ -270,13 +270,24 @@ impl Core {
     /// close, `InvalidRegistry` unless `handle` names this registry.
     #[inline(always)]
     pub(crate) fn post_target(&self, handle: u64, id: u64) -> Result<u32, Status> {
+        self.post_slot(handle, id).map(|(slot, _)| slot.target())
+    }
+
+    /// For a sender that keeps the entry it last posted to (`post/push.rs`):
+    /// live entry `id`'s slot and state, as `post_target` checks them. The
+    /// slot stays at its address while the core exists (for ever), and
+    /// while the entry is live its state is exactly this; `close` and
+    /// `free` retire every entry first, so a later post that finds the
+    /// same state finds a live entry of a live registry.
+    #[inline(always)]
+    pub(crate) fn post_slot(&self, handle: u64, id: u64) -> Result<(PostSlot, u64), Status> {
         let (entry, offset) = self.segments.locate_id(id);
         if entry != 0 {
             // SAFETY: a nonzero entry from `locate_id`.
             let slot = unsafe { Segments::at(entry, offset) };
             let state = slot.state.load(Ordering::Acquire);
             if state & !ONCE == key(id) | LIVE && self.life.load(Ordering::Relaxed) == handle {
-                return Ok(slot.target.load(Ordering::Relaxed));
+                return Ok((PostSlot(slot), state));
             }
         }
         Err(self.post_refused(handle))
@@ -302,5 +313,33 @@ impl Core {
             }
             _ => Status::NotFound,
         }
+    }
+}
+
+/// An entry's slot as `post` keeps it: its state and target, one load each.
+#[derive(Clone, Copy)]
+pub(crate) struct PostSlot(&'static Slot);
+
+impl PostSlot {
+    #[inline(always)]
+    pub(crate) fn state(self) -> u64 {
+        self.0.state.load(Ordering::Acquire)
+    }
+
+    #[inline(always)]
+    pub(crate) fn target(self) -> u32 {
+        self.0.target.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn addr(self) -> usize {
+        self.0 as *const Slot as usize
+    }
+
+    /// # Safety
+    /// `addr` is `addr()` of a `PostSlot`.
+    #[inline(always)]
+    pub(crate) unsafe fn from_addr(addr: usize) -> PostSlot {
+        // SAFETY: the caller's promise; slots are never freed.
+        PostSlot(unsafe { &*(addr as *const Slot) })
     }
 }

@@ -8,8 +8,13 @@
  * other-registry ids and stale handles, malformed arguments, unregister,
  * unregister_wait, clear, close, collect, stats, nested invokes whose
  * callbacks run the next few operations from inside (any depth up to 12),
- * real-time on/off. Each input ends by freeing every registry it made; then
- * every entry it registered must have been released exactly once.
+ * real-time on/off; posts to a pump of the input's own (live, retired,
+ * stale and malformed; scalars, bytes, spilled arguments) and drains of it,
+ * at the top or from inside a callback. Each input ends by draining the
+ * pump and freeing every registry it made; then every entry it registered
+ * must have been released exactly once, every event delivered at most once
+ * and exactly when the model says, and the pump's counters must account
+ * for every post.
  *
  * A broken rule aborts with a message (libFuzzer saves the input); a hang
  * is a libFuzzer timeout. Build and run: make fuzz.
@@ -82,12 +87,14 @@ static cbreg_registry H(uint64_t h) { cbreg_registry r; r.handle = h; return r; 
 
 static int pending_nested_ops;
 static void run_ops(int budget);
+static void post_delivered(const void *e, const cbreg_value *a, size_t n);
 
 static uint32_t on_call(void *ctx, const cbreg_value *a, size_t n, cbreg_value *r) {
     entry *e = ctx;
     int ops = pending_nested_ops;
     (void)a; (void)n; (void)r;
     pending_nested_ops = 0;
+    post_delivered(e, a, n);
     if (e->releases) FAIL("entry %#llx called after its release", (unsigned long long)e->id);
     e->calls++;
     e->inside++;
@@ -155,6 +162,112 @@ static void retire_all(int reg) {
         if (entries[i].reg == reg) entries[i].live = 0;
 }
 
+/* ---- post: a pump of the input's own ----
+ *
+ * Every entry's target is the pump. One sender (this thread), so the pump
+ * delivers in posting order, and the model predicts each event: a drain
+ * delivers it when its entry is live then (a one-shot is claimed by it),
+ * and drops it otherwise. Each event carries its number; a second delivery
+ * of one number is a violation.
+ */
+
+enum { MAX_EVENTS = MAX_OPS };
+#define POST_MAGIC 0x7057u
+
+static cbreg_target pump;
+static int queued_entry[MAX_EVENTS], queued_head, queued_tail; /* the model's FIFO of entry indexes */
+static int delivered_count[MAX_EVENTS], nposted;
+static uint64_t model_delivered, model_dropped;
+
+/* Called by on_call: a delivery carries (magic << 32 | number) first. */
+static void post_delivered(const void *ctx, const cbreg_value *a, size_t n) {
+    uint64_t word, number;
+    (void)ctx;
+    if (n < 1 || a[0].tag != CBREG_TAG_I64 || ((uint64_t)a[0].as.i64 >> 32) != POST_MAGIC) return;
+    word = (uint64_t)a[0].as.i64;
+    number = word & 0xffffffffu;
+    if (number >= (uint64_t)nposted) FAIL("delivered event %llu, only %d posted", (unsigned long long)number, nposted);
+    if (++delivered_count[number] > 1) FAIL("event %llu delivered twice", (unsigned long long)number);
+    if (n >= 2 && (a[1].tag != CBREG_TAG_BYTES || a[1].len != sizeof word || memcmp(a[1].as.bytes, &word, sizeof word) != 0))
+        FAIL("event %llu delivered with its bytes altered", (unsigned long long)number);
+    if (n == 3 && (a[2].tag != CBREG_TAG_F64 || a[2].as.f64 != 0.5)) FAIL("event %llu: third argument altered", (unsigned long long)number);
+}
+
+static void op_post(void) {
+    entry *e = pick_entry();
+    reg_model *m = byte() % 8 ? (e ? &regs[e->reg] : NULL) : pick_reg();
+    cbreg_value args[3];
+    size_t n = 1 + byte() % 3;
+    uint64_t word;
+    cbreg_status s, want;
+    if (e == NULL || m == NULL || nposted == MAX_EVENTS) return;
+    word = (uint64_t)POST_MAGIC << 32 | (uint64_t)nposted;
+    memset(args, 0, sizeof args);
+    args[0].tag = CBREG_TAG_I64;
+    args[0].as.i64 = (int64_t)word;
+    args[1].tag = CBREG_TAG_BYTES;
+    args[1].len = sizeof word;
+    args[1].as.bytes = (const uint8_t *)&word;
+    args[2].tag = CBREG_TAG_F64;
+    args[2].as.f64 = 0.5;
+    if (!m->alive) want = CBREG_STATUS_INVALID_REGISTRY;
+    else if (m->closed) want = CBREG_STATUS_CLOSED;
+    else if (m == &regs[e->reg] && e->live) want = CBREG_STATUS_OK;
+    else want = CBREG_STATUS_NOT_FOUND;
+    s = cbreg_post(H(m->handle), e->id, args, n, 0);
+    if (s != want) FAIL("post of %#llx gave %s, want %s", (unsigned long long)e->id, cbreg_status_str(s), cbreg_status_str(want));
+    if (s == CBREG_STATUS_OK) {
+        queued_entry[queued_tail++] = (int)(e - entries);
+        nposted++;
+    }
+}
+
+static void op_post_bad(void) {
+    entry *e = pick_entry();
+    cbreg_value args[CBREG_MAX_ARGS + 1];
+    if (e == NULL || !regs[e->reg].alive) return;
+    memset(args, 0, sizeof args);
+    switch (byte() % 3) {
+    case 0: args[0].tag = 9 + byte(); EXPECT(cbreg_post(H(regs[e->reg].handle), e->id, args, 1, 0), CBREG_STATUS_INVALID_ARGUMENT); break;
+    case 1: EXPECT(cbreg_post(H(regs[e->reg].handle), e->id, args, CBREG_MAX_ARGS + 1, 0), CBREG_STATUS_INVALID_ARGUMENT); break;
+    default: EXPECT(cbreg_post(H(regs[e->reg].handle), e->id, args, 1, 4u << (byte() % 29)), CBREG_STATUS_INVALID_ARGUMENT); break;
+    }
+}
+
+/* Drains up to `max`; the model takes as many from its FIFO. Inside a
+ * drain's own callback a drain takes nothing (one drain at a time); the
+ * pump is drained only from here, so `draining` says when. */
+static int draining;
+
+static void drain_up_to(size_t max) {
+    size_t n = 12345, want = 0, k;
+    if (draining) {
+        EXPECT(cbreg_pump_drain(pump, max, &n), CBREG_STATUS_OK);
+        if (n != 0) FAIL("a drain inside a drain took %zu events", n);
+        return;
+    }
+    /* The model first: deliveries run the callbacks, which check nothing
+     * of the model but the event numbers. */
+    for (k = 0; k < max && queued_head + (int)k < queued_tail; ++k) {
+        entry *e = &entries[queued_entry[queued_head + (int)k]];
+        if (e->live && regs[e->reg].alive) {
+            if (e->once) e->live = 0;
+            regs[e->reg].invoked++;
+            model_delivered++;
+        } else {
+            model_dropped++;
+        }
+        want++;
+    }
+    queued_head += (int)want;
+    draining = 1;
+    EXPECT(cbreg_pump_drain(pump, max, &n), CBREG_STATUS_OK);
+    draining = 0;
+    if (n != want) FAIL("drain took %zu events, the model %zu", n, want);
+}
+
+static void op_drain(void) { drain_up_to(byte() % 8); }
+
 /* ---- operations ---- */
 
 static void op_new(void) {
@@ -204,6 +317,7 @@ static void op_register(int once) {
     e->live = 1;
     m->registered++;
     nentries++;
+    EXPECT(cbreg_entry_set_target(H(m->handle), id, pump), CBREG_STATUS_OK);
 }
 
 static void op_register_bad(void) {
@@ -381,7 +495,7 @@ static void op_realtime(void) {
 static void run_ops(int budget) {
     while (budget-- > 0 && in_pos < in_len && ops_done < MAX_OPS) {
         ops_done++;
-        switch (byte() % 20) {
+        switch (byte() % 24) {
         case 0: op_new(); break;
         case 1: op_free(); break;
         case 2: case 3: op_register(0); break;
@@ -398,9 +512,41 @@ static void run_ops(int budget) {
         case 16: op_clear(byte() & 1); break;
         case 17: op_collect(); break;
         case 18: op_stats(); break;
+        case 20: case 21: op_post(); break;
+        case 22: op_drain(); break;
+        case 23: op_post_bad(); break;
         default: op_realtime(); break;
         }
     }
+}
+
+static void post_start(void) {
+    EXPECT(cbreg_pump_new(NULL, &pump), CBREG_STATUS_OK);
+    /* Claimed here, on a normal thread: a real-time post then finds it. */
+    EXPECT(cbreg_post_reserve(pump), CBREG_STATUS_OK);
+    queued_head = queued_tail = nposted = 0;
+    memset(delivered_count, 0, sizeof delivered_count);
+    model_delivered = model_dropped = 0;
+    draining = 0;
+}
+
+/* After every registry is freed: what is left is dropped; then the
+ * counters must account for every post, as the model does. */
+static void post_finish(void) {
+    cbreg_post_stats st;
+    int i;
+    uint64_t delivered = 0;
+    drain_up_to((size_t)(queued_tail - queued_head));
+    EXPECT(cbreg_post_stats_get(pump, &st), CBREG_STATUS_OK);
+    for (i = 0; i < nposted; ++i) delivered += (uint64_t)delivered_count[i];
+    if (delivered != model_delivered) FAIL("%llu events delivered, the model %llu", (unsigned long long)delivered, (unsigned long long)model_delivered);
+    if (st.pending != 0 || st.posted != (uint64_t)nposted || st.delivered != model_delivered ||
+        st.dropped_stale + st.dropped_closed != model_dropped || st.dropped_full + st.dropped_fork + st.coalesced != 0)
+        FAIL("pump counters: posted %llu delivered %llu stale %llu closed %llu pending %llu; model posted %d delivered %llu dropped %llu",
+             (unsigned long long)st.posted, (unsigned long long)st.delivered, (unsigned long long)st.dropped_stale,
+             (unsigned long long)st.dropped_closed, (unsigned long long)st.pending, nposted,
+             (unsigned long long)model_delivered, (unsigned long long)model_dropped);
+    EXPECT(cbreg_pump_free(pump), CBREG_STATUS_OK);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -412,6 +558,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     nregs = nentries = nstale = 0;
     depth = 0;
     realtime = 0;
+    post_start();
     op_new(); /* every input starts with one registry */
     run_ops(MAX_OPS);
 
@@ -423,6 +570,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             EXPECT(cbreg_registry_free(H(regs[i].handle)), CBREG_STATUS_OK);
             regs[i].alive = 0;
         }
+    post_finish();
     for (i = 0; i < nentries; ++i)
         if (entries[i].releases != 1)
             FAIL("at the end, entry %#llx (%s) released %d times", (unsigned long long)entries[i].id,

@@ -14,7 +14,9 @@
  *   - no release runs while a call of that entry is inside (the release
  *     checks the entry's in-flight count; the callback checks its canary);
  *   - no release runs on a real-time thread;
- *   - every status is one the contract allows for that call.
+ *   - every status is one the contract allows for that call;
+ *   - every posted event is delivered at most once, in order per sender,
+ *     and every post is accounted for (the post job, below).
  *
  * Usage: stress [seconds] [threads]   (defaults 30, 32)
  * Prints threads, operations, forks, seconds, violations; exits 1 on any
@@ -485,6 +487,195 @@ static void signal_stress_finish(pthread_t threads[3]) {
     printf("stress: signal emits %lu, calls %lu, subscribers %lu\n", g_sig_emits, g_sig_calls, g_sig_registered);
 }
 
+/* ---- post: exactly-once delivery accounting ----
+ *
+ * Senders post to entries of a registry of the post job's own, half of them
+ * on the native dispatcher and half on a pump a drainer thread drains,
+ * while a churner unregisters and registers them again (some one-shot) and
+ * now and then clears the registry. Each event carries its sender and a
+ * sequence number per (sender, target): a target delivers one sender's
+ * events in order, so a delivery whose number is not above the last one
+ * delivered is an event delivered twice (or out of order). At the end,
+ * with nothing pending, each target's counters must account for every
+ * post it took (posted = delivered + every dropped count + coalesced), its
+ * deliveries must be the callbacks that ran for its entries, and the
+ * targets together must have taken what the senders were told OK or FULL.
+ * (A post racing with the unregister of its entry may land on the target
+ * of the entry that takes the slot next, where it is dropped as stale: so
+ * the senders' counts are compared with the sum.)
+ */
+
+enum { POST_SENDERS = 4, POST_ENTRIES = 64, POST_TARGETS = 2 };
+#define POST_SEQ_BITS 40
+
+static uint64_t g_post_reg;
+static cbreg_target g_post_targets[POST_TARGETS]; /* the dispatcher, a pump */
+static uint64_t g_post_id[POST_ENTRIES];           /* 0 while none; entry k's target is k % 2 */
+static unsigned long g_post_ok[POST_TARGETS], g_post_full[POST_TARGETS], g_post_calls[POST_TARGETS];
+static unsigned long g_post_not_found;
+static uint64_t g_post_last[POST_SENDERS][POST_TARGETS];
+static cbreg_post_stats g_post_base[POST_TARGETS];
+static int g_post_drainer_stop;
+static pthread_t g_post_threads[POST_SENDERS], g_post_churner, g_post_drainer;
+
+static uint32_t post_on_call(void *ctx, const cbreg_value *args, size_t nargs, cbreg_value *ret) {
+    unsigned t = (unsigned)((uintptr_t)ctx % POST_TARGETS);
+    uint64_t word, sender, seq, last;
+    (void)ret;
+    ADD(&g_post_calls[t], 1);
+    if (nargs < 1 || args[0].tag != CBREG_TAG_I64) {
+        violation("post delivered %llu arguments, the first tagged %llu", nargs, nargs ? args[0].tag : 0);
+        return 0;
+    }
+    word = (uint64_t)args[0].as.i64;
+    sender = word >> POST_SEQ_BITS;
+    seq = word & (((uint64_t)1 << POST_SEQ_BITS) - 1);
+    if (nargs == 2 && (args[1].tag != CBREG_TAG_BYTES || args[1].len != sizeof word ||
+                       memcmp(args[1].as.bytes, &word, sizeof word) != 0))
+        violation("post delivered the bytes of event %#llx altered (len %llu)", word, args[1].len);
+    if (sender >= POST_SENDERS) {
+        violation("post delivered an event of no sender (%#llx)%llu", word, 0);
+        return 0;
+    }
+    /* One consumer per target: only it writes its column. */
+    last = LOAD(&g_post_last[sender][t]);
+    if (seq <= last) violation("post event delivered twice or out of order (seq %llu after %llu)", seq, last);
+    STORE(&g_post_last[sender][t], seq);
+    return 0;
+}
+
+static void *post_sender_main(void *arg) {
+    unsigned me = (unsigned)(uintptr_t)arg, t;
+    uint64_t seq[POST_TARGETS] = {0, 0};
+    t_rng = 0x51ed2701ull * (me + 1);
+    for (t = 0; t < POST_TARGETS; ++t)
+        if (cbreg_post_reserve(g_post_targets[t]) != CBREG_STATUS_OK) violation("post_reserve failed%llu%llu", 0, 0);
+    while (!LOAD(&g_stop)) {
+        unsigned k = (unsigned)(rnd() % POST_ENTRIES);
+        uint64_t id = LOAD(&g_post_id[k]), word;
+        cbreg_value args[2];
+        size_t n = rnd() % 4 == 0 ? 2 : 1;
+        uint32_t flags = rnd() % 8 == 0 ? CBREG_POST_COALESCE : 0;
+        cbreg_status s;
+        t = k % POST_TARGETS;
+        if (id == 0) continue;
+        word = (uint64_t)me << POST_SEQ_BITS | ++seq[t];
+        memset(args, 0, sizeof args);
+        args[0].tag = CBREG_TAG_I64;
+        args[0].as.i64 = (int64_t)word;
+        args[1].tag = CBREG_TAG_BYTES;
+        args[1].len = sizeof word;
+        args[1].as.bytes = (const uint8_t *)&word;
+        s = cbreg_post(reg_of(g_post_reg), id, args, n, flags);
+        if (s == CBREG_STATUS_OK) ADD(&g_post_ok[t], 1);
+        else if (s == CBREG_STATUS_FULL) ADD(&g_post_full[t], 1);
+        else if (s == CBREG_STATUS_NOT_FOUND) ADD(&g_post_not_found, 1);
+        else violation("post gave %llu (id %#llx)", s, id);
+    }
+    return NULL;
+}
+
+static void post_register(unsigned k) {
+    uint64_t id = 0;
+    cbreg_status s = cbreg_register(reg_of(g_post_reg), post_on_call, (void *)(uintptr_t)k, NULL,
+                                    rnd() % 4 == 0 ? CBREG_ONCE : 0, &id);
+    if (s != CBREG_STATUS_OK) { violation("post job: register gave %llu%llu", s, 0); return; }
+    s = cbreg_entry_set_target(reg_of(g_post_reg), id, g_post_targets[k % POST_TARGETS]);
+    if (s != CBREG_STATUS_OK) violation("entry_set_target gave %llu (id %#llx)", s, id);
+    STORE(&g_post_id[k], id);
+}
+
+static void *post_churner_main(void *arg) {
+    (void)arg;
+    t_rng = 0xc0ffee;
+    while (!LOAD(&g_stop)) {
+        unsigned k = (unsigned)(rnd() % POST_ENTRIES), op = (unsigned)(rnd() % 100);
+        uint64_t old = LOAD(&g_post_id[k]);
+        if (op < 2) {
+            cbreg_status s = cbreg_clear(reg_of(g_post_reg), NULL);
+            if (s != CBREG_STATUS_OK) violation("post job: clear gave %llu%llu", s, 0);
+            for (k = 0; k < POST_ENTRIES; ++k) post_register(k);
+        } else {
+            if (old != 0) {
+                cbreg_status s = cbreg_unregister(reg_of(g_post_reg), old);
+                if (!status_in(s, BIT(CBREG_STATUS_OK) | BIT(CBREG_STATUS_NOT_FOUND)))
+                    violation("post job: unregister gave %llu (id %#llx)", s, old);
+            }
+            post_register(k);
+        }
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void *post_drainer_main(void *arg) {
+    (void)arg;
+    while (!LOAD(&g_post_drainer_stop)) {
+        size_t n = 0;
+        if (cbreg_pump_drain(g_post_targets[1], 256, &n) != CBREG_STATUS_OK) violation("pump_drain failed%llu%llu", 0, 0);
+        if (n == 0) sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void post_stress_start(void) {
+    cbreg_registry r;
+    unsigned i;
+    if (cbreg_registry_new(&r) != CBREG_STATUS_OK) { violation("post job: registry_new failed%llu%llu", 0, 0); return; }
+    g_post_reg = r.handle;
+    g_post_targets[0].handle = 0;
+    if (cbreg_pump_new(NULL, &g_post_targets[1]) != CBREG_STATUS_OK) { violation("pump_new failed%llu%llu", 0, 0); return; }
+    for (i = 0; i < POST_TARGETS; ++i) cbreg_post_stats_get(g_post_targets[i], &g_post_base[i]);
+    for (i = 0; i < POST_ENTRIES; ++i) post_register(i);
+    for (i = 0; i < POST_SENDERS; ++i) pthread_create(&g_post_threads[i], NULL, post_sender_main, (void *)(uintptr_t)i);
+    pthread_create(&g_post_churner, NULL, post_churner_main, NULL);
+    pthread_create(&g_post_drainer, NULL, post_drainer_main, NULL);
+}
+
+/* After g_stop: the senders and the churner end, everything pending is
+ * taken, then each target's counters are checked. */
+static void post_stress_finish(void) {
+    unsigned i;
+    unsigned long posted_total = 0, delivered_total = 0, full_total = 0, told_posted = 0, told_full = 0;
+    if (g_post_reg == 0) return;
+    for (i = 0; i < POST_SENDERS; ++i) pthread_join(g_post_threads[i], NULL);
+    pthread_join(g_post_churner, NULL);
+    for (i = 0; i < POST_TARGETS; ++i) {
+        cbreg_post_stats st;
+        do {
+            sleep_ms(1);
+            cbreg_post_stats_get(g_post_targets[i], &st);
+        } while (st.pending != 0); /* the watchdog ends a hang */
+    }
+    STORE(&g_post_drainer_stop, 1);
+    pthread_join(g_post_drainer, NULL);
+    for (i = 0; i < POST_TARGETS; ++i) {
+        cbreg_post_stats st, *b = &g_post_base[i];
+        unsigned long posted, delivered, full, dropped, coalesced;
+        cbreg_post_stats_get(g_post_targets[i], &st);
+        posted = st.posted - b->posted;
+        delivered = st.delivered - b->delivered;
+        full = st.dropped_full - b->dropped_full;
+        coalesced = st.coalesced - b->coalesced;
+        dropped = full + (st.dropped_stale - b->dropped_stale) + (st.dropped_closed - b->dropped_closed) +
+                  (st.dropped_fork - b->dropped_fork);
+        if (delivered != g_post_calls[i]) violation("post: %llu counted delivered, %llu callbacks ran", delivered, g_post_calls[i]);
+        if (posted != delivered + dropped + coalesced)
+            violation("post: posted %llu != delivered + dropped + coalesced (%llu)", posted, delivered + dropped + coalesced);
+        posted_total += posted;
+        delivered_total += delivered;
+        full_total += full;
+        told_posted += g_post_ok[i] + g_post_full[i];
+        told_full += g_post_full[i];
+    }
+    if (posted_total != told_posted) violation("post: the targets counted %llu posts, the senders made %llu", posted_total, told_posted);
+    if (full_total != told_full) violation("post: %llu counted full, %llu refused as full", full_total, told_full);
+    printf("stress: post: posted %lu, delivered %lu, refused as not found %lu\n", posted_total, delivered_total,
+           g_post_not_found);
+    if (cbreg_pump_free(g_post_targets[1]) != CBREG_STATUS_OK) violation("pump_free failed%llu%llu", 0, 0);
+    if (cbreg_registry_free(reg_of(g_post_reg)) != CBREG_STATUS_OK) violation("post job: registry_free failed%llu%llu", 0, 0);
+}
+
 /* ---- main ---- */
 
 static double g_start;
@@ -531,6 +722,7 @@ int main(int argc, char **argv) {
     pthread_create(&reaper, NULL, reaper_main, NULL);
     pthread_create(&burster, NULL, burster_main, NULL);
     pthread_create(&forker, NULL, forker_main, NULL);
+    post_stress_start();
     signal_stress_start(signal_threads);
 
     while (now_s() - g_start < seconds) sleep_ms(100);
@@ -539,6 +731,7 @@ int main(int argc, char **argv) {
     pthread_join(reaper, NULL);
     pthread_join(burster, NULL);
     pthread_join(forker, NULL);
+    post_stress_finish();
     signal_stress_finish(signal_threads);
 
     /* Tear down: every release must have run exactly once after this. */
