@@ -55,9 +55,14 @@ pub(super) fn interps() -> impl Iterator<Item = &'static Interp> {
         .map(|p| unsafe { &*p })
 }
 
-/// The record of `state` (GIL held, so `state` is alive), added if new.
+/// The record of `state`, added if new.
+///
+/// # Safety
+/// The GIL is held, and `state` is alive (the current interpreter, or the
+/// main one).
 pub(super) unsafe fn interp_record(state: InterpState) -> Result<&'static Interp, Status> {
-    let id = py::PyInterpreterState_GetID(state);
+    // SAFETY: `state` is alive (the caller's promise).
+    let id = unsafe { py::PyInterpreterState_GetID(state) };
     // An ended interpreter's record still answers for it (its exit hook
     // may be called again: by the start-up hook, then by its own).
     let find = || {
@@ -73,12 +78,15 @@ pub(super) unsafe fn interp_record(state: InterpState) -> Result<&'static Interp
     if let Some(found) = find() {
         return Ok(found);
     }
-    let view = if state == py::PyInterpreterState_Get() {
-        current_view()
-    } else {
-        null_mut()
+    // SAFETY: the GIL is held, as these need.
+    let (view, main) = unsafe {
+        let view = if state == py::PyInterpreterState_Get() {
+            current_view()
+        } else {
+            null_mut()
+        };
+        (view, state == py::PyInterpreterState_Main())
     };
-    let main = state == py::PyInterpreterState_Main();
     if let Some(ended) = interps().find(|i| i.reusable()) {
         ended.begin(state, view, id, main);
         return Ok(ended);

@@ -52,6 +52,8 @@
 //! - `exit.rs`: the interpreters' exit hooks and what they do.
 //! - `testing.rs`: diagnostics for tests, left out of the C header.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod abi;
 mod attach;
 mod convert;
@@ -85,13 +87,17 @@ type InterpState = *mut py::PyInterpreterState;
 /// exception is left set for the caller to raise (see `cbreg_py_register`).
 pub const CBREG_PY_UNRAISABLE: u32 = 2;
 
-/// Once per process, GIL held.
+/// Once per process.
+///
+/// # Safety
+/// The GIL is held.
 unsafe fn set_up_process() {
     static DONE: AtomicBool = AtomicBool::new(false);
     if DONE.swap(true, SeqCst) {
         return;
     }
-    cpython::probe_thread_id_offset();
+    // SAFETY: the GIL is held (the caller's promise).
+    unsafe { cpython::probe_thread_id_offset() };
     cpython::api(); // looked up now: the fork handlers use it
     crate::sync::barrier::init(); // before any kept-state counter is used
     kept::make_kept_key();
@@ -101,9 +107,12 @@ unsafe fn set_up_process() {
         attach::release_gil_while_waiting,
         attach::take_gil_back,
     );
-    libc::pthread_atfork(
-        Some(fork::before_fork),
-        Some(fork::after_fork_in_parent),
-        Some(fork::gates_after_fork_in_child),
-    );
+    // SAFETY: three handlers with the signature the C library calls.
+    unsafe {
+        libc::pthread_atfork(
+            Some(fork::before_fork),
+            Some(fork::after_fork_in_parent),
+            Some(fork::gates_after_fork_in_child),
+        )
+    };
 }
