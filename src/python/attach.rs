@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr::null_mut;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use pyo3_ffi as py;
 
@@ -17,7 +17,8 @@ use super::cpython::{gil_holder, interpreter_alive, AttachPermit};
 use super::fork::new_thread_state;
 use super::interp::Interp;
 use super::kept::{detach_kept, keep, KeptRecord};
-use super::pass::{GatePass, KeptPass, GATE_CLOSED, GATE_OPEN, IN_HOOK};
+use super::gate;
+use super::pass::{GatePass, KeptPass, IN_HOOK};
 use super::{InterpState, TState};
 
 /// How this thread got into the entry's interpreter, to be undone after.
@@ -81,7 +82,7 @@ impl Attached {
                 // SAFETY: a new state of this thread, which holds no GIL.
                 unsafe { py::PyEval_RestoreThread(made) };
                 // SAFETY: `made` is current here, the GIL held, in `interp`.
-                if interp.gate.load(SeqCst) == GATE_OPEN && unsafe { keep(made, interp) } {
+                if interp.gate.is_open() && unsafe { keep(made, interp) } {
                     return Some(Attached::Kept);
                 }
                 Some(Attached::Fresh(made))
@@ -286,7 +287,7 @@ pub(super) fn with_other_state<R>(
     // A thread already inside Python there needs no pass; others count in
     // first, so the exit hook cannot end the interpreter behind them.
     let _pass = if same {
-        if interp.gate.load(SeqCst) == GATE_CLOSED && !IN_HOOK.with(Cell::get) && !for_release {
+        if interp.gate.state() == gate::CLOSED && !IN_HOOK.with(Cell::get) && !for_release {
             return None;
         }
         None

@@ -17,7 +17,8 @@ use super::cpython::{free_threaded_build, new_none};
 use super::entry::{interp_of, release_python};
 use super::fork::register_fork_hooks;
 use super::interp::{interp_record, interps, Interp, MAX_INTERPRETERS};
-use super::pass::{drain, GATE_CLOSED, GATE_DRAINING, IN_HOOK};
+use super::gate::{self, shut_all};
+use super::pass::{drain, IN_HOOK};
 use super::PyObj;
 use crate::Status;
 
@@ -232,9 +233,8 @@ pub(super) unsafe fn interpreter_exit(this: &'static Interp) {
     IN_HOOK.with(|h| h.set(true));
     for g in gates {
         g.closed.store(true, SeqCst);
-        g.gate.fetch_max(GATE_DRAINING, SeqCst); // no new calls
     }
-    crate::sync::barrier::heavy(); // pairs with `KeptPass::enter`
+    shut_all(gates.iter().map(|g| &g.gate), gate::DRAINING); // no new calls
     drain_unlocked(gates);
     extern "C" fn ours(ctx: *mut c_void, gates: *mut c_void) -> bool {
         // SAFETY: `gates` is the slice passed below, alive for the call;
@@ -260,10 +260,7 @@ pub(super) unsafe fn interpreter_exit(this: &'static Interp) {
         }
         std::thread::sleep(Duration::from_micros(200));
     });
-    for g in gates {
-        g.gate.fetch_max(GATE_CLOSED, SeqCst);
-    }
-    crate::sync::barrier::heavy();
+    shut_all(gates.iter().map(|g| &g.gate), gate::CLOSED);
     drain_unlocked(gates);
     IN_HOOK.with(|h| h.set(false));
     if !main {

@@ -35,7 +35,7 @@ pub(super) extern "C" fn gates_after_fork_in_child() {
                 .filter(|c| std::ptr::eq(c.get(), interp))
                 .count()
         });
-        interp.inside.store(held, SeqCst);
+        interp.gate.set_inside(held);
     }
 }
 

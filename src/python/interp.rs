@@ -1,19 +1,19 @@
 //! Interpreter records: one per interpreter that registered Python
 //! entries, found by its id, never freed and reused once nothing can reach
-//! it. A record carries the interpreter's gate (see `pass.rs`), its count of
+//! it. A record carries the interpreter's gate (see `gate.rs`), its count of
 //! live entries, and the flags its exit hook sets; every other room reaches
 //! an interpreter through its record.
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicUsize};
 use std::sync::{Mutex, PoisonError};
 
 use pyo3_ffi as py;
 
 use super::cpython::current_view;
-use super::pass::GATE_OPEN;
+use super::gate::Gate;
 use super::InterpState;
 use crate::Status;
 
@@ -28,9 +28,8 @@ pub(super) struct Interp {
     pub(super) view: AtomicPtr<c_void>,
     pub(super) id: AtomicI64,
     pub(super) main: AtomicBool,
-    pub(super) gate: AtomicU8,
-    /// Threads counted in through the gate.
-    pub(super) inside: AtomicUsize,
+    /// Its gate, and the threads counted in on its shared counter.
+    pub(super) gate: Gate,
     /// Its Python entries not yet released (or deliberately leaked).
     pub(super) entries: AtomicUsize,
     /// Python registration refused from now on (its exit hook ran).
@@ -100,8 +99,7 @@ pub(super) unsafe fn interp_record(state: InterpState) -> Result<&'static Interp
         view: AtomicPtr::new(null_mut()),
         id: AtomicI64::new(-1),
         main: AtomicBool::new(false),
-        gate: AtomicU8::new(GATE_OPEN),
-        inside: AtomicUsize::new(0),
+        gate: Gate::new(),
         entries: AtomicUsize::new(0),
         closed: AtomicBool::new(false),
         hook_installed: AtomicBool::new(false),
@@ -124,7 +122,7 @@ impl Interp {
         self.state.load(Acquire).is_null()
             && self.exit_done.load(SeqCst)
             && self.entries.load(SeqCst) == 0
-            && self.inside.load(SeqCst) == 0
+            && self.gate.inside() == 0
     }
 
     /// Makes this record the one of interpreter `state` (new, or ended and
@@ -134,7 +132,7 @@ impl Interp {
         self.view.store(view, Release);
         self.id.store(id, Relaxed);
         self.main.store(main, Relaxed);
-        self.gate.store(GATE_OPEN, SeqCst);
+        self.gate.reopen();
         self.closed.store(false, SeqCst);
         self.hook_installed.store(false, SeqCst);
         self.exit_done.store(false, SeqCst);

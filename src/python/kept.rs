@@ -33,7 +33,8 @@ use pyo3_ffi as py;
 use super::attach::delete_current;
 use super::cpython::{current_tstate, gil_holder, interpreter_alive, AttachPermit};
 use super::interp::Interp;
-use super::pass::{GatePass, GATE_OPEN};
+use super::gate::OwnCount;
+use super::pass::GatePass;
 use super::TState;
 
 /// What a thread that keeps a state in the main interpreter has: the
@@ -52,7 +53,7 @@ use super::TState;
 #[repr(align(128))]
 pub(super) struct KeptRecord {
     /// Passes its thread holds (0 while free).
-    pub(super) inside: AtomicUsize,
+    pub(super) inside: OwnCount,
     /// The thread state kept (null while free). Written and read by its
     /// thread alone (and by a forked child's one thread), as is `interp`.
     pub(super) state: AtomicPtr<py::PyThreadState>,
@@ -86,7 +87,7 @@ pub(super) fn take_kept_record() -> &'static KeptRecord {
         return free;
     }
     let record: &'static KeptRecord = Box::leak(Box::new(KeptRecord {
-        inside: AtomicUsize::new(0),
+        inside: OwnCount::new(),
         state: AtomicPtr::new(null_mut()),
         interp: AtomicPtr::new(null_mut()),
         taken: AtomicBool::new(true),
@@ -109,7 +110,7 @@ pub(super) fn take_kept_record() -> &'static KeptRecord {
 
 /// Passes held through kept-state counters (the main interpreter's).
 pub(super) fn kept_inside() -> usize {
-    kept_records().map(|r| r.inside.load(Acquire)).sum()
+    kept_records().map(|r| r.inside.seen()).sum()
 }
 
 impl KeptRecord {
@@ -199,7 +200,7 @@ pub(super) fn forget_kept() {
     if let Some(record) = unsafe { record.as_ref() } {
         record.state.store(null_mut(), Relaxed);
         record.interp.store(null_mut(), Relaxed);
-        if record.inside.load(Relaxed) == 0 {
+        if record.inside.held() == 0 {
             record.taken.store(false, Release);
         }
     }
@@ -221,7 +222,7 @@ pub(super) unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>
         return false;
     };
     let kept = record.state.load(Relaxed);
-    if record.inside.load(Relaxed) != 0 {
+    if record.inside.held() != 0 {
         return false; // a call further out on this thread still uses it
     }
     let Some(_pass) = GatePass::enter(interp, true) else {
@@ -271,7 +272,7 @@ pub(super) unsafe extern "C-unwind" fn kept_state_at_thread_exit(value: *mut c_v
     // Once the exit hook has begun the state is left to CPython: taking the
     // GIL then could meet finalization, which ends the thread (here, inside
     // its own exit).
-    if interp.gate.load(SeqCst) == GATE_OPEN
+    if interp.gate.is_open()
         // SAFETY: callable at any time.
         && unsafe { py::Py_IsInitialized() } != 0
         // SAFETY: `gil_holder()` just read on this thread.
@@ -295,7 +296,7 @@ pub(super) fn kept_after_fork_in_child() {
     KEPT_LIVE.store(usize::from(mine), SeqCst);
     let own = kept_record();
     for record in kept_records().filter(|r| !std::ptr::eq(*r, own)) {
-        record.inside.store(0, SeqCst);
+        record.inside.reset();
         record.state.store(null_mut(), Relaxed);
         record.interp.store(null_mut(), Relaxed);
         record.taken.store(false, SeqCst);

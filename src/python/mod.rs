@@ -42,6 +42,7 @@
 //! - `cpython.rs`: which CPython runs, looked-up functions, PEP 788 guards,
 //!   the 3.11 layout; the only file that knows versions.
 //! - `interp.rs`: one record per interpreter, found by id, reused.
+//! - `gate.rs`: a gate and its counts, in plain Rust (checked by loom).
 //! - `pass.rs`: passes through an interpreter's gate, and the exit drain.
 //! - `attach.rs`: the ways a thread attaches to an interpreter and back.
 //! - `kept.rs`: thread states kept for native threads, their pthread key.
@@ -61,6 +62,8 @@ mod cpython;
 mod entry;
 mod exit;
 mod fork;
+/// cbindgen:ignore
+mod gate;
 mod interp;
 mod kept;
 mod pass;
