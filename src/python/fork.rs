@@ -6,7 +6,6 @@
 //! handlers here, and on free-threaded builds the `os.register_at_fork`
 //! hooks, do both.
 
-use std::cell::Cell;
 use std::ptr::null_mut;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -15,9 +14,8 @@ use pyo3_ffi as py;
 
 use super::cpython::{new_none, py_minor};
 use super::exit::{call_in_module, HookDef};
-use super::interp::interps;
 use super::kept::kept_after_fork_in_child;
-use super::pass::{HELD, HELD_DEPTH, HELD_TRACKED};
+use super::pass::recount_after_fork_in_child;
 use super::{InterpState, PyObj, TState};
 use crate::Status;
 
@@ -27,16 +25,7 @@ pub(super) extern "C" fn gates_after_fork_in_child() {
     MAKING_TSTATE.store(0, SeqCst);
     FORKING.store(false, SeqCst);
     kept_after_fork_in_child();
-    let depth = HELD_DEPTH.with(Cell::get).min(HELD_TRACKED);
-    for interp in interps() {
-        let held = HELD.with(|h| {
-            h[..depth]
-                .iter()
-                .filter(|c| std::ptr::eq(c.get(), interp))
-                .count()
-        });
-        interp.gate.set_inside(held);
-    }
+    recount_after_fork_in_child();
 }
 
 /// Threads making a thread state without the GIL right now, and whether a

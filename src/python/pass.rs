@@ -12,18 +12,33 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::interp::Interp;
+use super::interp::{interps, Interp};
 use super::kept::{kept_inside, KeptRecord};
 
 thread_local! {
     /// This thread is running an exit hook (its own releases may pass).
     pub(super) static IN_HOOK: Cell<bool> = const { Cell::new(false) };
     /// The gates this thread holds passes of, innermost last (for fork).
-    pub(super) static HELD: [Cell<*const Interp>; HELD_TRACKED] =
+    static HELD: [Cell<*const Interp>; HELD_TRACKED] =
         const { [const { Cell::new(std::ptr::null()) }; HELD_TRACKED] };
-    pub(super) static HELD_DEPTH: Cell<usize> = const { Cell::new(0) };
+    static HELD_DEPTH: Cell<usize> = const { Cell::new(0) };
 }
-pub(super) const HELD_TRACKED: usize = 16;
+const HELD_TRACKED: usize = 16;
+
+/// In a forked child, whose one thread is the forking thread: each gate's
+/// shared counter counts the passes that thread holds, nothing else.
+pub(super) fn recount_after_fork_in_child() {
+    let depth = HELD_DEPTH.with(Cell::get).min(HELD_TRACKED);
+    for interp in interps() {
+        let held = HELD.with(|h| {
+            h[..depth]
+                .iter()
+                .filter(|c| std::ptr::eq(c.get(), interp))
+                .count()
+        });
+        interp.gate.set_inside(held);
+    }
+}
 
 /// A pass through one interpreter's gate, taken before attaching to it;
 /// leaving on drop (also when CPython ends the thread with a forced unwind).
