@@ -288,30 +288,38 @@ impl Lists {
                 }
             }
             if any_float {
-                let mut v = Vec::with_capacity(n);
-                for i in 0..n {
-                    let x = py::PyFloat_AsDouble(item(i));
-                    if x == -1.0 && !py::PyErr_Occurred().is_null() {
-                        return None;
-                    }
-                    v.push(x);
-                }
-                self.f64s.push(v);
+                self.f64s.push(numbers(n, item, py::PyFloat_AsDouble)?);
                 Some(Value::f64_array(self.f64s.last()?))
             } else {
-                let mut v = Vec::with_capacity(n);
-                for i in 0..n {
-                    let x = py::PyLong_AsLongLong(item(i));
-                    if x == -1 && !py::PyErr_Occurred().is_null() {
-                        return None;
-                    }
-                    v.push(x);
-                }
-                self.i64s.push(v);
+                self.i64s.push(numbers(n, item, py::PyLong_AsLongLong)?);
                 Some(Value::i64_array(self.i64s.last()?))
             }
         }
     }
+}
+
+/// The `n` objects `item(0..n)` read with `read`, a CPython conversion
+/// that answers -1 with an exception set when it fails; `None` then.
+///
+/// # Safety
+/// The GIL is held; `item` gives live objects that `read` accepts.
+unsafe fn numbers<T: Copy + PartialEq + From<i8>>(
+    n: usize,
+    item: impl Fn(usize) -> PyObj,
+    read: unsafe extern "C" fn(PyObj) -> T,
+) -> Option<Vec<T>> {
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: the GIL is held and the object live (the caller's
+        // promise).
+        let x = unsafe { read(item(i)) };
+        // SAFETY: the GIL is held.
+        if x == T::from(-1) && unsafe { !py::PyErr_Occurred().is_null() } {
+            return None;
+        }
+        v.push(x);
+    }
+    Some(v)
 }
 
 /// The UTF-8 form of the str `obj`, which CPython keeps in the object: it
