@@ -34,9 +34,11 @@
 //! unwinding (the gate's `Drop`, an attach permit's) touches no Python; the
 //! thread-state guards undo themselves only for a Rust panic, never for a
 //! forced unwind (the thread does not hold the GIL then). The code between
-//! is written not to panic.
+//! is written not to panic. Each export in `abi.rs` says at its
+//! declaration which of this applies to it.
 //!
-//! The rooms, each owning one concern:
+//! The rooms, each owning one concern (this file: the map, the names they
+//! share, and the set-up done once per process):
 //!
 //! - `abi.rs`: the `cbreg_py_*` exports, and nothing else.
 //! - `cpython.rs`: which CPython runs, looked-up functions, PEP 788 guards,
@@ -62,12 +64,12 @@ mod cpython;
 mod entry;
 mod exit;
 mod fork;
+// `cbindgen:ignore` keeps a module out of the C header.
 /// cbindgen:ignore
 mod gate;
 mod interp;
 mod kept;
 mod pass;
-// Not in the C header: the line below is cbindgen's mark for that.
 /// cbindgen:ignore
 #[doc(hidden)]
 pub mod testing;
