@@ -2,7 +2,7 @@
 // share (cbreg_nanobind.hpp, cbreg_pybind11.hpp), in the raw CPython API so
 // that both translate through one copy. It holds no rules of its own: which
 // Python object becomes which cbreg_value and back, and which exception a
-// status raises, are the Rust adapter's (src/python.rs), reached through the
+// status raises, are the Rust adapter's (src/python/), reached through the
 // C ABI (cbreg_py_args_new, cbreg_py_value_to_object, cbreg_py_set_error).
 // Header-only, C++17; include it through one of the adapters.
 //

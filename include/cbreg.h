@@ -652,7 +652,8 @@ extern "C" {
 // failure, or with more than `CBREG_MAX_ARGS` items.
 //
 // # Safety
-// The GIL is held; `items` points to `nargs` live Python objects.
+// The GIL is held; `items` points to `nargs` live Python objects;
+// `out_values` is NULL or valid for writes.
 void *cbreg_py_args_new(void *const *items, size_t nargs, const struct cbreg_value **out_values);
 
 // Invokes entry `id` of `reg` on this thread from Python (GIL held) with
@@ -731,6 +732,10 @@ void cbreg_py_set_error(uint32_t status);
 // subinterpreter on a CPython where that cannot be made safe (other than
 // 3.11, whose subinterpreters share one GIL) it refuses with
 // `INVALID_ARGUMENT` and sets a Python `RuntimeError` saying so.
+//
+// # Safety
+// The GIL is held; `callable` is NULL or a live Python object; `out_id`
+// is NULL or valid for writes.
 cbreg_status cbreg_py_register(struct cbreg_registry reg,
                                void *callable,
                                uint32_t flags,
@@ -753,6 +758,9 @@ cbreg_status cbreg_py_atexit_clear(void);
 // `atexit` (once per interpreter, however many extension modules call it;
 // a first call in a subinterpreter also installs the main interpreter's).
 // Call it with the GIL held, typically from module init.
+//
+// # Safety
+// The GIL is held.
 cbreg_status cbreg_py_install_atexit(void);
 
 // Whether Python registration is closed in the calling interpreter (its

@@ -34,6 +34,12 @@ mod hazard;
 pub mod post;
 #[cfg(feature = "python")]
 pub mod python;
+/// The Python adapter's gate alone (no CPython in it), for its loom model.
+/// cbindgen:ignore
+#[cfg(all(loom, not(feature = "python")))]
+#[doc(hidden)]
+#[path = "python/gate.rs"]
+pub mod python_gate;
 mod registry;
 mod rendezvous;
 mod signal;

@@ -174,7 +174,7 @@ mod imp {
 pub(crate) use imp::{get, set};
 
 /// The Python adapter's word: this thread's kept-state record
-/// (`python.rs`), 0 while it keeps none.
+/// (`python/kept.rs`), 0 while it keeps none.
 #[cfg(feature = "python")]
 pub(crate) mod python_word {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri)))]

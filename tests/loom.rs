@@ -503,3 +503,63 @@ fn emit_racing_free() {
         check_lists();
     });
 }
+
+/// The Python adapter's gate (`src/python/gate.rs`, the code itself, built
+/// without CPython): a thread the gate let in, on its shared counter or on
+/// a kept-state thread's own one, is always seen by the exit hook's drain
+/// until it is out; once the hook has shut the gate no call gets in, a
+/// release only while it drains.
+#[test]
+fn gate_drain_sees_every_thread_let_in_and_none_enters_after_shut() {
+    use cbreg::python_gate::{shut_all, Gate, OwnCount, CLOSED, DRAINING};
+    use loom::sync::atomic::AtomicBool;
+
+    /// A thread let in: it must not be inside once the hook has drained.
+    fn inside(in_gate: &AtomicUsize, drained: &AtomicBool) {
+        in_gate.fetch_add(1, SeqCst);
+        assert!(!drained.load(SeqCst), "a thread inside after the drain");
+        in_gate.fetch_sub(1, SeqCst);
+    }
+
+    model(|| {
+        let gate = Arc::new(Gate::new());
+        let own = Arc::new(OwnCount::new());
+        let in_gate = Arc::new(AtomicUsize::new(0));
+        let drained = Arc::new(AtomicBool::new(false));
+        let shared = {
+            let (gate, in_gate, drained) = (gate.clone(), in_gate.clone(), drained.clone());
+            thread::spawn(move || {
+                if gate.count_in(false, || false) {
+                    inside(&in_gate, &drained);
+                    gate.count_out();
+                }
+            })
+        };
+        let kept = {
+            let (gate, own) = (gate.clone(), own.clone());
+            let (in_gate, drained) = (in_gate.clone(), drained.clone());
+            thread::spawn(move || {
+                if own.count_in(&gate, false) {
+                    inside(&in_gate, &drained);
+                    own.count_out();
+                }
+            })
+        };
+        // The exit hook: shut, then drain.
+        shut_all([&*gate], DRAINING);
+        while gate.inside() != 0 || own.seen() != 0 {
+            thread::yield_now();
+        }
+        assert_eq!(in_gate.load(SeqCst), 0, "the drain missed a thread inside");
+        drained.store(true, SeqCst);
+        shared.join().unwrap();
+        kept.join().unwrap();
+        assert!(!gate.count_in(false, || false), "a call let in after shut");
+        assert!(!own.count_in(&gate, false), "a kept call let in after shut");
+        assert!(gate.count_in(true, || false), "a release refused while draining");
+        gate.count_out();
+        shut_all([&*gate], CLOSED);
+        assert!(!gate.count_in(true, || false), "a release let in after close");
+        assert!(!own.count_in(&gate, true), "a kept release let in after close");
+    });
+}

@@ -120,6 +120,8 @@ pub(crate) struct Ring {
 // protocol above (the producer writes only between `arena_tail` and the
 // consumer's `arena_head`, which it read with acquire).
 unsafe impl Send for Ring {}
+// SAFETY: as for `Send`: one producer and one consumer, each touching its
+// own part of the arena and its own indices, ordered by the protocol above.
 unsafe impl Sync for Ring {}
 
 /// A `bound` value no target handle has.

@@ -186,8 +186,10 @@ fn install(index: usize, handle: u32, config: PostConfig) -> Result<&'static Tar
         // SAFETY: just published; targets are never freed.
         Ok(_) => Ok(unsafe { &*fresh }),
         Err(existing) => {
-            // SAFETY: never published; `existing` is never freed.
+            // SAFETY: `fresh` was never published, so this is its only owner.
             drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: `existing` was published by another thread; targets
+            // are never freed.
             Ok(unsafe { &*existing })
         }
     }

@@ -19,12 +19,15 @@ use super::{set_up_process, PyObj, CBREG_PY_UNRAISABLE};
 use crate::ffi::{self, RegistryHandle, CBREG_ONCE, CBREG_PROMPT};
 use crate::{Status, Value};
 
-pub(super) fn write_out<T>(out: *mut T, value: T) {
-    // SAFETY: checked non-null by the caller; C passes a valid pointer.
+/// Writes `value` to `*out`.
+///
+/// # Safety
+/// `out` is valid for writes and aligned (an export's out pointer, checked
+/// non-null).
+pub(super) unsafe fn write_out<T>(out: *mut T, value: T) {
+    // SAFETY: as the caller promises.
     unsafe { out.write(value) };
 }
-
-// ---- conversions for the C++ adapters (the one place the rules live) ----
 
 /// Converts the Python objects `items[0..nargs]` (GIL held) to a value
 /// vector for `cbreg_invoke`: None, bool, int (64-bit), float, str (UTF-8),
@@ -36,7 +39,10 @@ pub(super) fn write_out<T>(out: *mut T, value: T) {
 /// failure, or with more than `CBREG_MAX_ARGS` items.
 ///
 /// # Safety
-/// The GIL is held; `items` points to `nargs` live Python objects.
+/// The GIL is held; `items` points to `nargs` live Python objects;
+/// `out_values` is NULL or valid for writes.
+// Boundary: none; `extern "C"`: no callback runs here, and a panic
+// aborts; see the `python` module doc.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_py_args_new(
     items: *const *mut c_void,
@@ -47,7 +53,8 @@ pub unsafe extern "C" fn cbreg_py_args_new(
         return std::ptr::null_mut();
     }
     if nargs > ffi::CBREG_MAX_ARGS {
-        set_error(Status::InvalidArgument);
+        // SAFETY: the GIL is held.
+        unsafe { set_error(Status::InvalidArgument) };
         return std::ptr::null_mut();
     }
     let mut args = Box::new(PyArgs {
@@ -55,11 +62,14 @@ pub unsafe extern "C" fn cbreg_py_args_new(
         lists: Lists::default(),
     });
     for i in 0..nargs {
-        if args.push(*items.add(i) as PyObj).is_none() {
+        // SAFETY: the GIL is held; `items[i]` is a live object (i < nargs),
+        // which the caller keeps alive while the values are used.
+        if unsafe { args.push(*items.add(i) as PyObj) }.is_none() {
             return std::ptr::null_mut();
         }
     }
-    *out_values = args.values.as_ptr();
+    // SAFETY: `out_values` is checked non-null; the caller made it valid.
+    unsafe { write_out(out_values, args.values.as_ptr()) };
     Box::into_raw(args).cast()
 }
 
@@ -79,6 +89,8 @@ pub unsafe extern "C" fn cbreg_py_args_new(
 ///
 /// # Safety
 /// The GIL is held; `items` points to `nargs` live Python objects.
+// Boundary: none on purpose (`C-unwind`): CPython may end this thread with
+// a forced unwind that must pass; see the `python` module doc.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn cbreg_py_invoke(
     reg: RegistryHandle,
@@ -87,7 +99,8 @@ pub unsafe extern "C-unwind" fn cbreg_py_invoke(
     nargs: usize,
 ) -> *mut c_void {
     if (nargs > 0 && items.is_null()) || nargs > ffi::CBREG_MAX_ARGS {
-        set_error(Status::InvalidArgument);
+        // SAFETY: the GIL is held.
+        unsafe { set_error(Status::InvalidArgument) };
         return null_mut();
     }
     let items = items.cast::<PyObj>();
@@ -95,7 +108,9 @@ pub unsafe extern "C-unwind" fn cbreg_py_invoke(
     let mut lists = Lists::default();
     let mut as_is = 0u64;
     for (i, value) in values.iter_mut().enumerate().take(nargs) {
-        let Some((v, same)) = arg_value(*items.add(i), &mut lists) else {
+        // SAFETY: the GIL is held; `items[i]` is a live object (i < nargs),
+        // alive for this call, which is as long as the value is used.
+        let Some((v, same)) = (unsafe { arg_value(*items.add(i), &mut lists) }) else {
             return null_mut();
         };
         value.write(v);
@@ -114,43 +129,52 @@ pub unsafe extern "C-unwind" fn cbreg_py_invoke(
     };
     let status = {
         let _scope = PyCallScope::enter(&call);
-        ffi::cbreg_invoke(reg, id, values, nargs, &mut ret)
+        // SAFETY: `values` holds `nargs` values, written above; `ret` is ours.
+        unsafe { ffi::cbreg_invoke(reg, id, values, nargs, &mut ret) }
     };
     let result = call.result.take();
-    let failed = status != Status::Ok || !py::PyErr_Occurred().is_null();
-    let out = if failed {
-        set_error(if status == Status::Ok {
-            Status::CallbackFailed
+    // SAFETY: the GIL is held (this function's contract); the result
+    // object, when set, is a new reference handed back or released once;
+    // `ret` is a value the entry filled, dropped once.
+    unsafe {
+        let failed = status != Status::Ok || !py::PyErr_Occurred().is_null();
+        let out = if failed {
+            set_error(if status == Status::Ok {
+                Status::CallbackFailed
+            } else {
+                status
+            });
+            null_mut()
+        } else if !result.is_null() {
+            return result.cast();
         } else {
-            status
-        });
-        null_mut()
-    } else if !result.is_null() {
-        return result.cast();
-    } else {
-        match to_python(&ret) {
-            Ok(obj) => obj,
-            Err(e) => {
-                set_error(e);
-                null_mut()
+            match to_python(&ret) {
+                Ok(obj) => obj,
+                Err(e) => {
+                    set_error(e);
+                    null_mut()
+                }
             }
+        };
+        if !result.is_null() {
+            py::Py_DecRef(result);
         }
-    };
-    if !result.is_null() {
-        py::Py_DecRef(result);
+        ret.drop_owned();
+        out.cast()
     }
-    ret.drop_owned();
-    out.cast()
 }
 
 /// Frees what `cbreg_py_args_new` returned (NULL is ignored).
 ///
 /// # Safety
 /// `args` came from `cbreg_py_args_new` and is freed once.
+// Boundary: none; `extern "C"`: no callback runs here, and a panic
+// aborts; see the `python` module doc.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_py_args_free(args: *mut c_void) {
     if !args.is_null() {
-        drop(Box::from_raw(args.cast::<PyArgs>()));
+        // SAFETY: made by `cbreg_py_args_new` with Box::into_raw, freed once.
+        drop(unsafe { Box::from_raw(args.cast::<PyArgs>()) });
     }
 }
 
@@ -160,17 +184,23 @@ pub unsafe extern "C" fn cbreg_py_args_free(args: *mut c_void) {
 ///
 /// # Safety
 /// The GIL is held; `value` is NULL or a valid value.
+// Boundary: none; `extern "C"`: no callback runs here, and a panic
+// aborts; see the `python` module doc.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_py_value_to_object(value: *const Value) -> *mut c_void {
-    let Some(value) = value.as_ref() else {
-        set_error(Status::InvalidArgument);
-        return std::ptr::null_mut();
-    };
-    match to_python(value) {
-        Ok(obj) => obj.cast(),
-        Err(status) => {
-            set_error(status);
-            std::ptr::null_mut()
+    // SAFETY: the GIL is held; `value` is NULL or valid (the caller's
+    // promise).
+    unsafe {
+        let Some(value) = value.as_ref() else {
+            set_error(Status::InvalidArgument);
+            return std::ptr::null_mut();
+        };
+        match to_python(value) {
+            Ok(obj) => obj.cast(),
+            Err(status) => {
+                set_error(status);
+                std::ptr::null_mut()
+            }
         }
     }
 }
@@ -181,13 +211,16 @@ pub unsafe extern "C" fn cbreg_py_value_to_object(value: *const Value) -> *mut c
 ///
 /// # Safety
 /// The GIL is held.
+// Boundary: none; `extern "C"`: no callback runs here, and a panic
+// aborts; see the `python` module doc.
 #[no_mangle]
 pub unsafe extern "C" fn cbreg_py_set_error(status: u32) {
     let status = crate::status::ALL_STATUSES
         .get(status as usize)
         .copied()
         .unwrap_or(Status::Internal);
-    set_error(status);
+    // SAFETY: the GIL is held (the caller's promise).
+    unsafe { set_error(status) };
 }
 
 /// Registers the Python callable `callable` (a `PyObject *`) in `reg` and
@@ -226,8 +259,14 @@ pub unsafe extern "C" fn cbreg_py_set_error(status: u32) {
 /// subinterpreter on a CPython where that cannot be made safe (other than
 /// 3.11, whose subinterpreters share one GIL) it refuses with
 /// `INVALID_ARGUMENT` and sets a Python `RuntimeError` saying so.
+///
+/// # Safety
+/// The GIL is held; `callable` is NULL or a live Python object; `out_id`
+/// is NULL or valid for writes.
+// Boundary: none on purpose (`C-unwind`): CPython may end this thread with
+// a forced unwind that must pass; see the `python` module doc.
 #[no_mangle]
-pub extern "C-unwind" fn cbreg_py_register(
+pub unsafe extern "C-unwind" fn cbreg_py_register(
     reg: RegistryHandle,
     callable: *mut c_void,
     flags: u32,
@@ -239,7 +278,9 @@ pub extern "C-unwind" fn cbreg_py_register(
     if !interpreter_alive() {
         return Status::Closed;
     }
-    // SAFETY: the caller holds the GIL, so the current interpreter is alive.
+    // SAFETY: the caller holds the GIL, so the current interpreter is alive;
+    // `callable` is a live object and `out_id` valid (both checked non-null),
+    // and the reference taken is given to the entry or back.
     unsafe {
         set_up_process();
         let interp = match interp_record(py::PyInterpreterState_Get()) {
@@ -303,6 +344,8 @@ pub extern "C-unwind" fn cbreg_py_register(
 /// (waiting for native threads inside its callbacks to return: CPython
 /// cannot end an interpreter with another thread state in it).
 /// `cbreg_py_install_atexit` arranges for it to run. Idempotent.
+// Boundary: none on purpose (`C-unwind`): CPython may end this thread with
+// a forced unwind that must pass; see the `python` module doc.
 #[no_mangle]
 pub extern "C-unwind" fn cbreg_py_atexit_clear() -> Status {
     // SAFETY: callable without the GIL.
@@ -328,8 +371,13 @@ pub extern "C-unwind" fn cbreg_py_atexit_clear() -> Status {
 /// `atexit` (once per interpreter, however many extension modules call it;
 /// a first call in a subinterpreter also installs the main interpreter's).
 /// Call it with the GIL held, typically from module init.
+///
+/// # Safety
+/// The GIL is held.
+// Boundary: none on purpose (`C-unwind`): CPython may end this thread with
+// a forced unwind that must pass; see the `python` module doc.
 #[no_mangle]
-pub extern "C-unwind" fn cbreg_py_install_atexit() -> Status {
+pub unsafe extern "C-unwind" fn cbreg_py_install_atexit() -> Status {
     if !interpreter_alive() {
         return Status::Closed;
     }
@@ -345,6 +393,8 @@ pub extern "C-unwind" fn cbreg_py_install_atexit() -> Status {
 
 /// Whether Python registration is closed in the calling interpreter (its
 /// exit hook ran). Call it with the GIL held.
+// Boundary: none on purpose (`C-unwind`): it only reads, and a panic
+// unwinds to the caller; see the `python` module doc.
 #[no_mangle]
 pub extern "C-unwind" fn cbreg_py_is_closed() -> bool {
     // SAFETY: callable without the GIL; the interpreter is read with it.

@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr::null_mut;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 use pyo3_ffi as py;
 
@@ -17,7 +17,8 @@ use super::cpython::{gil_holder, interpreter_alive, AttachPermit};
 use super::fork::new_thread_state;
 use super::interp::Interp;
 use super::kept::{detach_kept, keep, KeptRecord};
-use super::pass::{GatePass, KeptPass, GATE_CLOSED, GATE_OPEN, IN_HOOK};
+use super::gate;
+use super::pass::{GatePass, KeptPass, IN_HOOK};
 use super::{InterpState, TState};
 
 // Declared here rather than taken from pyo3-ffi, which exports it only in
@@ -54,8 +55,9 @@ pub(super) enum Attached {
 impl Attached {
     /// # Safety
     /// The interpreter `state` of `interp` is alive, and the caller holds a
-    /// pass of its gate unless it is `Already`. (A thread's kept state is
-    /// attached by `with_kept_state`.)
+    /// pass of its gate unless it is `Already`; `holder` is `gil_holder()`
+    /// on this thread, just read. (A thread's kept state is attached by
+    /// `with_kept_state`.)
     pub(super) unsafe fn attach(
         interp: &'static Interp,
         state: InterpState,
@@ -63,20 +65,35 @@ impl Attached {
     ) -> Option<Attached> {
         let main = interp.main.load(Relaxed);
         match holder {
-            Some(t) if PyThreadState_GetInterpreter(t) == state => Some(Attached::Already),
-            Some(_) => Self::swapped(state),
-            None if !main => Self::carried(state),
+            // SAFETY: `t` is the live state this thread holds the GIL with.
+            Some(t) if unsafe { PyThreadState_GetInterpreter(t) } == state => {
+                Some(Attached::Already)
+            }
+            // SAFETY: `state` is alive; this thread holds the GIL.
+            Some(_) => unsafe { Self::swapped(state) },
+            // SAFETY: `state` is alive; this thread holds no GIL.
+            None if !main => unsafe { Self::carried(state) },
             None => {
-                let own = py::PyGILState_GetThisThreadState();
-                if !own.is_null() && PyThreadState_GetInterpreter(own) == state {
-                    return Some(Attached::Ensured(py::PyGILState_Ensure()));
+                // SAFETY: callable without the GIL; `own`, when not null, is
+                // this thread's own state, alive while its thread is.
+                let own_here = unsafe {
+                    let own = py::PyGILState_GetThisThreadState();
+                    !own.is_null() && PyThreadState_GetInterpreter(own) == state
+                };
+                if own_here {
+                    // SAFETY: the main interpreter is alive (pass held) and
+                    // this thread's own state is in it.
+                    return Some(Attached::Ensured(unsafe { py::PyGILState_Ensure() }));
                 }
-                let made = new_thread_state(state);
+                // SAFETY: `state` is alive.
+                let made = unsafe { new_thread_state(state) };
                 if made.is_null() {
                     return None;
                 }
-                py::PyEval_RestoreThread(made);
-                if interp.gate.load(SeqCst) == GATE_OPEN && keep(made, interp) {
+                // SAFETY: a new state of this thread, which holds no GIL.
+                unsafe { py::PyEval_RestoreThread(made) };
+                // SAFETY: `made` is current here, the GIL held, in `interp`.
+                if interp.gate.is_open() && unsafe { keep(made, interp) } {
                     return Some(Attached::Kept);
                 }
                 Some(Attached::Fresh(made))
@@ -90,11 +107,15 @@ impl Attached {
     /// # Safety
     /// The interpreter `state` is alive; this thread holds the GIL.
     pub(super) unsafe fn swapped(state: InterpState) -> Option<Attached> {
-        let made = py::PyThreadState_New(state);
-        (!made.is_null()).then(|| Attached::Swapped {
-            made,
-            previous: py::PyThreadState_Swap(made),
-        })
+        // SAFETY: `state` is alive and the GIL held (the caller's promise);
+        // `made` is checked before it is swapped in.
+        unsafe {
+            let made = py::PyThreadState_New(state);
+            (!made.is_null()).then(|| Attached::Swapped {
+                made,
+                previous: py::PyThreadState_Swap(made),
+            })
+        }
     }
 
     /// Into subinterpreter `state` from a thread holding no GIL (CPython
@@ -110,18 +131,24 @@ impl Attached {
     /// # Safety
     /// As `attach`, with no GIL held by this thread.
     pub(super) unsafe fn carried(state: InterpState) -> Option<Attached> {
-        let carrier = new_thread_state(py::PyInterpreterState_Main());
-        if carrier.is_null() {
-            return None;
+        // SAFETY: the main interpreter outlives every subinterpreter, so it
+        // is alive; this thread holds no GIL, so it may take it with the
+        // new `carrier`; then, GIL held, `state` (alive) gets a state of its
+        // own, checked before it is swapped in.
+        unsafe {
+            let carrier = new_thread_state(py::PyInterpreterState_Main());
+            if carrier.is_null() {
+                return None;
+            }
+            py::PyEval_RestoreThread(carrier);
+            let made = py::PyThreadState_New(state);
+            if made.is_null() {
+                delete_current(carrier);
+                return None;
+            }
+            py::PyThreadState_Swap(made);
+            Some(Attached::Carried { made, carrier })
         }
-        py::PyEval_RestoreThread(carrier);
-        let made = py::PyThreadState_New(state);
-        if made.is_null() {
-            delete_current(carrier);
-            return None;
-        }
-        py::PyThreadState_Swap(made);
-        Some(Attached::Carried { made, carrier })
     }
 
     /// # Safety
@@ -130,22 +157,30 @@ impl Attached {
     pub(super) unsafe fn detach(self) {
         match self {
             Attached::Already => {}
-            Attached::Ensured(gil) => py::PyGILState_Release(gil),
-            Attached::Kept => {
+            // SAFETY: the `PyGILState_Ensure` of this thread's `attach`.
+            Attached::Ensured(gil) => unsafe { py::PyGILState_Release(gil) },
+            // SAFETY: this thread's kept state is current, the GIL held; it
+            // is detached and kept.
+            Attached::Kept => unsafe {
                 py::PyEval_SaveThread();
-            }
-            Attached::Fresh(made) => delete_current(made),
-            Attached::Swapped { made, previous } => {
+            },
+            // SAFETY: `made` for this call, current, the GIL held.
+            Attached::Fresh(made) => unsafe { delete_current(made) },
+            // SAFETY: `made` for this call is current, the GIL held;
+            // `previous` was this thread's state before it and is alive.
+            Attached::Swapped { made, previous } => unsafe {
                 py::PyThreadState_Clear(made);
                 py::PyThreadState_Swap(previous);
                 py::PyThreadState_Delete(made);
-            }
-            Attached::Carried { made, carrier } => {
+            },
+            // SAFETY: as `Swapped`, back to `carrier`, made for this call
+            // too, which is then current and deleted.
+            Attached::Carried { made, carrier } => unsafe {
                 py::PyThreadState_Clear(made);
                 py::PyThreadState_Swap(carrier);
                 py::PyThreadState_Delete(made);
                 delete_current(carrier);
-            }
+            },
         }
     }
 }
@@ -155,9 +190,16 @@ impl Attached {
 /// GIL back). It cannot be cut by a fork the way making a state can (see
 /// `new_thread_state`): on 3.11 it holds the GIL, which the forking thread
 /// holds; from 3.12 on CPython holds its thread-state lock across the fork.
+///
+/// # Safety
+/// `tstate` is current on this thread, the GIL held, and nothing uses it
+/// after.
 pub(super) unsafe fn delete_current(tstate: TState) {
-    py::PyThreadState_Clear(tstate);
-    py::PyThreadState_DeleteCurrent();
+    // SAFETY: `tstate` is current and the GIL held (the caller's promise).
+    unsafe {
+        py::PyThreadState_Clear(tstate);
+        py::PyThreadState_DeleteCurrent();
+    }
 }
 
 /// Undoes an attachment if a Rust panic unwinds past it (it is forgotten
@@ -198,8 +240,7 @@ pub(super) fn with_python<R>(
     for_release: bool,
     f: impl FnOnce(bool) -> R,
 ) -> Option<R> {
-    // SAFETY: a plain read of CPython's current thread state.
-    let holder = unsafe { gil_holder() };
+    let holder = gil_holder();
     if holder.is_none() {
         if let Some(record) = KeptRecord::of_this_thread(interp) {
             return with_kept_state(record, interp, for_release, || f(false));
@@ -257,7 +298,7 @@ pub(super) fn with_other_state<R>(
     // A thread already inside Python there needs no pass; others count in
     // first, so the exit hook cannot end the interpreter behind them.
     let _pass = if same {
-        if interp.gate.load(SeqCst) == GATE_CLOSED && !IN_HOOK.with(Cell::get) && !for_release {
+        if interp.gate.state() == gate::CLOSED && !IN_HOOK.with(Cell::get) && !for_release {
             return None;
         }
         None
@@ -285,15 +326,26 @@ pub(super) fn with_other_state<R>(
 
 /// A cbreg wait (unregister_wait, registry free) on a thread that holds the
 /// GIL gives it up while it waits.
+///
+/// # Safety
+/// Called by the core around a wait, on the waiting thread; the token is
+/// given back to `take_gil_back` on that thread.
 pub(super) unsafe extern "C" fn release_gil_while_waiting() -> *mut c_void {
-    if py::Py_IsInitialized() == 0 || gil_holder().is_none() {
+    // SAFETY: callable at any time.
+    if unsafe { py::Py_IsInitialized() } == 0 || gil_holder().is_none() {
         return null_mut();
     }
-    py::PyEval_SaveThread().cast()
+    // SAFETY: this thread holds the GIL (`gil_holder`).
+    unsafe { py::PyEval_SaveThread() }.cast()
 }
 
+/// Takes the GIL back after a wait.
+///
+/// # Safety
+/// `token` came from `release_gil_while_waiting` on this thread.
 pub(super) unsafe extern "C" fn take_gil_back(token: *mut c_void) {
     if !token.is_null() {
-        py::PyEval_RestoreThread(token.cast());
+        // SAFETY: the state this thread detached for the wait.
+        unsafe { py::PyEval_RestoreThread(token.cast()) };
     }
 }

@@ -153,16 +153,23 @@ pub(super) fn guard_api() -> Option<&'static GuardApi> {
     .as_ref()
 }
 
-/// A view of the current interpreter (GIL held), null without the API.
+/// A view of the current interpreter, null without the API.
+///
+/// # Safety
+/// The GIL is held.
 pub(super) unsafe fn current_view() -> View {
     let Some(api) = guard_api() else {
         return null_mut();
     };
-    let view = (api.view_from_current)();
-    if view.is_null() {
-        py::PyErr_Clear();
+    // SAFETY: attached (the GIL is held), as `PyInterpreterView_FromCurrent`
+    // and `PyErr_Clear` need.
+    unsafe {
+        let view = (api.view_from_current)();
+        if view.is_null() {
+            py::PyErr_Clear();
+        }
+        view
     }
-    view
 }
 
 /// Permission to attach to an interpreter from a thread not attached there.
@@ -227,17 +234,24 @@ pub(super) fn has_interpreter_guards() -> bool {
 pub(super) static THREAD_ID_OFFSET: AtomicUsize = AtomicUsize::new(0);
 pub(super) const THREAD_ID_OFFSET_3_11: usize = 152;
 
-/// Checks the 3.11 layout on the caller's own thread state (GIL held).
+/// Checks the 3.11 layout on the caller's own thread state.
+///
+/// # Safety
+/// The GIL is held.
 pub(super) unsafe fn probe_thread_id_offset() {
     if py_minor() != 11 {
         return;
     }
-    let tstate = py::PyThreadState_Get();
-    let base = tstate as *const u8;
-    // SAFETY: a live thread state is larger than both offsets.
-    let interp = base.add(16).cast::<InterpState>().read();
-    let thread_id = base.add(THREAD_ID_OFFSET_3_11).cast::<c_ulong>().read();
-    if interp == py::PyInterpreterState_Get() && thread_id == libc::pthread_self() as c_ulong {
+    // SAFETY: the GIL is held, so this thread has a live thread state and a
+    // current interpreter; a 3.11 thread state is larger than both offsets
+    // read. `pthread_self` is always safe to call.
+    let matches = unsafe {
+        let base = py::PyThreadState_Get() as *const u8;
+        let interp = base.add(16).cast::<InterpState>().read();
+        let thread_id = base.add(THREAD_ID_OFFSET_3_11).cast::<c_ulong>().read();
+        interp == py::PyInterpreterState_Get() && thread_id == libc::pthread_self() as c_ulong
+    };
+    if matches {
         THREAD_ID_OFFSET.store(THREAD_ID_OFFSET_3_11, Relaxed);
     }
 }
@@ -245,8 +259,9 @@ pub(super) unsafe fn probe_thread_id_offset() {
 /// CPython's current thread state, unchecked: this thread's on 3.12+, the
 /// process's on 3.11 (null when none; see `gil_holder`).
 #[inline]
-pub(super) unsafe fn current_tstate() -> TState {
-    (api().current_tstate)()
+pub(super) fn current_tstate() -> TState {
+    // SAFETY: a plain read, callable with or without the GIL.
+    unsafe { (api().current_tstate)() }
 }
 
 /// The thread state this thread holds the GIL with, if it holds it.
@@ -257,9 +272,10 @@ pub(super) unsafe fn current_tstate() -> TState {
 /// ours only if it was made on this thread (`thread_id`, layout checked at
 /// start-up) or it is this thread's own `PyGILState` thread state.
 #[inline]
-pub(super) unsafe fn gil_holder() -> Option<TState> {
+pub(super) fn gil_holder() -> Option<TState> {
     let api = api();
-    let tstate = (api.current_tstate)();
+    // SAFETY: a plain read, callable with or without the GIL.
+    let tstate = unsafe { (api.current_tstate)() };
     if tstate.is_null() {
         return None;
     }
@@ -268,15 +284,21 @@ pub(super) unsafe fn gil_holder() -> Option<TState> {
     }
     let offset = THREAD_ID_OFFSET.load(Relaxed);
     if offset != 0 {
-        // Another thread may free `tstate` as we read it: a stale word of a
-        // heap block at worst, and never equal to our own thread's id.
-        let thread_id = (tstate as *const u8)
-            .add(offset)
-            .cast::<c_ulong>()
-            .read_volatile();
-        return (thread_id == libc::pthread_self() as c_ulong).then_some(tstate);
+        // SAFETY: `offset` lies inside a 3.11 thread state (checked at
+        // start-up). Another thread may free `tstate` as we read it: a stale
+        // word of a heap block at worst, and never equal to our own
+        // thread's id. `pthread_self` is always safe to call.
+        let ours = unsafe {
+            let thread_id = (tstate as *const u8)
+                .add(offset)
+                .cast::<c_ulong>()
+                .read_volatile();
+            thread_id == libc::pthread_self() as c_ulong
+        };
+        return ours.then_some(tstate);
     }
-    (tstate == py::PyGILState_GetThisThreadState()).then_some(tstate)
+    // SAFETY: callable with or without the GIL.
+    (tstate == unsafe { py::PyGILState_GetThisThreadState() }).then_some(tstate)
 }
 
 /// Whether entries of a subinterpreter can be served safely on this
@@ -286,8 +308,14 @@ pub(super) fn subinterpreters_supported() -> bool {
 }
 
 /// A new reference to `None`.
+///
+/// # Safety
+/// The GIL is held.
 pub(super) unsafe fn new_none() -> PyObj {
-    let none = py::Py_None();
-    py::Py_IncRef(none);
-    none
+    // SAFETY: the GIL is held; `None` is immortal or alive for ever.
+    unsafe {
+        let none = py::Py_None();
+        py::Py_IncRef(none);
+        none
+    }
 }

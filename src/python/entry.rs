@@ -67,16 +67,24 @@ pub(super) fn interp_of(ctx: *mut c_void) -> *const Interp {
     unsafe { &*(ctx as *const PyEntry) }.interp.load(Acquire)
 }
 
+/// The entry's `call`: calls the Python callable in its interpreter.
+///
+/// # Safety
+/// Called by the core with the context registered with it and `args`,
+/// `nargs`, `ret` as `cbreg_invoke` passes them.
 pub(super) unsafe extern "C-unwind" fn call_python(
     ctx: *mut c_void,
     args: *const Value,
     nargs: usize,
     ret: *mut Value,
 ) -> u32 {
-    // SAFETY: the core passes the context we registered, alive while the
-    // entry can be invoked.
-    let entry = &*(ctx as *const PyEntry);
-    let interp = &*entry.interp.load(Acquire);
+    // SAFETY: the core passes the context we registered (a `PyEntry`, never
+    // freed), and its interpreter record while the entry can be invoked
+    // (records are never freed).
+    let (entry, interp) = unsafe {
+        let entry = &*(ctx as *const PyEntry);
+        (entry, &*entry.interp.load(Acquire))
+    };
     let callable = entry.callable.load(Relaxed);
     // `with_python`, its two ways spelled out so that the first, a native
     // thread on its kept state (an engine's usual call), is compiled for
@@ -84,14 +92,13 @@ pub(super) unsafe extern "C-unwind" fn call_python(
     // Through `with_python` itself that case would carry the other's work
     // (the caller look-up, the flags); `make bench-python-instructions`
     // counts the difference.
-    // SAFETY: a plain read of CPython's current thread state.
     let holder = gil_holder();
     if holder.is_none() {
         if let Some(record) = KeptRecord::of_this_thread(interp) {
             return with_kept_state(record, interp, false, || {
                 // SAFETY: attached to the callable's interpreter; args and
                 // ret come from invoke.
-                call_attached(callable, args, nargs, ret, false, interp, None)
+                unsafe { call_attached(callable, args, nargs, ret, false, interp, None) }
             })
             .unwrap_or(Status::Closed) as u32;
         }
@@ -101,7 +108,10 @@ pub(super) unsafe extern "C-unwind" fn call_python(
         // The Python caller on this thread, if this is its very call (its
         // objects are of this interpreter only when it held the GIL here).
         let caller = if held_gil {
-            PY_CALL.with(Cell::get).as_ref().filter(|c| {
+            // SAFETY: a published `PyCall` lives on the stack of the
+            // `cbreg_py_invoke` further out on this thread, until its scope
+            // takes it back.
+            unsafe { PY_CALL.with(Cell::get).as_ref() }.filter(|c| {
                 // (With no arguments the core may pass no vector.)
                 c.nargs == nargs && (nargs == 0 || c.values == args) && std::ptr::eq(c.ret, ret)
             })
@@ -109,16 +119,18 @@ pub(super) unsafe extern "C-unwind" fn call_python(
             None
         };
         // SAFETY: attached to the callable's interpreter; args and ret come
-        // from invoke.
-        call_attached(
-            callable,
-            args,
-            nargs,
-            ret,
-            held_gil && !unraisable,
-            interp,
-            caller,
-        )
+        // from invoke; `caller` made them from its objects.
+        unsafe {
+            call_attached(
+                callable,
+                args,
+                nargs,
+                ret,
+                held_gil && !unraisable,
+                interp,
+                caller,
+            )
+        }
     })
     .unwrap_or(Status::Closed) as u32
 }
@@ -130,6 +142,12 @@ pub(super) const VECTORCALL_ARGUMENTS_OFFSET: usize = 1 << (usize::BITS - 1);
 /// raised exception is left set for the caller (which held the GIL there);
 /// otherwise it goes to `sys.unraisablehook`. `caller`: the Python caller
 /// whose objects the values were made from.
+///
+/// # Safety
+/// The GIL is held in `interp`, the interpreter of the live `callable`;
+/// `args` points to `nargs` values (or is null with none), `ret` is null
+/// or valid for writes; `caller`'s `items` are the live objects the
+/// values were made from.
 #[inline(always)]
 pub(super) unsafe fn call_attached(
     callable: PyObj,
@@ -140,73 +158,78 @@ pub(super) unsafe fn call_attached(
     interp: &'static Interp,
     caller: Option<&PyCall>,
 ) -> Status {
-    if !py::PyErr_Occurred().is_null() {
-        // Never call Python with an exception pending; it is the caller's.
-        return Status::CallbackFailed;
-    }
-    if nargs > ffi::CBREG_MAX_ARGS {
-        return Status::InvalidArgument;
-    }
-    let args = if nargs == 0 || args.is_null() {
-        &[][..]
-    } else {
-        std::slice::from_raw_parts(args, nargs)
-    };
-    // The arguments as a vector (no tuple), with the slot before the first
-    // free for the callee (PY_VECTORCALL_ARGUMENTS_OFFSET).
-    let mut objs = [std::mem::MaybeUninit::<PyObj>::uninit(); 1 + ffi::CBREG_MAX_ARGS];
-    let release = |objs: &[std::mem::MaybeUninit<PyObj>]| {
-        for o in objs {
-            py::Py_DecRef(o.assume_init());
+    // SAFETY: the GIL is held in `interp`, `callable`'s interpreter, and `args`,
+    // `nargs`, `ret`, `caller` are as the caller promises; exactly the
+    // `objs` written are read back and released once.
+    unsafe {
+        if !py::PyErr_Occurred().is_null() {
+            // Never call Python with an exception pending; it is the caller's.
+            return Status::CallbackFailed;
         }
-    };
-    if let ([v], None) = (args, caller) {
-        // One value from a native caller, an engine's usual call: no loop.
-        match to_python(v) {
-            Ok(obj) => objs[1].write(obj),
-            Err(e) => return e,
+        if nargs > ffi::CBREG_MAX_ARGS {
+            return Status::InvalidArgument;
+        }
+        let args = if nargs == 0 || args.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(args, nargs)
         };
-    } else {
-        for (i, v) in args.iter().enumerate() {
-            let obj = match caller {
-                Some(c) if c.as_is & (1 << i) != 0 => {
-                    let obj = *c.items.add(i);
-                    py::Py_IncRef(obj);
-                    obj
-                }
-                _ => match to_python(v) {
-                    Ok(obj) => obj,
-                    Err(e) => {
-                        release(&objs[1..1 + i]);
-                        return e;
-                    }
-                },
+        // The arguments as a vector (no tuple), with the slot before the first
+        // free for the callee (PY_VECTORCALL_ARGUMENTS_OFFSET).
+        let mut objs = [std::mem::MaybeUninit::<PyObj>::uninit(); 1 + ffi::CBREG_MAX_ARGS];
+        let release = |objs: &[std::mem::MaybeUninit<PyObj>]| {
+            for o in objs {
+                py::Py_DecRef(o.assume_init());
+            }
+        };
+        if let ([v], None) = (args, caller) {
+            // One value from a native caller, an engine's usual call: no loop.
+            match to_python(v) {
+                Ok(obj) => objs[1].write(obj),
+                Err(e) => return e,
             };
-            objs[1 + i].write(obj);
+        } else {
+            for (i, v) in args.iter().enumerate() {
+                let obj = match caller {
+                    Some(c) if c.as_is & (1 << i) != 0 => {
+                        let obj = *c.items.add(i);
+                        py::Py_IncRef(obj);
+                        obj
+                    }
+                    _ => match to_python(v) {
+                        Ok(obj) => obj,
+                        Err(e) => {
+                            release(&objs[1..1 + i]);
+                            return e;
+                        }
+                    },
+                };
+                objs[1 + i].write(obj);
+            }
         }
-    }
-    let argv = objs.as_ptr().add(1).cast::<PyObj>();
-    let result = (api().vectorcall)(
-        callable,
-        argv,
-        args.len() | VECTORCALL_ARGUMENTS_OFFSET,
-        null_mut(),
-    );
-    release(&objs[1..1 + args.len()]);
-    if result.is_null() {
-        if !propagate {
-            py::PyErr_WriteUnraisable(callable);
+        let argv = objs.as_ptr().add(1).cast::<PyObj>();
+        let result = (api().vectorcall)(
+            callable,
+            argv,
+            args.len() | VECTORCALL_ARGUMENTS_OFFSET,
+            null_mut(),
+        );
+        release(&objs[1..1 + args.len()]);
+        if result.is_null() {
+            if !propagate {
+                py::PyErr_WriteUnraisable(callable);
+            }
+            return Status::CallbackFailed;
         }
-        return Status::CallbackFailed;
-    }
-    match (caller, ret.as_mut()) {
-        (Some(c), _) if c.result.get().is_null() && result_comes_back_as_is(result) => {
-            c.result.set(result);
+        match (caller, ret.as_mut()) {
+            (Some(c), _) if c.result.get().is_null() && result_comes_back_as_is(result) => {
+                c.result.set(result);
+            }
+            (_, Some(ret)) => store_result(result, ret, interp),
+            (_, None) => py::Py_DecRef(result),
         }
-        (_, Some(ret)) => store_result(result, ret, interp),
-        (_, None) => py::Py_DecRef(result),
+        Status::Ok
     }
-    Status::Ok
 }
 
 /// A Python caller's invocation in progress on this thread
@@ -246,13 +269,21 @@ impl Drop for PyCallScope {
     }
 }
 
+/// The entry's `release`: drops the callable in its interpreter.
+///
+/// # Safety
+/// Called by the core once, with the context registered with it, while
+/// nothing invokes the entry.
 pub(super) unsafe extern "C-unwind" fn release_python(ctx: *mut c_void) {
-    // SAFETY: our context; the core runs this once, nothing invokes it now.
-    let entry: &'static PyEntry = &*(ctx as *const PyEntry);
+    // SAFETY: our context (a `PyEntry`, never freed); the core runs this
+    // once, nothing invokes it now; interpreter records are never freed.
+    let (entry, interp): (&'static PyEntry, &'static Interp) = unsafe {
+        let entry = &*(ctx as *const PyEntry);
+        (entry, &*entry.interp.load(Acquire))
+    };
     let callable = entry.callable.load(Relaxed);
-    let interp = &*entry.interp.load(Acquire);
-    // SAFETY: attached; we own this reference.
-    let released = with_python(interp, true, |_| py::Py_DecRef(callable)).is_some();
+    // SAFETY: attached to the callable's interpreter; we own this reference.
+    let released = with_python(interp, true, |_| unsafe { py::Py_DecRef(callable) }).is_some();
     if !released {
         ffi::cbreg_release_mark_leaked();
     }

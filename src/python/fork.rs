@@ -9,7 +9,6 @@
 //! child steps), and on free-threaded builds and CPythons with interpreter
 //! guards the `os.register_at_fork` hooks, do all this.
 
-use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr::null_mut;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -19,9 +18,8 @@ use pyo3_ffi as py;
 
 use super::cpython::{close_guard, new_none, py_minor, Guard};
 use super::exit::{call_in_module, HookDef};
-use super::interp::interps;
 use super::kept::kept_after_fork_in_child;
-use super::pass::{HELD, HELD_DEPTH, HELD_TRACKED};
+use super::pass::recount_after_fork_in_child;
 use super::{InterpState, PyObj, TState};
 use crate::Status;
 
@@ -34,16 +32,7 @@ pub(super) fn gates_after_fork_in_child() {
     GUARDS_CHANGING.store(0, SeqCst);
     FORKING.store(false, SeqCst);
     kept_after_fork_in_child();
-    let depth = HELD_DEPTH.with(Cell::get).min(HELD_TRACKED);
-    for interp in interps() {
-        let held = HELD.with(|h| {
-            h[..depth]
-                .iter()
-                .filter(|c| std::ptr::eq(c.get(), interp))
-                .count()
-        });
-        interp.inside.store(held, SeqCst);
-    }
+    recount_after_fork_in_child();
 }
 
 /// Threads making a thread state without the GIL right now, and whether a
@@ -70,6 +59,10 @@ pub(super) fn gates_after_fork_in_child() {
 pub(super) static MAKING_TSTATE: AtomicUsize = AtomicUsize::new(0);
 pub(super) static FORKING: AtomicBool = AtomicBool::new(false);
 
+/// `PyThreadState_New(state)`, made out of a fork's way.
+///
+/// # Safety
+/// The interpreter `state` is alive.
 pub(super) unsafe fn new_thread_state(state: InterpState) -> TState {
     loop {
         while FORKING.load(SeqCst) {
@@ -81,7 +74,8 @@ pub(super) unsafe fn new_thread_state(state: InterpState) -> TState {
         }
         MAKING_TSTATE.fetch_sub(1, SeqCst);
     }
-    let made = py::PyThreadState_New(state);
+    // SAFETY: `state` is alive (the caller's promise); no GIL is needed.
+    let made = unsafe { py::PyThreadState_New(state) };
     MAKING_TSTATE.fetch_sub(1, SeqCst);
     made
 }
@@ -220,29 +214,44 @@ pub(super) fn after_fork_in_parent() {
 /// stopping the interpreter's world, which waits for every attached
 /// thread, this one too, to park. Anything that thread waits for, CPython's
 /// own stop-the-world for the fork would wait for as well.
+///
+/// # Safety
+/// Called by CPython as a `METH_NOARGS` function, with the GIL held.
 pub(super) unsafe extern "C" fn fork_before_hook(_module: PyObj, _unused: PyObj) -> PyObj {
-    let saved = py::PyEval_SaveThread();
+    // SAFETY: the GIL is held, so this thread has a state to detach.
+    let saved = unsafe { py::PyEval_SaveThread() };
     FORKING.store(true, SeqCst);
     while MAKING_TSTATE.load(SeqCst) != 0 || GUARDS_CHANGING.load(SeqCst) != 0 {
         std::thread::yield_now();
     }
-    py::PyEval_RestoreThread(saved);
-    new_none()
+    // SAFETY: the state detached above, on this thread; then the GIL is held.
+    unsafe {
+        py::PyEval_RestoreThread(saved);
+        new_none()
+    }
 }
 
 /// The `after_in_parent` hook of `os.fork` (the crate's fork hooks have
 /// let threads go on already, for every fork).
+///
+/// # Safety
+/// Called by CPython as a `METH_NOARGS` function, with the GIL held.
 pub(super) unsafe extern "C" fn fork_done_hook(_module: PyObj, _unused: PyObj) -> PyObj {
     FORKING.store(false, SeqCst);
     close_guards_after_fork(false);
-    new_none()
+    // SAFETY: the GIL is held.
+    unsafe { new_none() }
 }
 
 /// The `after_in_child` hook of `os.fork`.
+///
+/// # Safety
+/// Called by CPython as a `METH_NOARGS` function, with the GIL held.
 pub(super) unsafe extern "C" fn fork_child_hook(_module: PyObj, _unused: PyObj) -> PyObj {
     FORKING.store(false, SeqCst);
     close_guards_after_fork(true);
-    new_none()
+    // SAFETY: the GIL is held.
+    unsafe { new_none() }
 }
 
 pub(super) static FORK_BEFORE_DEF: HookDef = HookDef::new(
@@ -264,37 +273,44 @@ pub(super) static FORK_CHILD_DEF: HookDef = HookDef::new(
 /// Registers the fork hooks with `os.register_at_fork` (the main
 /// interpreter of a free-threaded build or of a CPython with interpreter
 /// guards, GIL held; see `MAKING_TSTATE` and `GUARDS_CHANGING`).
+///
+/// # Safety
+/// The GIL is held.
 pub(super) unsafe fn register_fork_hooks() -> Result<(), Status> {
-    let before = FORK_BEFORE_DEF.function();
-    let done = FORK_DONE_DEF.function();
-    let child = FORK_CHILD_DEF.function();
-    let kwargs = if before.is_null() || done.is_null() || child.is_null() {
-        null_mut()
-    } else {
-        py::Py_BuildValue(
-            b"{s:O,s:O,s:O}\0".as_ptr().cast(),
-            b"before\0".as_ptr(),
-            before,
-            b"after_in_parent\0".as_ptr(),
-            done,
-            b"after_in_child\0".as_ptr(),
-            child,
-        )
-    };
-    for func in [before, done, child] {
-        if !func.is_null() {
-            py::Py_DecRef(func);
+    // SAFETY: the GIL is held (the caller's promise); every object passed on
+    // is one made here and checked non-null first.
+    unsafe {
+        let before = FORK_BEFORE_DEF.function();
+        let done = FORK_DONE_DEF.function();
+        let child = FORK_CHILD_DEF.function();
+        let kwargs = if before.is_null() || done.is_null() || child.is_null() {
+            null_mut()
+        } else {
+            py::Py_BuildValue(
+                b"{s:O,s:O,s:O}\0".as_ptr().cast(),
+                b"before\0".as_ptr(),
+                before,
+                b"after_in_parent\0".as_ptr(),
+                done,
+                b"after_in_child\0".as_ptr(),
+                child,
+            )
+        };
+        for func in [before, done, child] {
+            if !func.is_null() {
+                py::Py_DecRef(func);
+            }
         }
+        if kwargs.is_null() {
+            py::PyErr_Clear();
+            return Err(Status::NoMemory);
+        }
+        let args = py::PyTuple_New(0);
+        let registered = call_in_module(b"os\0", b"register_at_fork\0", args, kwargs);
+        py::Py_DecRef(kwargs);
+        if !args.is_null() {
+            py::Py_DecRef(args);
+        }
+        registered
     }
-    if kwargs.is_null() {
-        py::PyErr_Clear();
-        return Err(Status::NoMemory);
-    }
-    let args = py::PyTuple_New(0);
-    let registered = call_in_module(b"os\0", b"register_at_fork\0", args, kwargs);
-    py::Py_DecRef(kwargs);
-    if !args.is_null() {
-        py::Py_DecRef(args);
-    }
-    registered
 }

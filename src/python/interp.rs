@@ -1,19 +1,19 @@
 //! Interpreter records: one per interpreter that registered Python
 //! entries, found by its id, never freed and reused once nothing can reach
-//! it. A record carries the interpreter's gate (see `pass.rs`), its count of
+//! it. A record carries the interpreter's gate (see `gate.rs`), its count of
 //! live entries, and the flags its exit hook sets; every other room reaches
 //! an interpreter through its record.
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicUsize};
 use std::sync::{Mutex, PoisonError};
 
 use pyo3_ffi as py;
 
 use super::cpython::current_view;
-use super::pass::GATE_OPEN;
+use super::gate::Gate;
 use super::InterpState;
 use crate::Status;
 
@@ -28,9 +28,8 @@ pub(super) struct Interp {
     pub(super) view: AtomicPtr<c_void>,
     pub(super) id: AtomicI64,
     pub(super) main: AtomicBool,
-    pub(super) gate: AtomicU8,
-    /// Threads counted in through the gate.
-    pub(super) inside: AtomicUsize,
+    /// Its gate, and the threads counted in on its shared counter.
+    pub(super) gate: Gate,
     /// Its Python entries not yet released (or deliberately leaked).
     pub(super) entries: AtomicUsize,
     /// Python registration refused from now on (its exit hook ran).
@@ -55,9 +54,14 @@ pub(super) fn interps() -> impl Iterator<Item = &'static Interp> {
         .map(|p| unsafe { &*p })
 }
 
-/// The record of `state` (GIL held, so `state` is alive), added if new.
+/// The record of `state`, added if new.
+///
+/// # Safety
+/// The GIL is held, and `state` is alive (the current interpreter, or the
+/// main one).
 pub(super) unsafe fn interp_record(state: InterpState) -> Result<&'static Interp, Status> {
-    let id = py::PyInterpreterState_GetID(state);
+    // SAFETY: `state` is alive (the caller's promise).
+    let id = unsafe { py::PyInterpreterState_GetID(state) };
     // An ended interpreter's record still answers for it (its exit hook
     // may be called again: by the start-up hook, then by its own).
     let find = || {
@@ -73,12 +77,15 @@ pub(super) unsafe fn interp_record(state: InterpState) -> Result<&'static Interp
     if let Some(found) = find() {
         return Ok(found);
     }
-    let view = if state == py::PyInterpreterState_Get() {
-        current_view()
-    } else {
-        null_mut()
+    // SAFETY: the GIL is held, as these need.
+    let (view, main) = unsafe {
+        let view = if state == py::PyInterpreterState_Get() {
+            current_view()
+        } else {
+            null_mut()
+        };
+        (view, state == py::PyInterpreterState_Main())
     };
-    let main = state == py::PyInterpreterState_Main();
     if let Some(ended) = interps().find(|i| i.reusable()) {
         ended.begin(state, view, id, main);
         return Ok(ended);
@@ -92,8 +99,7 @@ pub(super) unsafe fn interp_record(state: InterpState) -> Result<&'static Interp
         view: AtomicPtr::new(null_mut()),
         id: AtomicI64::new(-1),
         main: AtomicBool::new(false),
-        gate: AtomicU8::new(GATE_OPEN),
-        inside: AtomicUsize::new(0),
+        gate: Gate::new(),
         entries: AtomicUsize::new(0),
         closed: AtomicBool::new(false),
         hook_installed: AtomicBool::new(false),
@@ -116,7 +122,7 @@ impl Interp {
         self.state.load(Acquire).is_null()
             && self.exit_done.load(SeqCst)
             && self.entries.load(SeqCst) == 0
-            && self.inside.load(SeqCst) == 0
+            && self.gate.inside() == 0
     }
 
     /// Makes this record the one of interpreter `state` (new, or ended and
@@ -126,7 +132,7 @@ impl Interp {
         self.view.store(view, Release);
         self.id.store(id, Relaxed);
         self.main.store(main, Relaxed);
-        self.gate.store(GATE_OPEN, SeqCst);
+        self.gate.reopen();
         self.closed.store(false, SeqCst);
         self.hook_installed.store(false, SeqCst);
         self.exit_done.store(false, SeqCst);

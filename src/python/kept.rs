@@ -33,7 +33,8 @@ use pyo3_ffi as py;
 use super::attach::delete_current;
 use super::cpython::{current_tstate, gil_holder, interpreter_alive, AttachPermit};
 use super::interp::Interp;
-use super::pass::{GatePass, GATE_OPEN};
+use super::gate::OwnCount;
+use super::pass::GatePass;
 use super::TState;
 
 /// What a thread that keeps a state in the main interpreter has: the
@@ -52,7 +53,7 @@ use super::TState;
 #[repr(align(128))]
 pub(super) struct KeptRecord {
     /// Passes its thread holds (0 while free).
-    pub(super) inside: AtomicUsize,
+    pub(super) inside: OwnCount,
     /// The thread state kept (null while free). Written and read by its
     /// thread alone (and by a forked child's one thread), as is `interp`.
     pub(super) state: AtomicPtr<py::PyThreadState>,
@@ -86,7 +87,7 @@ pub(super) fn take_kept_record() -> &'static KeptRecord {
         return free;
     }
     let record: &'static KeptRecord = Box::leak(Box::new(KeptRecord {
-        inside: AtomicUsize::new(0),
+        inside: OwnCount::new(),
         state: AtomicPtr::new(null_mut()),
         interp: AtomicPtr::new(null_mut()),
         taken: AtomicBool::new(true),
@@ -109,7 +110,7 @@ pub(super) fn take_kept_record() -> &'static KeptRecord {
 
 /// Passes held through kept-state counters (the main interpreter's).
 pub(super) fn kept_inside() -> usize {
-    kept_records().map(|r| r.inside.load(Acquire)).sum()
+    kept_records().map(|r| r.inside.seen()).sum()
 }
 
 impl KeptRecord {
@@ -167,13 +168,17 @@ pub(super) fn make_kept_key() {
     }
 }
 
-/// Keeps `made` (current on this thread, GIL held) as this thread's state
-/// in `interp`; false when it cannot be kept (no key).
+/// Keeps `made` as this thread's state in `interp`; false when it cannot
+/// be kept (no key).
+///
+/// # Safety
+/// `made` is current on this thread, the GIL held, in `interp`.
 pub(super) unsafe fn keep(made: TState, interp: &'static Interp) -> bool {
     let Some(key) = kept_key() else {
         return false;
     };
-    if libc::pthread_setspecific(key, made.cast()) != 0 {
+    // SAFETY: a key of ours; the value is only compared, never freed by it.
+    if unsafe { libc::pthread_setspecific(key, made.cast()) } != 0 {
         return false;
     }
     let record = take_kept_record();
@@ -195,7 +200,7 @@ pub(super) fn forget_kept() {
     if let Some(record) = unsafe { record.as_ref() } {
         record.state.store(null_mut(), Relaxed);
         record.interp.store(null_mut(), Relaxed);
-        if record.inside.load(Relaxed) == 0 {
+        if record.inside.held() == 0 {
             record.taken.store(false, Release);
         }
     }
@@ -209,12 +214,15 @@ pub(super) fn forget_kept() {
 /// Deletes this thread's kept state in `interp` now, if it has one and the
 /// gate lets it through (open, or the exit hook draining). Returns whether
 /// it did.
+///
+/// # Safety
+/// `holder` is `gil_holder()` on this thread, just read.
 pub(super) unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>) -> bool {
     let Some(record) = KeptRecord::of_this_thread(interp) else {
         return false;
     };
     let kept = record.state.load(Relaxed);
-    if record.inside.load(Relaxed) != 0 {
+    if record.inside.held() != 0 {
         return false; // a call further out on this thread still uses it
     }
     let Some(_pass) = GatePass::enter(interp, true) else {
@@ -234,31 +242,41 @@ pub(super) unsafe fn detach_kept(interp: &'static Interp, holder: Option<TState>
             let Some(_permit) = AttachPermit::take(interp.view.load(Acquire)) else {
                 return false;
             };
-            py::PyEval_RestoreThread(kept);
+            // SAFETY: this thread's own kept state, detached (no GIL held);
+            // the pass and the permit are held, so the interpreter is alive.
+            unsafe { py::PyEval_RestoreThread(kept) };
         }
     }
     forget_kept();
-    delete_current(kept);
+    // SAFETY: `kept` is current on this thread, the GIL held.
+    unsafe { delete_current(kept) };
     true
 }
 
 /// The kept state's key destructor: its thread is exiting.
+///
+/// # Safety
+/// Called by the C library for the key made by `make_kept_key`, on the
+/// exiting thread.
 pub(super) unsafe extern "C-unwind" fn kept_state_at_thread_exit(value: *mut c_void) {
-    // SAFETY: a leaked record.
-    let Some(record) = kept_record().as_ref() else {
+    // SAFETY: records are leaked, never freed.
+    let Some(record) = (unsafe { kept_record().as_ref() }) else {
         return;
     };
     let (kept, interp) = (record.state.load(Relaxed), record.interp.load(Relaxed));
     if value.is_null() || interp.is_null() || kept != value.cast() {
         return;
     }
-    let interp = &*interp;
+    // SAFETY: interpreter records are leaked, never freed.
+    let interp = unsafe { &*interp };
     // Once the exit hook has begun the state is left to CPython: taking the
     // GIL then could meet finalization, which ends the thread (here, inside
     // its own exit).
-    if interp.gate.load(SeqCst) == GATE_OPEN
-        && py::Py_IsInitialized() != 0
-        && detach_kept(interp, gil_holder())
+    if interp.gate.is_open()
+        // SAFETY: callable at any time.
+        && unsafe { py::Py_IsInitialized() } != 0
+        // SAFETY: `gil_holder()` just read on this thread.
+        && unsafe { detach_kept(interp, gil_holder()) }
     {
         return;
     }
@@ -271,15 +289,14 @@ pub(super) unsafe extern "C-unwind" fn kept_state_at_thread_exit(value: *mut c_v
 pub(super) fn kept_after_fork_in_child() {
     // SAFETY: a leaked record.
     let kept = unsafe { kept_record().as_ref() }.map_or(null_mut(), |r| r.state.load(Relaxed));
-    // SAFETY: a plain read of CPython's current thread state.
-    let mine = !kept.is_null() && unsafe { current_tstate() } == kept;
+    let mine = !kept.is_null() && current_tstate() == kept;
     if !kept.is_null() && !mine {
         forget_kept();
     }
     KEPT_LIVE.store(usize::from(mine), SeqCst);
     let own = kept_record();
     for record in kept_records().filter(|r| !std::ptr::eq(*r, own)) {
-        record.inside.store(0, SeqCst);
+        record.inside.reset();
         record.state.store(null_mut(), Relaxed);
         record.interp.store(null_mut(), Relaxed);
         record.taken.store(false, SeqCst);

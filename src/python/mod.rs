@@ -34,14 +34,17 @@
 //! unwinding (the gate's `Drop`, an attach permit's) touches no Python; the
 //! thread-state guards undo themselves only for a Rust panic, never for a
 //! forced unwind (the thread does not hold the GIL then). The code between
-//! is written not to panic.
+//! is written not to panic. Each export in `abi.rs` says at its
+//! declaration which of this applies to it.
 //!
-//! The rooms, each owning one concern:
+//! The rooms, each owning one concern (this file: the map, the names they
+//! share, and the set-up done once per process):
 //!
 //! - `abi.rs`: the `cbreg_py_*` exports, and nothing else.
 //! - `cpython.rs`: which CPython runs, looked-up functions, PEP 788 guards,
 //!   the 3.11 layout; the only file that knows versions.
 //! - `interp.rs`: one record per interpreter, found by id, reused.
+//! - `gate.rs`: a gate and its counts, in plain Rust (checked by loom).
 //! - `pass.rs`: passes through an interpreter's gate, and the exit drain.
 //! - `attach.rs`: the ways a thread attaches to an interpreter and back.
 //! - `kept.rs`: thread states kept for native threads, their pthread key.
@@ -52,6 +55,8 @@
 //! - `exit.rs`: the interpreters' exit hooks and what they do.
 //! - `testing.rs`: diagnostics for tests, left out of the C header.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod abi;
 mod attach;
 mod convert;
@@ -59,10 +64,12 @@ mod cpython;
 mod entry;
 mod exit;
 mod fork;
+// `cbindgen:ignore` keeps a module out of the C header.
+/// cbindgen:ignore
+mod gate;
 mod interp;
 mod kept;
 mod pass;
-// Not in the C header: the line below is cbindgen's mark for that.
 /// cbindgen:ignore
 #[doc(hidden)]
 pub mod testing;
@@ -85,13 +92,17 @@ type InterpState = *mut py::PyInterpreterState;
 /// exception is left set for the caller to raise (see `cbreg_py_register`).
 pub const CBREG_PY_UNRAISABLE: u32 = 2;
 
-/// Once per process, GIL held.
+/// Once per process.
+///
+/// # Safety
+/// The GIL is held.
 unsafe fn set_up_process() {
     static DONE: AtomicBool = AtomicBool::new(false);
     if DONE.swap(true, SeqCst) {
         return;
     }
-    cpython::probe_thread_id_offset();
+    // SAFETY: the GIL is held (the caller's promise).
+    unsafe { cpython::probe_thread_id_offset() };
     cpython::api(); // looked up now: the fork handlers use it
     crate::sync::barrier::init(); // before any kept-state counter is used
     kept::make_kept_key();

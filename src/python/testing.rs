@@ -20,12 +20,20 @@ use crate::Status;
 /// NULL. Call it with the GIL held, while no other thread makes or ends a
 /// thread state (CPython's list is walked without its lock);
 /// `INVALID_ARGUMENT` without the GIL.
+///
+/// # Safety
+/// `kept` and `in_interpreter` are each NULL or valid for writes; no other
+/// thread makes or ends a thread state meanwhile.
+// Boundary: none on purpose (`C-unwind`): it only reads, and a panic
+// unwinds to the caller; see the `python` module doc.
 #[no_mangle]
-pub extern "C-unwind" fn cbreg_py_thread_states(
+pub unsafe extern "C-unwind" fn cbreg_py_thread_states(
     kept: *mut usize,
     in_interpreter: *mut usize,
 ) -> Status {
-    // SAFETY: callable without the GIL; the list is read with it.
+    // SAFETY: `Py_IsInitialized` is callable at any time; the list is read
+    // with the GIL, unchanged meanwhile (the caller's promise); the out
+    // pointers are checked non-null and otherwise valid.
     unsafe {
         if py::Py_IsInitialized() == 0 || gil_holder().is_none() {
             return Status::InvalidArgument;
@@ -50,6 +58,8 @@ pub extern "C-unwind" fn cbreg_py_thread_states(
 /// interpreter under an interpreter guard (PEP 788, CPython 3.15+) rather
 /// than after a look at whether it is finalizing. Call it with the GIL
 /// held; false without it.
+// Boundary: none on purpose (`C-unwind`): it only reads, and a panic
+// unwinds to the caller; see the `python` module doc.
 #[no_mangle]
 pub extern "C-unwind" fn cbreg_py_interpreter_guards() -> bool {
     // SAFETY: callable without the GIL; the interpreter is read with it.

@@ -22,10 +22,10 @@ fn check(py: Python<'_>, status: Status) -> PyResult<()> {
 fn subscribe(callable: &Bound<'_, PyAny>) -> PyResult<u64> {
     let mut id = 0;
     let reg = cbreg::ffi::cbreg_default();
-    check(
-        callable.py(),
-        cbreg::python::cbreg_py_register(reg, callable.as_ptr().cast(), 0, &mut id),
-    )?;
+    // SAFETY: the GIL is held (`callable` is bound to it), `callable` is a
+    // live object and `id` a valid place for the id.
+    let status = unsafe { cbreg::python::cbreg_py_register(reg, callable.as_ptr().cast(), 0, &mut id) };
+    check(callable.py(), status)?;
     Ok(id)
 }
 
@@ -70,7 +70,8 @@ fn live() -> u64 {
 
 #[pymodule]
 fn pyo3_adopter(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    check(m.py(), cbreg::python::cbreg_py_install_atexit())?;
+    // SAFETY: module init runs with the GIL held.
+    check(m.py(), unsafe { cbreg::python::cbreg_py_install_atexit() })?;
     m.add_function(wrap_pyfunction!(subscribe, m)?)?;
     m.add_function(wrap_pyfunction!(invoke, m)?)?;
     m.add_function(wrap_pyfunction!(fire_on_thread, m)?)?;
