@@ -10,7 +10,7 @@
 //!    new memory map; `sync::barrier`). First, because every later step
 //!    may run a heavy barrier.
 //! 2. `ThreadRecords`: every other thread's record goes back to the pool
-//!    (`hazard.rs`), so no dead thread's hazard blocks a release.
+//!    (`hazard/exit.rs`), so no dead thread's hazard blocks a release.
 //! 3. `Reclaimer`: the reclaimer thread is forgotten, its flag left raised
 //!    (`registry/reclaimer.rs`); the next need starts a new one.
 //! 4. `Registries`: each registry's pins, slot counters, collector word and

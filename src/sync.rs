@@ -4,7 +4,7 @@
 //! so the model tests in `tests/loom.rs` check the real registry code. The
 //! two barriers of the invoke protocol live here too: the invoker pays a
 //! `light` barrier, the writer a `heavy` one, and together they order the
-//! invoker's hazard store before its state load (see `hazard.rs`).
+//! invoker's hazard store before its state load (see `hazard/scan.rs`).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{

@@ -1,4 +1,4 @@
-//! The thread's record word (`hazard.rs`): the one thread-local the invoke
+//! The thread's record word (`hazard/pool.rs`): the one thread-local the invoke
 //! fast path reads, kept where reading it costs the least.
 //!
 //! A Rust `thread_local!` in position-independent code is reached through
@@ -22,7 +22,7 @@
 //! placeholder first cell for a thread without one, so the fast path reads
 //! through it with no test (`hazard::fast_record`). The first placeholder,
 //! the word's initial value, is defined here (`NONE_YET`), so the word
-//! depends on nothing; `hazard.rs` keeps the other.
+//! depends on nothing; `hazard/pool.rs` keeps the other.
 //!
 //! The Python adapter keeps a second word the same way (`python_word`): a
 //! native thread's pointer to its kept-state record, read on each of its
@@ -31,7 +31,7 @@
 use crate::sync::{global, AtomicUsize};
 
 /// What a placeholder's first cell holds to keep the invoke fast path away
-/// (`hazard.rs`): never a slot's address and never 0.
+/// (`hazard/record.rs`): never a slot's address and never 0.
 pub(crate) const BLOCKED: usize = 1;
 
 global! {

@@ -3,7 +3,7 @@
 //! In the child only the forking thread exists. Whatever the others were
 //! doing (invoking at any depth, collecting, owning a retired entry, in the
 //! middle of a release) must not leave anything the child would wait for:
-//! their hazard records are returned by `hazard.rs` (the step before this
+//! their hazard records are returned by `hazard/exit.rs` (the step before this
 //! one, `fork.rs` at the crate root has the order); here every registry's
 //! slot counters, pins and collector are set to what the forking thread
 //! itself holds, and the pending list is rebuilt from the slots, so that
