@@ -5,8 +5,8 @@
 //! - `invoke.rs`: the invoke protocol (the hot path);
 //! - `held.rs`: an entry held across many calls (a signal's subscriber
 //!   list), and call sites invoked meanwhile;
-//! - `reclaim.rs`: retirement, the pending list, the collector, `clear` and
-//!   the one wait (`unregister_wait`);
+//! - `reclaim/`: retirement, the pending list, the collector, `clear` and
+//!   the one wait (`unregister_wait`), a file each;
 //! - `table.rs`: the table of registries that handles name, their lifecycle
 //!   word, pins and `free`;
 //! - `stats.rs`: counters;
@@ -99,7 +99,7 @@ pub(crate) struct Core {
     /// Head of the pending list (index + 1; 0 = empty).
     pending_head: AtomicU32,
     /// About how many entries on the pending list no heavy barrier has
-    /// looked at yet (unregistered in a batch: `reclaim.rs`).
+    /// looked at yet (unregistered in a batch: `reclaim/retire.rs`).
     batched: AtomicU32,
     /// Entries on the pending list that wait for invokers or were retired
     /// on a real-time thread (`Slot::waited`).

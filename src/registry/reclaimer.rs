@@ -1,5 +1,5 @@
 //! The reclaimer thread: where releases deferred by real-time threads, and
-//! releases left for a batch (`reclaim.rs`), run.
+//! releases left for a batch (`reclaim/`), run.
 //!
 //! A real-time thread never runs a release; what it retires goes on its
 //! registry's pending list, and it raises a flag with one store. An

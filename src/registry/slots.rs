@@ -28,7 +28,7 @@ pub(crate) const FINISHING: u64 = 8;
 /// Its ids would wrap: the slot is never used again.
 pub(crate) const EXHAUSTED: u64 = 16;
 /// A waiter runs this retired entry's release in place of whoever holds
-/// the slot (set with FINISHING; `reclaim.rs`, "waiters finish what they
+/// the slot (set with FINISHING; `reclaim/mod.rs`, "waiters finish what they
 /// wait for").
 pub(crate) const STOLEN: u64 = 32;
 /// The waiter's release has finished: the holder recycles the slot.

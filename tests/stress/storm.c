@@ -35,7 +35,7 @@
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 #define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
 
-/* The library's BACKLOG (src/registry/reclaim.rs): entries left for
+/* The library's BACKLOG (src/registry/reclaim/mod.rs): entries left for
  * batches past which an unregister pays its own barrier. */
 enum { BACKLOG = 1024, MAX_THREADS = 1024 };
 
