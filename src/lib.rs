@@ -26,6 +26,8 @@
 //! # }
 //! ```
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod api;
 mod arg;
 pub mod ffi;

@@ -98,6 +98,7 @@ fn invalid_utf8_from_c_is_no_str_but_still_bytes() {
         handle: reg.handle(),
     };
     assert_eq!(
+        // SAFETY: one value at `&not_utf8`, whose bytes `raw` outlives the call; a NULL `ret`.
         unsafe { cbreg_invoke(handle, sub.id(), &not_utf8, 1, null_mut()) },
         Status::Ok
     );

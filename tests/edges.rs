@@ -48,9 +48,13 @@ edge! {
             assert_eq!(cbreg_unregister_wait(old, target), ir, "unregister_wait {target:#x}");
         }
         let (mut n, mut s) = (0usize, Stats::default());
+        // SAFETY: `n` is a local count.
         assert_eq!(unsafe { cbreg_clear(old, &mut n) }, ir, "clear");
+        // SAFETY: `n` is a local count.
         assert_eq!(unsafe { cbreg_close(old, &mut n) }, ir, "close");
+        // SAFETY: `n` is a local count.
         assert_eq!(unsafe { cbreg_collect(old, &mut n) }, ir, "collect");
+        // SAFETY: `s` is a local.
         assert_eq!(unsafe { cbreg_stats_get(old, &mut s) }, ir, "stats_get");
         assert_eq!(cbreg_registry_free(old), ir, "registry_free");
 
@@ -83,7 +87,9 @@ edge! {
             ("register", try_register(reg, plain_probe(), PERSISTENT).err()),
             ("invoke", Some(invoke(reg, id))),
             ("unregister", Some(cbreg_unregister(reg, id))),
+            // SAFETY: a NULL count pointer is allowed.
             ("clear", Some(unsafe { cbreg_clear(reg, std::ptr::null_mut()) })),
+            // SAFETY: `s` is a local.
             ("stats_get", Some(unsafe { cbreg_stats_get(reg, &mut s) })),
         ];
         seen.push(("registry_free", Some(cbreg_registry_free(reg))));
@@ -203,6 +209,7 @@ edge! {
         assert_eq!(invoker.join(), Status::Ok);
         within("the deferred release", move || {
             while freeing.released() == 0 {
+                // SAFETY: a NULL count pointer is allowed.
                 unsafe { cbreg_collect(r.0, std::ptr::null_mut()) };
                 sleep_ms(1);
             }
@@ -290,6 +297,7 @@ edge! {
         assert_eq!(status, Status::Ok);
         within("the deferred release", move || {
             while once.released() == 0 {
+                // SAFETY: a NULL count pointer is allowed.
                 unsafe { cbreg_collect(r.0, std::ptr::null_mut()) };
                 sleep_ms(1);
             }

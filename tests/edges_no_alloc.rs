@@ -27,10 +27,12 @@ unsafe extern "C-unwind" fn count_release(_: *mut c_void) {
 
 fn filled_registry() -> RegistryHandle {
     let mut reg = RegistryHandle { handle: 0 };
+    // SAFETY: `reg` is a local handle to write.
     assert_eq!(unsafe { cbreg_registry_new(&mut reg) }, Status::Ok);
     for _ in 0..ENTRIES {
         let mut id = 0;
         assert_eq!(
+            // SAFETY: `nop` and `count_release` touch only a static counter and are sound from any thread; `out_id` points to a local.
             unsafe { cbreg_register(reg, Some(nop), null_mut(), Some(count_release), 0, &mut id) },
             Status::Ok
         );
@@ -49,10 +51,12 @@ fn clear_close_and_free_of_200_000_entries_allocate_nothing() {
     // One test, in order, so the release count is this test's alone.
     let reg = filled_registry();
     let mut count = 0usize;
+    // SAFETY: `count` is a local.
     let (st, n_clear) = allocations_in(|| unsafe { cbreg_clear(reg, &mut count) });
     assert_eq!((st, count), (Status::Ok, ENTRIES));
 
     let reg2 = filled_registry();
+    // SAFETY: `count` is a local.
     let (st, n_close) = allocations_in(|| unsafe { cbreg_close(reg2, &mut count) });
     assert_eq!((st, count), (Status::Ok, ENTRIES));
 

@@ -645,6 +645,7 @@ fn destroyed_registry_handle_is_detected() {
     // The subscription outlived its registry: unregistering is a status.
     assert_eq!(sub.unregister(), Status::InvalidRegistry);
     let mut id = 0u64;
+    // SAFETY: the NULL call is rejected before any use; `out_id` points to a local.
     let st = unsafe {
         cbreg::ffi::cbreg_register(
             cbreg::ffi::RegistryHandle { handle },

@@ -52,6 +52,7 @@ fn invoke_allocates_nothing_even_first_on_a_new_thread() {
         allocations_in(|| {
             for _ in 0..1000 {
                 assert_eq!(
+                    // SAFETY: one value at `&arg`, valid for the call; `ret` points to a local.
                     unsafe { cbreg::ffi::cbreg_invoke(h, id, &arg, 1, &mut ret) },
                     Status::Ok
                 );

@@ -293,6 +293,7 @@ fn bad_input_gets_a_status_as_for_invoke() {
     let reg = Registry::new().unwrap();
     let (id, _) = recorder(&reg);
     let h = cbreg::ffi::RegistryHandle { handle: reg.handle() };
+    // SAFETY: `args` is a live slice, valid for the call, and `args.len()` its length.
     let post = |args: &[Value], flags: u32| unsafe {
         cbreg::post::abi::cbreg_post(h, id, args.as_ptr(), args.len(), flags)
     };
@@ -307,11 +308,13 @@ fn bad_input_gets_a_status_as_for_invoke() {
     let many = vec![Value::i64(0); cbreg::ffi::CBREG_MAX_ARGS + 1];
     assert_eq!(post(&many, 0), Status::InvalidArgument);
     assert_eq!(
+        // SAFETY: NULL with a nonzero count is rejected before any read.
         unsafe { cbreg::post::abi::cbreg_post(h, id, std::ptr::null(), 1, 0) },
         Status::InvalidArgument
     );
     let forged = cbreg::ffi::RegistryHandle { handle: 0xdead_0000_0005 };
     assert_eq!(
+        // SAFETY: no arguments (NULL, 0).
         unsafe { cbreg::post::abi::cbreg_post(forged, id, std::ptr::null(), 0, 0) },
         Status::InvalidRegistry
     );

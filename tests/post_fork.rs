@@ -63,14 +63,17 @@ fn a_forked_child_starts_with_consistent_rings_and_drops_what_the_parent_had_pen
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
+        // SAFETY: async-signal-safe, in the forked child.
         unsafe { libc::alarm(20) };
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             child(&reg, &pump, on_pump, &pump_seen, on_dispatcher, &dispatcher_seen)
         }))
         .unwrap_or(90);
+        // SAFETY: ends the forked child without running its parent's exit handlers.
         unsafe { libc::_exit(code) };
     }
     let mut wstatus = 0;
+    // SAFETY: `pid` is our child; `wstatus` is a local.
     assert_eq!(unsafe { libc::waitpid(pid, &mut wstatus, 0) }, pid);
     stop.store(true, SeqCst);
     sender.join().unwrap();

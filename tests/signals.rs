@@ -277,6 +277,7 @@ fn a_freed_signal_handle_gets_invalid_signal_never_a_newer_signal() {
         .collect();
     let h = old_handle;
     assert_eq!(
+        // SAFETY: no arguments (NULL, 0) and a NULL report.
         unsafe { cbreg::ffi::cbreg_signal_emit(h, std::ptr::null(), 0, std::ptr::null_mut()) },
         Status::InvalidSignal
     );
@@ -284,11 +285,13 @@ fn a_freed_signal_handle_gets_invalid_signal_never_a_newer_signal() {
     assert_eq!(cbreg::ffi::cbreg_signal_unsubscribe(h, conns[0].id()), Status::InvalidSignal);
     assert_eq!(cbreg::ffi::cbreg_signal_free(h), Status::InvalidSignal);
     let mut n = 0;
+    // SAFETY: `n` is a local count.
     assert_eq!(unsafe { cbreg::ffi::cbreg_signal_count(h, &mut n) }, Status::InvalidSignal);
     assert_eq!(calls.load(SeqCst), 0, "a stale handle reached a newer signal");
     for bad in [0, u64::MAX, 1 << 40 | 3] {
         let h = cbreg::SignalHandle { handle: bad };
         assert_eq!(
+            // SAFETY: no arguments (NULL, 0) and a NULL report.
             unsafe { cbreg::ffi::cbreg_signal_emit(h, std::ptr::null(), 0, std::ptr::null_mut()) },
             Status::InvalidSignal
         );
@@ -488,6 +491,7 @@ fn a_forked_child_can_emit() {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
+        // SAFETY: async-signal-safe, in the forked child.
         unsafe { libc::alarm(20) };
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let before = calls.load(SeqCst);
@@ -505,9 +509,11 @@ fn a_forked_child_can_emit() {
             }
         }))
         .unwrap_or(90);
+        // SAFETY: ends the forked child without running its parent's exit handlers.
         unsafe { libc::_exit(code) };
     }
     let mut wstatus = 0;
+    // SAFETY: `pid` is our child; `wstatus` is a local.
     assert_eq!(unsafe { libc::waitpid(pid, &mut wstatus, 0) }, pid);
     stop.store(true, SeqCst);
     busy.into_iter().for_each(|t| t.join().unwrap());

@@ -86,6 +86,7 @@ fn bad_sites_and_bad_arguments_get_statuses() {
     let (runs, f) = counter();
     let sub = reg.register(f).unwrap();
     let mut ret = Value::none();
+    // SAFETY: the NULL `out` and NULL or zeroed sites are rejected before use; `ret` points to a local.
     unsafe {
         assert_eq!(
             cbreg_site_resolve(
@@ -119,6 +120,7 @@ fn bad_sites_and_bad_arguments_get_statuses() {
     // SAFETY: the payload's first byte is the BOOL byte.
     unsafe { *(&mut bad_bool.r#as as *mut _ as *mut u8) = 2 };
     let many = vec![Value::none(); CBREG_MAX_ARGS + 1];
+    // SAFETY: `site` was resolved by this copy; each `args` points to its count of values (the over-long and NULL ones are rejected before any read); `ret` points to a local.
     unsafe {
         assert_eq!(
             cbreg_site_invoke(&site, &bad_tag, 1, &mut ret),
