@@ -677,3 +677,28 @@ fn clear_counts_what_it_unregistered() {
     assert_eq!(reg.clear(), 0);
     assert!(subs.iter().all(|id| reg.call(*id, &[]) == Status::NotFound));
 }
+
+/// `stats` never counts an entry both released and pending: a waiter that
+/// runs a pending entry's release itself (`unregister_wait`) leaves it on
+/// the pending list until the next collection takes it off.
+#[test]
+fn an_entry_released_by_its_waiter_is_not_also_counted_pending() {
+    let reg = Registry::new().unwrap();
+    let id = reg
+        .register(|_: &[Arg], _: &mut Value| Ok(()))
+        .unwrap()
+        .detach();
+    // Retired on a real-time thread: its release is left pending.
+    set_thread_realtime(true);
+    assert_eq!(reg.unregister(id), Status::Ok);
+    set_thread_realtime(false);
+    assert_eq!(reg.stats().pending, 1);
+    // NOT_FOUND: already unregistered; it waits for the release all the same.
+    assert_eq!(reg.unregister_wait(id), Status::NotFound);
+    let s = reg.stats();
+    assert_eq!(s.released, 1, "{s:?}");
+    assert!(
+        s.released + s.leaked + s.pending + s.live <= s.registered,
+        "counted twice: {s:?}"
+    );
+}

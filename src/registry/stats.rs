@@ -85,14 +85,21 @@ impl Counters {
         let per_thread =
             hazard::invoked_total(index).saturating_sub(self.invoked_base.load(Ordering::Relaxed));
         let registered = self.registered.load(Ordering::Relaxed);
+        let released = self.released.load(Ordering::Relaxed);
+        let leaked = self.leaked.load(Ordering::Relaxed);
+        let retired = self.retired.load(Ordering::Relaxed);
+        // The gauge keeps an entry whose release a waiter ran itself
+        // (`unregister_wait`) until the next collection takes it off the
+        // pending list; no entry is pending once its release step is done.
+        let unfinished = retired.saturating_sub(released + leaked);
         Stats {
-            live: registered.saturating_sub(self.retired.load(Ordering::Relaxed)),
+            live: registered.saturating_sub(retired),
             registered,
             invoked: per_thread + self.shared_invoked.load(Ordering::Relaxed),
-            released: self.released.load(Ordering::Relaxed),
+            released,
             deferred: self.deferred.load(Ordering::Relaxed),
-            pending: self.pending.load(Ordering::Relaxed),
-            leaked: self.leaked.load(Ordering::Relaxed),
+            pending: self.pending.load(Ordering::Relaxed).min(unfinished),
+            leaked,
         }
     }
 
