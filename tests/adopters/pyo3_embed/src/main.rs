@@ -30,12 +30,16 @@ fn main() {
         let from_package: u64 = ns.get_item("sub")?.expect("sub").getattr("id")?.extract()?;
         let by_crate = ns.get_item("by_crate")?.expect("by_crate");
         let mut from_crate = 0;
-        let status = cbreg::python::cbreg_py_register(
-            cbreg::ffi::cbreg_default(),
-            by_crate.as_ptr().cast(),
-            0,
-            &mut from_crate,
-        );
+        // SAFETY: the GIL is held (`py`), `by_crate` is a live object and
+        // `from_crate` a valid place for the id.
+        let status = unsafe {
+            cbreg::python::cbreg_py_register(
+                cbreg::ffi::cbreg_default(),
+                by_crate.as_ptr().cast(),
+                0,
+                &mut from_crate,
+            )
+        };
         assert_eq!(status, Status::Ok, "cbreg_py_register");
         Ok((ns.unbind(), [from_package, from_crate]))
     })
