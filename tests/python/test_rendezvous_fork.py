@@ -16,8 +16,15 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 assert os.waitstatus_to_exitcode(status) == 0, "the child failed on its own side"
 
-# Other libraries first, so the package lands elsewhere than in the child.
-import ctypes, ssl, decimal, sqlite3
+# Other libraries first, so the package lands elsewhere than in the child
+# (whichever of them this interpreter was built with).
+import importlib
+for name in ("ctypes", "ssl", "decimal", "sqlite3"):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+import ctypes
 import cbreg
 
 calls = []
