@@ -398,18 +398,35 @@ fn time_rows(fx: &Fixture, calls: u64) {
     let rate = (0..3)
         .map(|_| dispatcher_end_to_end(calls * 4))
         .fold(0.0, f64::max);
-    out.push(json("cbreg_post_dispatcher_end_to_end", "events_per_s", rate, 1));
+    out.push(json(
+        "cbreg_post_dispatcher_end_to_end",
+        "events_per_s",
+        rate,
+        1,
+    ));
     println!("[\n{}\n]", out.join(",\n"));
     eprintln!("ns per post, one sender (ratio to cbreg_post_c_abi):");
     for (i, row) in ROWS.iter().enumerate() {
         eprintln!("  {:30} {:7.2}  x{:.2}", row.name, one[i], one[i] / one[0]);
     }
     eprintln!("ns per post, two senders at once (ratio to the same queue with one sender):");
-    let single = |peer: Peer| ROWS.iter().position(|r| std::mem::discriminant(&r.peer) == std::mem::discriminant(&peer)).map_or(f64::NAN, |i| one[i]);
+    let single = |peer: Peer| {
+        ROWS.iter()
+            .position(|r| std::mem::discriminant(&r.peer) == std::mem::discriminant(&peer))
+            .map_or(f64::NAN, |i| one[i])
+    };
     for (i, (name, peer, _)) in pairs.iter().enumerate() {
-        eprintln!("  {:30} {:7.2}  x{:.2}", name, two[i], two[i] / single(*peer));
+        eprintln!(
+            "  {:30} {:7.2}  x{:.2}",
+            name,
+            two[i],
+            two[i] / single(*peer)
+        );
     }
-    eprintln!("one sender to the native dispatcher, end to end: {:.1} M events/s", rate / 1e6);
+    eprintln!(
+        "one sender to the native dispatcher, end to end: {:.1} M events/s",
+        rate / 1e6
+    );
 }
 
 fn main() {
@@ -438,7 +455,11 @@ fn main() {
         "ns" => time_rows(&fx, calls),
         "dispatcher" => {
             let rate = dispatcher_end_to_end(calls);
-            eprintln!("{:.2} M events/s; {:?}", rate / 1e6, cbreg::Target::DISPATCHER.stats());
+            eprintln!(
+                "{:.2} M events/s; {:?}",
+                rate / 1e6,
+                cbreg::Target::DISPATCHER.stats()
+            );
         }
         _ => {
             eprintln!("usage: post rows [CALLS [GROUP]] | ns [CALLS] | dispatcher [CALLS]");

@@ -97,7 +97,9 @@ impl Hooks {
     /// is skipped).
     fn each(&self) -> impl DoubleEndedIterator<Item = fn()> + '_ {
         let len = self.len.load(Ordering::Acquire).min(MAX_HOOKS);
-        self.fns[..len].iter().filter_map(|f| as_fn(f.load(Ordering::Acquire)))
+        self.fns[..len]
+            .iter()
+            .filter_map(|f| as_fn(f.load(Ordering::Acquire)))
     }
 }
 

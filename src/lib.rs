@@ -71,9 +71,9 @@ pub mod testing {
 pub use api::{set_thread_realtime, Callback, Id, Registry, Site, Subscription};
 pub use arg::Arg;
 pub use post::{PostConfig, PostFlags, PostStats, Pump, Target};
+pub use registry::{CallFn, ReleaseFn, Stats, ENTRY_BYTES};
 pub use signal::api::{Connection, Signal};
 pub use signal::ffi::SignalHandle;
 pub use signal::EmitReport;
-pub use registry::{CallFn, ReleaseFn, Stats, ENTRY_BYTES};
 pub use status::{last_callback_code, Status};
 pub use value::{Payload, Tag, Value, ValueDropFn};

@@ -556,10 +556,19 @@ fn gate_drain_sees_every_thread_let_in_and_none_enters_after_shut() {
         kept.join().unwrap();
         assert!(!gate.count_in(false, || false), "a call let in after shut");
         assert!(!own.count_in(&gate, false), "a kept call let in after shut");
-        assert!(gate.count_in(true, || false), "a release refused while draining");
+        assert!(
+            gate.count_in(true, || false),
+            "a release refused while draining"
+        );
         gate.count_out();
         shut_all([&*gate], CLOSED);
-        assert!(!gate.count_in(true, || false), "a release let in after close");
-        assert!(!own.count_in(&gate, true), "a kept release let in after close");
+        assert!(
+            !gate.count_in(true, || false),
+            "a release let in after close"
+        );
+        assert!(
+            !own.count_in(&gate, true),
+            "a kept release let in after close"
+        );
     });
 }

@@ -1,7 +1,6 @@
 //! Invoke and a signal's emit allocate nothing, the first call on a new
 //! thread included.
 
-
 use cbreg::{Arg, Registry, Signal, Status, Value};
 
 #[path = "support/counting_alloc.rs"]
@@ -84,12 +83,18 @@ fn emit_allocates_nothing_even_first_on_a_new_thread() {
             .unwrap()
         })
         .collect();
-    let gone = sig.subscribe(|_: &[Arg], _: &mut Value| Ok(())).unwrap().detach();
+    let gone = sig
+        .subscribe(|_: &[Arg], _: &mut Value| Ok(()))
+        .unwrap()
+        .detach();
     assert_eq!(reg.unregister(gone), Status::Ok);
     // A retired one-shot may start cbreg's reclaimer thread once per
     // process (that allocates, on whichever thread does it first).
     for _ in 0..2 {
-        let warm = reg.register_once(|_: &[Arg], _: &mut Value| Ok(())).unwrap().detach();
+        let warm = reg
+            .register_once(|_: &[Arg], _: &mut Value| Ok(()))
+            .unwrap()
+            .detach();
         std::thread::spawn(move || assert_eq!(Registry::global().call(warm, &[]), Status::Ok))
             .join()
             .unwrap();
@@ -98,7 +103,11 @@ fn emit_allocates_nothing_even_first_on_a_new_thread() {
     for realtime in [false, true] {
         // One-shots, claimed (and retired) by the emitting thread.
         let once: Vec<_> = (0..4)
-            .map(|_| sig.subscribe_once(|_: &[Arg], _: &mut Value| Ok(())).unwrap().detach())
+            .map(|_| {
+                sig.subscribe_once(|_: &[Arg], _: &mut Value| Ok(()))
+                    .unwrap()
+                    .detach()
+            })
             .collect();
         let sig = sig.clone();
         let n = std::thread::spawn(move || {

@@ -52,7 +52,12 @@ fn assert_accounted(s: &cbreg::PostStats) {
     assert_eq!(s.pending, 0, "{s:?}");
     assert_eq!(
         s.posted,
-        s.delivered + s.dropped_full + s.dropped_stale + s.dropped_closed + s.dropped_fork + s.coalesced,
+        s.delivered
+            + s.dropped_full
+            + s.dropped_stale
+            + s.dropped_closed
+            + s.dropped_fork
+            + s.coalesced,
         "{s:?}"
     );
 }
@@ -74,7 +79,8 @@ fn events_of_one_sender_are_delivered_in_order_per_target() {
                     let args = [Value::i64(k), Value::i64(i)];
                     loop {
                         // SAFETY: two scalars.
-                        match unsafe { cbreg::post::abi::cbreg_post(reg, id, args.as_ptr(), 2, 0) } {
+                        match unsafe { cbreg::post::abi::cbreg_post(reg, id, args.as_ptr(), 2, 0) }
+                        {
                             Status::Ok => break,
                             Status::Full => std::thread::yield_now(),
                             e => panic!("{e:?}"),
@@ -115,7 +121,10 @@ fn an_event_for_an_entry_gone_before_delivery_is_dropped_and_counted() {
     reg.set_target(new, pump.target()).unwrap();
     assert_eq!(drain_all(&pump), 1);
     assert!(old_seen.lock().unwrap().is_empty());
-    assert!(new_seen.lock().unwrap().is_empty(), "delivered to a newer entry");
+    assert!(
+        new_seen.lock().unwrap().is_empty(),
+        "delivered to a newer entry"
+    );
     let s = pump.stats();
     assert_eq!((s.dropped_stale, s.delivered), (1, 0));
     assert_accounted(&s);
@@ -177,7 +186,10 @@ fn unregister_wait_waits_for_a_delivery_in_progress() {
         })
     };
     assert_eq!(reg.unregister_wait(id), Status::Ok);
-    assert!(finished.load(Ordering::SeqCst), "unregister_wait returned during the delivery");
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "unregister_wait returned during the delivery"
+    );
     releaser.join().unwrap();
 }
 
@@ -196,7 +208,10 @@ fn a_post_that_does_not_fit_is_full_and_nothing_of_it_is_queued() {
         .register(move |args: &[Arg], _: &mut Value| {
             let text = args
                 .iter()
-                .map(|a| a.as_str().map_or(format!("{:?}", a.as_i64()), str::to_owned))
+                .map(|a| {
+                    a.as_str()
+                        .map_or(format!("{:?}", a.as_i64()), str::to_owned)
+                })
                 .collect::<Vec<_>>()
                 .join(",");
             s.lock().unwrap().push(text);
@@ -208,9 +223,15 @@ fn a_post_that_does_not_fit_is_full_and_nothing_of_it_is_queued() {
     // Arena: 40 bytes fit, a second 40 do not; the event ring has room.
     let forty = "x".repeat(40);
     reg.post(id, &[Arg::str(&forty)]).unwrap();
-    assert_eq!(reg.post(id, &[Arg::i64(7), Arg::str(&forty)]), Err(Status::Full));
+    assert_eq!(
+        reg.post(id, &[Arg::i64(7), Arg::str(&forty)]),
+        Err(Status::Full)
+    );
     // Bigger than the whole arena.
-    assert_eq!(reg.post(id, &[Arg::str(&"y".repeat(100))]), Err(Status::Full));
+    assert_eq!(
+        reg.post(id, &[Arg::str(&"y".repeat(100))]),
+        Err(Status::Full)
+    );
     // Events: three more scalars fill the ring of four, the next is refused.
     for i in 0..3 {
         reg.post(id, &[Arg::i64(i)]).unwrap();
@@ -219,7 +240,12 @@ fn a_post_that_does_not_fit_is_full_and_nothing_of_it_is_queued() {
     assert_eq!(drain_all(&pump), 4);
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![forty.clone(), "Some(0)".into(), "Some(1)".into(), "Some(2)".into()]
+        vec![
+            forty.clone(),
+            "Some(0)".into(),
+            "Some(1)".into(),
+            "Some(2)".into()
+        ]
     );
     let s = pump.stats();
     assert_eq!((s.delivered, s.dropped_full), (4, 3));
@@ -292,7 +318,9 @@ fn every_argument_kind_is_copied_and_delivered_intact() {
 fn bad_input_gets_a_status_as_for_invoke() {
     let reg = Registry::new().unwrap();
     let (id, _) = recorder(&reg);
-    let h = cbreg::ffi::RegistryHandle { handle: reg.handle() };
+    let h = cbreg::ffi::RegistryHandle {
+        handle: reg.handle(),
+    };
     // SAFETY: `args` is a live slice, valid for the call, and `args.len()` its length.
     let post = |args: &[Value], flags: u32| unsafe {
         cbreg::post::abi::cbreg_post(h, id, args.as_ptr(), args.len(), flags)
@@ -312,7 +340,9 @@ fn bad_input_gets_a_status_as_for_invoke() {
         unsafe { cbreg::post::abi::cbreg_post(h, id, std::ptr::null(), 1, 0) },
         Status::InvalidArgument
     );
-    let forged = cbreg::ffi::RegistryHandle { handle: 0xdead_0000_0005 };
+    let forged = cbreg::ffi::RegistryHandle {
+        handle: 0xdead_0000_0005,
+    };
     assert_eq!(
         // SAFETY: no arguments (NULL, 0).
         unsafe { cbreg::post::abi::cbreg_post(forged, id, std::ptr::null(), 0, 0) },
@@ -408,7 +438,8 @@ fn a_no_wake_event_is_found_on_the_consumers_period() {
     // Let the dispatcher fall asleep first: the event must not wait for a
     // wake that never comes.
     std::thread::sleep(Duration::from_millis(20));
-    reg.post_with(id, &[Arg::i64(1)], PostFlags::NO_WAKE).unwrap();
+    reg.post_with(id, &[Arg::i64(1)], PostFlags::NO_WAKE)
+        .unwrap();
     wait_until(|| seen.lock().unwrap().len() == 1);
     assert_eq!(reg.unregister_wait(id), Status::Ok);
 }
@@ -473,7 +504,11 @@ fn every_post_is_accounted_for_under_concurrent_senders() {
             assert!(d.lock().unwrap().insert(key), "delivered twice: {key:?}");
             Ok(())
         };
-        let sub = if once { reg.register_once(f) } else { reg.register(f) };
+        let sub = if once {
+            reg.register_once(f)
+        } else {
+            reg.register(f)
+        };
         let id = sub.unwrap().detach();
         reg.set_target(id, pump.target()).unwrap();
         id
@@ -528,7 +563,11 @@ fn every_post_is_accounted_for_under_concurrent_senders() {
     let s = pump.stats();
     assert_eq!(s.posted, queued + refused, "{s:?}");
     assert_eq!(s.dropped_full, refused, "{s:?}");
-    assert_eq!(s.delivered as usize, delivered.lock().unwrap().len(), "{s:?}");
+    assert_eq!(
+        s.delivered as usize,
+        delivered.lock().unwrap().len(),
+        "{s:?}"
+    );
     assert_accounted(&s);
 }
 
@@ -541,7 +580,9 @@ fn freeing_a_pump_from_inside_its_own_drain_would_deadlock() {
     let s = seen.clone();
     let id = reg
         .register(move |_: &[Arg], _: &mut Value| {
-            let raw = cbreg::post::abi::TargetHandle { handle: target.handle() };
+            let raw = cbreg::post::abi::TargetHandle {
+                handle: target.handle(),
+            };
             *s.lock().unwrap() = Some(cbreg::post::abi::cbreg_pump_free(raw));
             Ok(())
         })
@@ -584,7 +625,9 @@ fn the_entry_a_thread_posted_to_last_is_checked_again_at_each_post() {
     fn post_f64(handle: u64, id: u64) -> Status {
         let arg = Value::f64(440.0);
         // SAFETY: one scalar value.
-        unsafe { cbreg::post::abi::cbreg_post(cbreg::ffi::RegistryHandle { handle }, id, &arg, 1, 0) }
+        unsafe {
+            cbreg::post::abi::cbreg_post(cbreg::ffi::RegistryHandle { handle }, id, &arg, 1, 0)
+        }
     }
     let reg = Registry::new().unwrap();
     let pump = Pump::new().unwrap();

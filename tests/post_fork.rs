@@ -66,7 +66,14 @@ fn a_forked_child_starts_with_consistent_rings_and_drops_what_the_parent_had_pen
         // SAFETY: async-signal-safe, in the forked child.
         unsafe { libc::alarm(20) };
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            child(&reg, &pump, on_pump, &pump_seen, on_dispatcher, &dispatcher_seen)
+            child(
+                &reg,
+                &pump,
+                on_pump,
+                &pump_seen,
+                on_dispatcher,
+                &dispatcher_seen,
+            )
         }))
         .unwrap_or(90);
         // SAFETY: ends the forked child without running its parent's exit handlers.
@@ -116,9 +123,13 @@ fn child(
     // was kept lets a malformed argument through.
     let mut bad = Value::i64(0);
     bad.tag = u32::MAX;
-    let reg_handle = cbreg::ffi::RegistryHandle { handle: reg.handle() };
+    let reg_handle = cbreg::ffi::RegistryHandle {
+        handle: reg.handle(),
+    };
     // SAFETY: one value.
-    if unsafe { cbreg::post::abi::cbreg_post(reg_handle, on_pump, &bad, 1, 0) } != Status::InvalidArgument {
+    if unsafe { cbreg::post::abi::cbreg_post(reg_handle, on_pump, &bad, 1, 0) }
+        != Status::InvalidArgument
+    {
         eprintln!("child: a post with a bad tag was taken");
         return 9;
     }

@@ -76,7 +76,9 @@ fn post_allocates_nothing_on_a_real_time_thread_that_reserved() {
         Target::DISPATCHER.reserve().unwrap();
         cbreg::set_thread_realtime(true);
         let reg = Registry::global();
-        let h = cbreg::ffi::RegistryHandle { handle: reg.handle() };
+        let h = cbreg::ffi::RegistryHandle {
+            handle: reg.handle(),
+        };
         let arg = Value::f64(1.0);
         allocations_in(|| {
             for _ in 0..1000 {

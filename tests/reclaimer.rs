@@ -145,13 +145,19 @@ fn turning_real_time_partway(retire_all: fn(RegistryHandle) -> Status) {
     let plain: Vec<_> = (0..16)
         .map(|_| {
             let after_turn = flag();
-            (probe(|| 0, move || after_turn.store(turned.load(SeqCst), SeqCst)), after_turn)
+            (
+                probe(|| 0, move || after_turn.store(turned.load(SeqCst), SeqCst)),
+                after_turn,
+            )
         })
         .collect();
-    let turns = probe(|| 0, move || {
-        let _ = cbreg_thread_set_realtime(true);
-        turned.store(true, SeqCst);
-    });
+    let turns = probe(
+        || 0,
+        move || {
+            let _ = cbreg_thread_set_realtime(true);
+            turned.store(true, SeqCst);
+        },
+    );
     // In the middle: whichever way the releases are ordered, some run
     // after it.
     let mut ids = Vec::new();
@@ -174,12 +180,24 @@ fn turning_real_time_partway(retire_all: fn(RegistryHandle) -> Status) {
         matches!(waited, Status::NotFound | Status::InvalidRegistry),
         "unregister_wait after the clear: {waited:?}"
     );
-    wait_until("every release to run", || plain.iter().all(|(p, _)| p.released() == 1));
-    let after: Vec<_> = plain.iter().filter(|(_, after)| after.load(SeqCst)).collect();
-    assert!(!after.is_empty(), "no release ran after the turn: the test proves nothing");
-    let on_retirer = after.iter().filter(|(p, _)| p.release_ran_on() == Some(retirer)).count();
+    wait_until("every release to run", || {
+        plain.iter().all(|(p, _)| p.released() == 1)
+    });
+    let after: Vec<_> = plain
+        .iter()
+        .filter(|(_, after)| after.load(SeqCst))
+        .collect();
+    assert!(
+        !after.is_empty(),
+        "no release ran after the turn: the test proves nothing"
+    );
+    let on_retirer = after
+        .iter()
+        .filter(|(p, _)| p.release_ran_on() == Some(retirer))
+        .count();
     assert_eq!(
-        on_retirer, 0,
+        on_retirer,
+        0,
         "releases run on the thread after it turned real-time (of {} after the turn)",
         after.len()
     );

@@ -75,7 +75,11 @@ fn a_subscriber_added_during_an_emit_is_not_called_by_it() {
         })
         .unwrap();
     assert_eq!(sig.emit(&[]).unwrap().called, 1);
-    assert_eq!(late_calls.load(SeqCst), 0, "added during the emit, called by it");
+    assert_eq!(
+        late_calls.load(SeqCst),
+        0,
+        "added during the emit, called by it"
+    );
     // The next emit calls it (and adds another, which it does not call).
     assert_eq!(sig.emit(&[]).unwrap().called, 2);
     assert_eq!(late_calls.load(SeqCst), 1);
@@ -117,7 +121,11 @@ fn a_subscriber_removed_during_an_emit_is_not_called_after_the_removal_returns()
         .detach();
     victim_id.store(victim as usize, SeqCst);
     assert_eq!(sig.emit(&[]).unwrap().called, 1);
-    assert_eq!(victim_calls.load(SeqCst), 0, "called after its removal returned");
+    assert_eq!(
+        victim_calls.load(SeqCst),
+        0,
+        "called after its removal returned"
+    );
 }
 
 #[test]
@@ -153,7 +161,11 @@ fn a_subscriber_removed_by_another_thread_is_not_called_after_the_removal_return
         std::thread::sleep(Duration::from_micros(200));
         stop.store(true, SeqCst);
         emitter.join().unwrap();
-        assert_eq!(calls.load(SeqCst), after, "called after its removal returned");
+        assert_eq!(
+            calls.load(SeqCst),
+            after,
+            "called after its removal returned"
+        );
     }
 }
 
@@ -281,13 +293,24 @@ fn a_freed_signal_handle_gets_invalid_signal_never_a_newer_signal() {
         unsafe { cbreg::ffi::cbreg_signal_emit(h, std::ptr::null(), 0, std::ptr::null_mut()) },
         Status::InvalidSignal
     );
-    assert_eq!(cbreg::ffi::cbreg_signal_subscribe(h, conns[0].id()), Status::InvalidSignal);
-    assert_eq!(cbreg::ffi::cbreg_signal_unsubscribe(h, conns[0].id()), Status::InvalidSignal);
+    assert_eq!(
+        cbreg::ffi::cbreg_signal_subscribe(h, conns[0].id()),
+        Status::InvalidSignal
+    );
+    assert_eq!(
+        cbreg::ffi::cbreg_signal_unsubscribe(h, conns[0].id()),
+        Status::InvalidSignal
+    );
     assert_eq!(cbreg::ffi::cbreg_signal_free(h), Status::InvalidSignal);
     let mut n = 0;
     // SAFETY: `n` is a local count.
-    assert_eq!(unsafe { cbreg::ffi::cbreg_signal_count(h, &mut n) }, Status::InvalidSignal);
-    assert_eq!(calls.load(SeqCst), 0, "a stale handle reached a newer signal");
+    let counted = unsafe { cbreg::ffi::cbreg_signal_count(h, &mut n) };
+    assert_eq!(counted, Status::InvalidSignal);
+    assert_eq!(
+        calls.load(SeqCst),
+        0,
+        "a stale handle reached a newer signal"
+    );
     for bad in [0, u64::MAX, 1 << 40 | 3] {
         let h = cbreg::SignalHandle { handle: bad };
         assert_eq!(
@@ -307,8 +330,10 @@ fn failures_are_counted_without_stopping_the_emit() {
     let a2 = after.clone();
     let _c: Vec<_> = vec![
         sig.subscribe(ok).unwrap(),
-        sig.subscribe(|_: &[Arg], _: &mut Value| Err(Status::NotFound)).unwrap(),
-        sig.subscribe(|_: &[Arg], _: &mut Value| panic!("a panicking subscriber")).unwrap(),
+        sig.subscribe(|_: &[Arg], _: &mut Value| Err(Status::NotFound))
+            .unwrap(),
+        sig.subscribe(|_: &[Arg], _: &mut Value| panic!("a panicking subscriber"))
+            .unwrap(),
         sig.subscribe(move |_: &[Arg], _: &mut Value| {
             a2.fetch_add(1, SeqCst);
             Ok(())
@@ -320,7 +345,11 @@ fn failures_are_counted_without_stopping_the_emit() {
     assert_eq!(report.called, 4);
     assert_eq!(report.failed, 2);
     assert_eq!(report.first_status, Status::CallbackFailed as u32);
-    assert_eq!(report.first_code, Status::NotFound as u32, "the callback's own code");
+    assert_eq!(
+        report.first_code,
+        Status::NotFound as u32,
+        "the callback's own code"
+    );
     assert_eq!(after.load(SeqCst), 1, "the emit stopped at a failure");
 }
 
@@ -330,14 +359,23 @@ fn subscribing_checks_its_entry() {
     let other = Registry::new().unwrap();
     let sig = Signal::new(&reg).unwrap();
     let c = sig.subscribe(ok).unwrap();
-    assert_eq!(sig.subscribe_id(c.id()).unwrap_err(), Status::InvalidArgument);
+    assert_eq!(
+        sig.subscribe_id(c.id()).unwrap_err(),
+        Status::InvalidArgument
+    );
     assert_eq!(sig.subscribe_id(0).unwrap_err(), Status::NotFound);
     let foreign = other.register(ok).unwrap();
-    assert_eq!(sig.subscribe_id(foreign.id()).unwrap_err(), Status::NotFound);
+    assert_eq!(
+        sig.subscribe_id(foreign.id()).unwrap_err(),
+        Status::NotFound
+    );
     let h = cbreg::SignalHandle {
         handle: sig.handle(),
     };
-    assert_eq!(cbreg::ffi::cbreg_signal_unsubscribe(h, foreign.id()), Status::NotFound);
+    assert_eq!(
+        cbreg::ffi::cbreg_signal_unsubscribe(h, foreign.id()),
+        Status::NotFound
+    );
     assert_eq!(sig.len(), 1);
     // An entry unregistered behind the signal's back is no longer called.
     let id = c.detach();

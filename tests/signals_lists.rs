@@ -45,5 +45,8 @@ fn every_subscriber_list_is_released_exactly_once() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    panic!("lists not released: {:?}", cbreg::testing::signal_snapshots());
+    panic!(
+        "lists not released: {:?}",
+        cbreg::testing::signal_snapshots()
+    );
 }

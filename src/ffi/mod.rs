@@ -69,7 +69,6 @@ pub const CBREG_ONCE: u32 = 1;
 pub const CBREG_PROMPT: u32 = 4;
 const KNOWN_FLAGS: u32 = CBREG_ONCE | CBREG_PROMPT;
 
-
 /// A static, NUL-terminated description of `status` ("unknown status" for
 /// codes cbreg does not define).
 #[no_mangle]

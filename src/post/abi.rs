@@ -12,9 +12,7 @@ use std::ffi::c_int;
 
 use super::push;
 use super::target::{self, PostConfig, PostStats};
-use crate::ffi::boundary::{
-    boundary, core_of, no_catch_frame, put, required, unwinds_through,
-};
+use crate::ffi::boundary::{boundary, core_of, no_catch_frame, put, required, unwinds_through};
 use crate::ffi::RegistryHandle;
 use crate::registry;
 use crate::{value, Status, Value};

@@ -49,7 +49,8 @@ impl Target {
         if max == 0 || self.draining.swap(true, Ordering::Acquire) {
             return 0;
         }
-        self.drainer.store(crate::hazard::token(), Ordering::Release);
+        self.drainer
+            .store(crate::hazard::token(), Ordering::Release);
         struct Release<'a>(&'a Target);
         impl Drop for Release<'_> {
             fn drop(&mut self) {
@@ -65,8 +66,7 @@ impl Target {
             for ring in self.made_rings() {
                 let pending = ring.pending();
                 if pending > self.high_water.load(StdOrdering::Relaxed) {
-                    self.high_water
-                        .store(pending, StdOrdering::Relaxed);
+                    self.high_water.store(pending, StdOrdering::Relaxed);
                 }
                 // A share per ring per round, so one busy sender does not
                 // hold the others back.
@@ -92,7 +92,8 @@ impl Target {
 
     fn deliver(&self, event: Taken<'_>) {
         // One consumer at a time writes the counters: no read-modify-write.
-        let count = |c: &StdAtomicU64| c.store(c.load(StdOrdering::Relaxed) + 1, StdOrdering::Relaxed);
+        let count =
+            |c: &StdAtomicU64| c.store(c.load(StdOrdering::Relaxed) + 1, StdOrdering::Relaxed);
         if event.superseded {
             count(&self.coalesced);
             return;
@@ -102,7 +103,13 @@ impl Target {
         // SAFETY: the values were well formed when posted and point into
         // the arena, which holds their copies until `pop` returns.
         let status = unsafe {
-            crate::ffi::cbreg_invoke(reg, event.id, args.as_ptr(), args.len(), std::ptr::null_mut())
+            crate::ffi::cbreg_invoke(
+                reg,
+                event.id,
+                args.as_ptr(),
+                args.len(),
+                std::ptr::null_mut(),
+            )
         };
         match status {
             Status::NotFound => {

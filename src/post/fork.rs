@@ -40,7 +40,8 @@ impl Target {
                 ring.owner.store(0, Ordering::Relaxed);
                 ring.tid.store(0, Ordering::Relaxed);
             } else {
-                ring.tid.store(crate::hazard::current_tid(), Ordering::Relaxed);
+                ring.tid
+                    .store(crate::hazard::current_tid(), Ordering::Relaxed);
             }
             ring.busy.store(0, Ordering::Relaxed);
             // The child decides its barriers again: nothing is kept.

@@ -78,4 +78,3 @@ impl Kept {
         unsafe { (*self.0.get()).tag = NO_TAG }
     }
 }
-

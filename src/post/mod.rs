@@ -40,10 +40,10 @@ mod wake;
 pub use api::{PostFlags, Pump, Target};
 // The first value of `tls_word::post_word`: a symbol where the word is
 // defined in assembly, a function's result where it is a `thread_local!`.
-#[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
-pub(crate) use kept::NO_RING;
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom), not(miri))))]
 pub(crate) use kept::no_ring_word;
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+pub(crate) use kept::NO_RING;
 pub use stats::{PostConfig, PostStats};
 
 /// A host's drain of a pump: empties the wake descriptor and delivers up
@@ -131,7 +131,9 @@ pub mod model {
         /// What a pump's free does to the ring: unbind, heavy barrier, wait
         /// for a post in flight, drop what is left; returns how many.
         pub fn free(&self) -> u64 {
-            self.ring.bound.store(UNBOUND, crate::sync::Ordering::SeqCst);
+            self.ring
+                .bound
+                .store(UNBOUND, crate::sync::Ordering::SeqCst);
             crate::sync::barrier::heavy();
             let mut round = 0;
             while self.ring.busy.load(crate::sync::Ordering::Acquire) != 0 {

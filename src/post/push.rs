@@ -39,7 +39,13 @@ fn this_threads_ring() -> Option<&'static Ring> {
 /// # Safety
 /// `cbreg_post`'s: `args` points to `nargs` values (or `nargs` is 0).
 #[inline(always)]
-pub(crate) unsafe fn post(reg: RegistryHandle, id: u64, args: *const Value, nargs: usize, flags: u32) -> Status {
+pub(crate) unsafe fn post(
+    reg: RegistryHandle,
+    id: u64,
+    args: *const Value,
+    nargs: usize,
+    flags: u32,
+) -> Status {
     if nargs != 1 || flags != 0 || args.is_null() {
         // SAFETY: our caller's promises, passed on.
         return unsafe { post_scalar(reg, id, args, nargs, flags) };
@@ -71,7 +77,9 @@ pub(crate) unsafe fn post(reg: RegistryHandle, id: u64, args: *const Value, narg
     // A ring keeps an entry only where the light barrier is a compiler
     // fence (`keep`).
     barrier::light_unfenced();
-    if ring.bound.load(Ordering::Relaxed) != slot.target() || !ring.try_push_scalar(reg.handle, id, tag, payload) {
+    if ring.bound.load(Ordering::Relaxed) != slot.target()
+        || !ring.try_push_scalar(reg.handle, id, tag, payload)
+    {
         ring.busy.store(0, Ordering::Release);
         // SAFETY: our caller's promises, passed on.
         return unsafe { post_scalar(reg, id, args, nargs, flags) };
@@ -102,7 +110,13 @@ extern "C" fn signal_and_ok(wake: &super::wake::Wake) -> Status {
 /// # Safety
 /// `cbreg_post`'s contract for `args` and `nargs`.
 #[inline(never)]
-unsafe extern "C" fn post_scalar(reg: RegistryHandle, id: u64, args: *const Value, nargs: usize, flags: u32) -> Status {
+unsafe extern "C" fn post_scalar(
+    reg: RegistryHandle,
+    id: u64,
+    args: *const Value,
+    nargs: usize,
+    flags: u32,
+) -> Status {
     let Some(core) = registry::installed(reg.handle) else {
         // SAFETY: our caller's promises, passed on.
         return unsafe { post_checked(reg, id, args, nargs, flags) };
@@ -180,7 +194,14 @@ pub(crate) fn post_values(reg: u64, id: u64, target: u32, flags: u32, args: &[Va
 }
 
 /// Pushes on this thread's ring if it still serves `target`.
-pub(crate) fn push_on(ring: &Ring, reg: u64, id: u64, target: u32, flags: u32, args: &[Value]) -> Option<Status> {
+pub(crate) fn push_on(
+    ring: &Ring,
+    reg: u64,
+    id: u64,
+    target: u32,
+    flags: u32,
+    args: &[Value],
+) -> Option<Status> {
     ring.busy.store(1, Ordering::Relaxed);
     barrier::light();
     if ring.bound.load(Ordering::Relaxed) != target {

@@ -252,7 +252,8 @@ impl Ring {
             Ordering::Relaxed,
         );
         e.words[3].store(spill_at, Ordering::Relaxed);
-        self.arena_tail.store(start + need as u64, Ordering::Relaxed);
+        self.arena_tail
+            .store(start + need as u64, Ordering::Relaxed);
         self.tail.store(tail + 1, Ordering::Release);
         Ok(tail)
     }
@@ -262,7 +263,10 @@ impl Ring {
     /// newest one. Called after event `seq` for `id` was published.
     pub(crate) fn coalesce(&self, id: u64, seq: u64) {
         let slot = &self.memo[(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 61) as usize % MEMO];
-        let (last_id, last_seq) = (slot.0.load(Ordering::Relaxed), slot.1.load(Ordering::Relaxed));
+        let (last_id, last_seq) = (
+            slot.0.load(Ordering::Relaxed),
+            slot.1.load(Ordering::Relaxed),
+        );
         // An event's place is written again only by this producer, at
         // `seq + capacity`: until then marking it is harmless even when the
         // consumer has already taken it (it then simply was not pending).
@@ -533,7 +537,9 @@ fn rebuild(word0: u64, payload: u64, arena: impl Fn(u64) -> *const u8) -> Value 
     v.tag = tag;
     v.len = len;
     v.r#as = if memory_bytes(&v) == 0 {
-        Payload { i64: payload as i64 }
+        Payload {
+            i64: payload as i64,
+        }
     } else {
         Payload {
             bytes: arena(payload),

@@ -57,7 +57,6 @@ pub(crate) const DISPATCHER: u32 = 0;
 /// `life` of a table entry with no target.
 const FREE: u32 = UNBOUND;
 
-
 pub(crate) struct Target {
     /// The handle while the target is alive, `FREE` otherwise.
     pub(super) life: AtomicU32,
@@ -155,7 +154,9 @@ pub(crate) fn configure_dispatcher(config: PostConfig) -> Result<(), Status> {
     let config = config.normalized()?;
     let mut current = DISPATCHER_CONFIG.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(t) = at(0) {
-        if t.ring_events != config.ring_events as usize || t.ring_bytes != config.ring_bytes as usize {
+        if t.ring_events != config.ring_events as usize
+            || t.ring_bytes != config.ring_bytes as usize
+        {
             return Err(Status::InvalidArgument);
         }
         t.period_us.store(config.period_us, Ordering::Relaxed);
@@ -277,13 +278,14 @@ pub(crate) fn destroy(handle: u32) -> Status {
     // this index binds them again.
     for ring in target.made_rings() {
         let dropped = ring.discard_all();
-        target.closed.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        target
+            .closed
+            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
     }
     target.draining.store(false, Ordering::Release);
     target.life.store(FREE, Ordering::Release);
     Status::Ok
 }
-
 
 impl Target {
     fn new(handle: u32, config: PostConfig) -> Result<Target, Status> {
@@ -335,7 +337,12 @@ impl Target {
                 return Err(Status::NoMemory);
             }
             if self.rings[made]
-                .compare_exchange(std::ptr::null_mut(), ring, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    std::ptr::null_mut(),
+                    ring,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
             {
                 self.made.store(made + 1, Ordering::Release);
@@ -348,7 +355,6 @@ impl Target {
             }
         }
     }
-
 
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn period(&self) -> Option<Duration> {
@@ -376,7 +382,8 @@ impl Target {
             {
                 return false;
             }
-            ring.tid.store(crate::hazard::current_tid(), Ordering::Release);
+            ring.tid
+                .store(crate::hazard::current_tid(), Ordering::Release);
             ring.forget_memo();
             true
         };
@@ -395,7 +402,8 @@ impl Target {
             return Ok(ring);
         }
         if crate::hazard::is_realtime() {
-            self.no_ring.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.no_ring
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(Status::Full);
         }
         let ring = self.make_ring(handle)?;
@@ -405,7 +413,6 @@ impl Target {
             self.claim_ring(handle)
         }
     }
-
 }
 
 impl Drop for Target {

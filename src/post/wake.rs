@@ -99,7 +99,8 @@ impl Wake {
     /// Makes the descriptor readable (and the consumer's sleep end).
     pub(crate) fn signal(&self) {
         self.signalled.store(true, Ordering::Release);
-        self.signals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.signals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         #[cfg(not(loom))]
         write_one(self.write_fd.load(Ordering::Acquire));
     }
@@ -247,7 +248,9 @@ fn wait_readable(fd: i32, period: Option<Duration>) {
         events: libc::POLLIN,
         revents: 0,
     };
-    let timeout = period.map_or(-1, |p| p.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32);
+    let timeout = period.map_or(-1, |p| {
+        p.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+    });
     #[cfg(target_os = "linux")]
     if let Some(p) = period {
         let ts = libc::timespec {

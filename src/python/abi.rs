@@ -12,7 +12,9 @@ use pyo3_ffi as py;
 
 use super::convert::{arg_value, set_error, to_python, Lists, PyArgs};
 use super::cpython::{gil_holder, interpreter_alive, subinterpreters_supported};
-use super::entry::{call_python, free_entry, new_entry, release_python, PyCall, PyCallScope, PyEntry};
+use super::entry::{
+    call_python, free_entry, new_entry, release_python, PyCall, PyCallScope, PyEntry,
+};
 use super::exit::{ensure_hooks, interpreter_exit};
 use super::interp::interp_record;
 use super::{set_up_process, PyObj, CBREG_PY_UNRAISABLE};

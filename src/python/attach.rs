@@ -15,9 +15,9 @@ use pyo3_ffi as py;
 
 use super::cpython::{gil_holder, interpreter_alive, AttachPermit};
 use super::fork::new_thread_state;
+use super::gate;
 use super::interp::Interp;
 use super::kept::{detach_kept, keep, KeptRecord};
-use super::gate;
 use super::pass::{GatePass, KeptPass, IN_HOOK};
 use super::{InterpState, TState};
 

@@ -133,9 +133,7 @@ pub(super) enum Kind {
 /// The GIL is held; `obj` is a live object.
 pub(super) unsafe fn kind_of(obj: PyObj) -> Kind {
     // SAFETY: as `kind_and_exact`.
-    unsafe {
-        kind_and_exact(obj).0
-    }
+    unsafe { kind_and_exact(obj).0 }
 }
 
 /// What `obj` is, and whether it is of that very type (not a subclass):
@@ -159,7 +157,8 @@ pub(super) unsafe fn kind_and_exact(obj: PyObj) -> (Kind, bool) {
         let ty_ptr = ty.cast::<py::PyTypeObject>();
         let flags = py::PyType_GetFlags(ty_ptr);
         let exactly = |base: *mut py::PyTypeObject| ty_ptr == base;
-        let is = |base: *mut py::PyTypeObject| exactly(base) || py::PyType_IsSubtype(ty_ptr, base) != 0;
+        let is =
+            |base: *mut py::PyTypeObject| exactly(base) || py::PyType_IsSubtype(ty_ptr, base) != 0;
         let found = if exactly(std::ptr::addr_of_mut!(py::PyBool_Type)) {
             (Kind::Bool, true)
         } else if flags & py::Py_TPFLAGS_LONG_SUBCLASS != 0 {
@@ -284,7 +283,11 @@ impl Lists {
                 match kind_of(item(i)) {
                     Kind::Float => any_float = true,
                     Kind::Int => {}
-                    _ => return type_error(b"cbreg: a list argument must hold only ints or floats\0"),
+                    _ => {
+                        return type_error(
+                            b"cbreg: a list argument must hold only ints or floats\0",
+                        )
+                    }
                 }
             }
             if any_float {

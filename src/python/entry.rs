@@ -13,8 +13,8 @@ use std::sync::{Mutex, PoisonError};
 use pyo3_ffi as py;
 
 use super::attach::{with_kept_state, with_other_state, with_python};
-use super::cpython::{api, gil_holder};
 use super::convert::{result_comes_back_as_is, store_result, to_python};
+use super::cpython::{api, gil_holder};
 use super::interp::Interp;
 use super::kept::KeptRecord;
 use super::{PyObj, CBREG_PY_UNRAISABLE};

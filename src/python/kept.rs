@@ -32,8 +32,8 @@ use pyo3_ffi as py;
 
 use super::attach::delete_current;
 use super::cpython::{current_tstate, gil_holder, interpreter_alive, AttachPermit};
-use super::interp::Interp;
 use super::gate::OwnCount;
+use super::interp::Interp;
 use super::pass::GatePass;
 use super::TState;
 

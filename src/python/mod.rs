@@ -108,10 +108,7 @@ unsafe fn set_up_process() {
     kept::make_kept_key();
     // Installed in the copy of cbreg that owns the registries (the one
     // that waits), whichever copy this is.
-    crate::rendezvous::set_blocking_hook(
-        attach::release_gil_while_waiting,
-        attach::take_gil_back,
-    );
+    crate::rendezvous::set_blocking_hook(attach::release_gil_while_waiting, attach::take_gil_back);
     // Run by the crate's one fork handler, after the core's own child steps
     // (`crate::fork` has the order).
     let hooked = crate::fork::add_prepare_hook(fork::before_fork)

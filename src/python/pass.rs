@@ -48,7 +48,10 @@ impl GatePass {
     /// Counts in on the gate's shared counter (`Gate::count_in`); an exit
     /// hook running on this thread lets its own calls through.
     pub(super) fn enter(interp: &'static Interp, for_release: bool) -> Option<GatePass> {
-        if !interp.gate.count_in(for_release, || IN_HOOK.with(Cell::get)) {
+        if !interp
+            .gate
+            .count_in(for_release, || IN_HOOK.with(Cell::get))
+        {
             return None;
         }
         let depth = HELD_DEPTH.with(Cell::get);
@@ -74,7 +77,11 @@ pub(super) struct KeptPass(&'static KeptRecord);
 impl KeptPass {
     /// Counts in on this thread's own `record` (`OwnCount::count_in`).
     #[inline(always)]
-    pub(super) fn enter(record: &'static KeptRecord, interp: &Interp, for_release: bool) -> Option<KeptPass> {
+    pub(super) fn enter(
+        record: &'static KeptRecord,
+        interp: &Interp,
+        for_release: bool,
+    ) -> Option<KeptPass> {
         record
             .inside
             .count_in(&interp.gate, for_release)

@@ -79,8 +79,7 @@ fn reset_core(core: &'static Core) {
     // finished some and not yet counted them (a clear hands its counts
     // over after its chunk): the count `free` waits to see agree is set to
     // what is, so it agrees once the child has released the rest.
-    core.counters.retired.store(
-        core.counters.finished() + pending + held,
-        Ordering::SeqCst,
-    );
+    core.counters
+        .retired
+        .store(core.counters.finished() + pending + held, Ordering::SeqCst);
 }

@@ -252,7 +252,10 @@ unsafe fn each_in_cell<const COMPILER_ONLY: bool>(
             record.leave(depth);
             last = None;
             // SAFETY: the caller's promises.
-            let ran = tally(unsafe { general(site, index, handle, args, nargs) }, &mut failed);
+            let ran = tally(
+                unsafe { general(site, index, handle, args, nargs) },
+                &mut failed,
+            );
             called += ran;
             elsewhere += ran;
             continue;
@@ -261,7 +264,14 @@ unsafe fn each_in_cell<const COMPILER_ONLY: bool>(
         // that was acquired, and the hazard keeps ctx alive.
         let call: RawCall = unsafe { std::mem::transmute(slot.call.load(Ordering::Relaxed)) };
         // SAFETY: the callback's contract; the caller's promises for args.
-        let code = unsafe { call(slot.ctx.load(Ordering::Relaxed), args, nargs, std::ptr::null_mut()) };
+        let code = unsafe {
+            call(
+                slot.ctx.load(Ordering::Relaxed),
+                args,
+                nargs,
+                std::ptr::null_mut(),
+            )
+        };
         called += 1;
         if code != 0 {
             failed(Status::from_callback_code(code));
@@ -287,9 +297,25 @@ unsafe fn each_in_cell<const COMPILER_ONLY: bool>(
 /// As for `Held::invoke_each`.
 #[cold]
 #[inline(never)]
-unsafe fn general(site: &HeldSite, index: usize, handle: u64, args: *const Value, nargs: usize) -> Status {
+unsafe fn general(
+    site: &HeldSite,
+    index: usize,
+    handle: u64,
+    args: *const Value,
+    nargs: usize,
+) -> Status {
     // SAFETY: the caller's promises.
-    unsafe { invoke_site(site.slot, site.live, index, || handle, args, nargs, std::ptr::null_mut()) }
+    unsafe {
+        invoke_site(
+            site.slot,
+            site.live,
+            index,
+            || handle,
+            args,
+            nargs,
+            std::ptr::null_mut(),
+        )
+    }
 }
 
 /// Whether a site's callback ran (1) or not (0), given what `invoke_site`
@@ -325,7 +351,17 @@ unsafe fn each_general(
     for site in sites {
         // SAFETY: the caller's promises.
         called += tally(
-            unsafe { invoke_site(site.slot, site.live, index, || handle, args, nargs, std::ptr::null_mut()) },
+            unsafe {
+                invoke_site(
+                    site.slot,
+                    site.live,
+                    index,
+                    || handle,
+                    args,
+                    nargs,
+                    std::ptr::null_mut(),
+                )
+            },
             &mut failed,
         );
     }

@@ -172,9 +172,8 @@ impl Core {
                     slot.inflight.fetch_add(1, Ordering::SeqCst);
                     let guard = CounterGuard(slot);
                     // SAFETY: our caller's promises for args and ret.
-                    let (status, claimed_once) = unsafe {
-                        self.enter_and_call(handle, slot, id, (args, nargs), ret, None)
-                    };
+                    let (status, claimed_once) =
+                        unsafe { self.enter_and_call(handle, slot, id, (args, nargs), ret, None) };
                     drop(guard);
                     self.after_general(slot, claimed_once);
                     status

@@ -23,9 +23,9 @@ use crate::sync::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::value::Value;
 use crate::Status;
 
-mod fork;
 #[cfg(test)]
 mod core_tests;
+mod fork;
 mod held;
 mod invoke;
 mod reclaim;
@@ -139,7 +139,10 @@ impl Core {
     /// A core for table entry `tag` with lifecycle word `life`.
     fn new(tag: usize, life: u64) -> Self {
         hazard::init();
-        crate::fork::set_child_step(crate::fork::ChildStep::Registries, fork::after_fork_in_child);
+        crate::fork::set_child_step(
+            crate::fork::ChildStep::Registries,
+            fork::after_fork_in_child,
+        );
         Core {
             segments: Segments::new(slots::fresh_state(tag, first_generation())),
             life: AtomicU64::new(life),

@@ -172,7 +172,8 @@ fn filled_file(page: usize, record: Record) -> Result<libc::c_int, &'static str>
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn memory_file() -> Result<libc::c_int, &'static str> {
     // SAFETY: a NUL-terminated name.
-    let fd = unsafe { libc::memfd_create(b"cbreg-rendezvous\0".as_ptr().cast(), libc::MFD_CLOEXEC) };
+    let fd =
+        unsafe { libc::memfd_create(b"cbreg-rendezvous\0".as_ptr().cast(), libc::MFD_CLOEXEC) };
     if fd < 0 {
         Err("memfd_create failed")
     } else {

@@ -361,7 +361,11 @@ fn incompatible(why: String) -> *mut Api {
 
 // ---- what the adapters need from the owner ----
 
-extern "C" fn retire_matching_local(release: ReleaseFn, matches: MatchFn, user: *mut c_void) -> usize {
+extern "C" fn retire_matching_local(
+    release: ReleaseFn,
+    matches: MatchFn,
+    user: *mut c_void,
+) -> usize {
     crate::ffi::boundary! { local; value {
         crate::registry::retire_matching_everywhere(release, &|ctx: *mut c_void| matches(ctx, user))
     }}

@@ -357,7 +357,10 @@ pub(crate) fn unsubscribe(handle: u64, id: u64) -> Result<(), Status> {
         if !before.iter().any(|s| s.id == id) {
             return Err(Status::NotFound);
         }
-        Ok((before.into_iter().filter(|s| s.id != id).collect(), old.index))
+        Ok((
+            before.into_iter().filter(|s| s.id != id).collect(),
+            old.index,
+        ))
     })?;
     // The entry is unregistered after the list changed: an emit holding
     // an older list sees it retired, and none calls it after this.
